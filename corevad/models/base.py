@@ -1,0 +1,49 @@
+"""The small protocols every model adapter implements (heavy imports live in the adapters)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class Clip:
+    """One segment handed to a VLM backend.
+
+    source: the video or camera name; index: the segment index within it (the replay backend answers
+    by (source, index)); frames: the sampled frames as (k, H, W, 3) uint8 RGB, or None when replaying
+    recorded answers without decoding video.
+    """
+
+    source: str
+    index: int
+    frames: np.ndarray | None
+
+
+@runtime_checkable
+class VLMBackend(Protocol):
+    """Segments in, raw answer texts out (one per clip, same order). Blocking; called off the event loop."""
+
+    name: str
+
+    def answer(self, clips: Sequence[Clip]) -> list[str]: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class ImageTextEncoder(Protocol):
+    """CLIP-style encoder: unit-norm image and text embeddings in one space."""
+
+    dim: int
+
+    def encode_images(self, frames: np.ndarray) -> np.ndarray:
+        """(n, H, W, 3) uint8 RGB -> (n, dim) float32, L2-normalised."""
+        ...
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        """n strings -> (n, dim) float32, L2-normalised (truncated to the context length)."""
+        ...

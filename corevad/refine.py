@@ -1,0 +1,87 @@
+"""Score refinement: softmax over vision-text alignment, Gaussian smoothing, frame expansion, position weights."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def softmax_weights(sims: np.ndarray, tau: float) -> np.ndarray:
+    """Row-wise softmax of sims / tau (max-subtracted for stability)."""
+    z = (sims - sims.max(axis=-1, keepdims=True)) / float(tau)
+    e = np.exp(z)
+    return e / (e.sum(axis=-1, keepdims=True) + 1e-12)
+
+
+def softmax_refine(sims: np.ndarray, labels: np.ndarray, tau: float = 0.05) -> np.ndarray:
+    """Offline refinement: refined_i = sum_j softmax_j(sims[i, j] / tau) * label_j over all responses."""
+    return softmax_weights(np.asarray(sims, dtype=np.float64), tau) @ np.asarray(labels, dtype=np.float64)
+
+
+def softmax_refine_paper(sims: np.ndarray, labels: np.ndarray, tau: float = 0.05) -> np.ndarray:
+    """softmax_refine with the float16 casts of the authors' eval script (for exact reproduction)."""
+    s = np.asarray(sims, dtype=np.float16)
+    exps = np.exp((s - s.max(axis=1, keepdims=True)) / float(tau)).astype(np.float16)
+    w = exps / (exps.sum(axis=1, keepdims=True) + 1e-12)
+    return (w * np.asarray(labels, dtype=np.float16)[None, :]).sum(axis=1).astype(np.float16)
+
+
+def causal_softmax_refine(sims: np.ndarray, labels: np.ndarray, tau: float, window: int) -> np.ndarray:
+    """Causal refinement: softmax over responses j in [i - window + 1, i] only."""
+    n = sims.shape[0]
+    lab = np.asarray(labels, dtype=np.float64)
+    out = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        lo = max(0, i - window + 1)
+        out[i] = softmax_weights(np.asarray(sims[i, lo:i + 1], dtype=np.float64), tau) @ lab[lo:i + 1]
+    return out
+
+
+def gaussian_kernel(size: int = 9, sigma: float = 5.0, centred: bool = False) -> np.ndarray:
+    """The paper's normalised Gaussian kernel.
+
+    The authors' grid is numpy.linspace(-size//2, size//2, size); Python's floor division makes
+    -size//2 == -5 for size 9, so the grid runs -5..4 and the kernel is slightly off-centre.
+    centred=False reproduces that; centred=True uses -(size//2)..size//2.
+    """
+    lo = -size // 2 if not centred else -(size // 2)
+    x = np.linspace(lo, size // 2, size)
+    k = np.exp(-(x**2) / (2 * sigma**2))
+    return k / k.sum()
+
+
+def gaussian_smooth(scores: np.ndarray, size: int = 9, sigma: float = 5.0, centred: bool = False) -> np.ndarray:
+    """'same'-mode convolution with gaussian_kernel (zero padding at both ends, as np.convolve does)."""
+    return np.convolve(np.asarray(scores, dtype=np.float64), gaussian_kernel(size, sigma, centred), mode="same")
+
+
+def causal_kernel(length: int = 5, sigma: float = 5.0, lookahead: int = 0) -> np.ndarray:
+    """Taps for offsets d = -lookahead .. length-1 (d = i - j, so d < 0 is the future), unnormalised."""
+    d = np.arange(-lookahead, length, dtype=np.float64)
+    return np.exp(-(d**2) / (2 * sigma**2))
+
+
+def causal_smooth(scores: np.ndarray, length: int = 5, sigma: float = 5.0, lookahead: int = 0) -> np.ndarray:
+    """One-sided Gaussian smoothing: score_i uses scores[i - length + 1 .. i + lookahead].
+
+    Taps that fall before the start or after the end of the stream are left out and the kernel is
+    renormalised over the taps that exist, so the first seconds of a camera are not damped.
+    """
+    x = np.asarray(scores, dtype=np.float64)
+    n = x.shape[0]
+    taps = causal_kernel(length, sigma, lookahead)
+    out = np.empty(n, dtype=np.float64)
+    for i in range(n):
+        lo, hi = max(0, i - length + 1), min(n, i + lookahead + 1)
+        # taps index t = d + lookahead with d = i - j
+        w = taps[i - np.arange(lo, hi) + lookahead]
+        out[i] = w @ x[lo:hi] / w.sum()
+    return out
+
+
+def position_weights(n_frames: int) -> np.ndarray:
+    """exp(-0.5 ((t - n//2) / int(0.5 n))^2): the paper's centre prior over a whole (offline) video."""
+    if n_frames <= 0:
+        return np.zeros(0)
+    sigma = max(int(n_frames * 0.5), 1)
+    t = np.arange(n_frames, dtype=np.float64)
+    return np.exp(-0.5 * ((t - n_frames // 2) / sigma) ** 2)

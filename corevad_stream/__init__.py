@@ -1,0 +1,1 @@
+"""corevad_stream: the asyncio runtime that turns camera feeds into MQTT anomaly alerts."""

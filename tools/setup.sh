@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# One-shot set-up of a fresh Debian machine: apt packages (ffmpeg, Mosquitto, GStreamer RTSP server)
+# and a .venv with corevad installed. `--dev` adds the test tools.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+APT_PKGS="ffmpeg mosquitto mosquitto-clients gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi \
+  gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
+  gstreamer1.0-plugins-ugly gstreamer1.0-libav"
+missing=""
+for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+fi
+[ -x .venv/bin/python ] || python3.11 -m venv .venv || python3 -m venv .venv
+.venv/bin/pip install -q --upgrade pip
+# torch/torchvision first, as the pair PLATFORM.md measured to import together.
+.venv/bin/pip install -q "torch==2.14.1" "torchvision==0.29.1"
+if [ "${1:-}" = "--dev" ]; then
+  .venv/bin/pip install -q -e ".[dev]"
+else
+  .venv/bin/pip install -q -e ".[serve]"
+fi
