@@ -1,0 +1,324 @@
+"""Real outside services for tests: a Mosquitto broker, a GStreamer RTSP camera, and generated test videos.
+
+Each service is a child process on a free loopback port that can be stopped, killed and restarted on the
+same port (so URLs held by the code under test stay valid across the outage). Nothing here fakes a
+protocol: the tests talk to the real programs the README tells operators to run.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+REPO = Path(__file__).resolve().parents[1]
+RTSP_SCRIPT = REPO / "tools" / "rtsp_server.py"
+SYSTEM_PYTHON = "/usr/bin/python3"  # python3-gi (GstRtspServer) lives here, not in the venv
+LOOPBACK = "127.0.0.1"
+
+T = TypeVar("T")
+
+
+class ServiceError(RuntimeError):
+    """A test service could not be started or did not become ready; the message carries its log."""
+
+
+def free_port(host: str = LOOPBACK) -> int:
+    """A TCP port that was free a moment ago (the OS picks it)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def wait_until(predicate: Callable[[], T], *, timeout: float, interval: float = 0.05, what: str = "") -> T:
+    """Poll predicate until it returns something truthy (returned) or raise TimeoutError after timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {timeout:.1f}s waiting for {what or predicate!r}")
+        time.sleep(interval)
+
+
+def _need(binary: str, package: str) -> str:
+    path = shutil.which(binary) or (binary if os.path.exists(binary) else None)
+    if path is None:
+        raise ServiceError(f"{binary} not found: install the Debian package {package} (tools/setup.sh does)")
+    return path
+
+
+class _Process:
+    """A child process with a log file, started in its own session so signals reach only it."""
+
+    name = "service"
+
+    def __init__(self, workdir: Path, host: str, port: int | None) -> None:
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.host = host
+        self.port = port or free_port(host)
+        self.log_path = self.workdir / f"{self.name}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    # -- subclass hooks
+    def _command(self) -> list[str]:
+        raise NotImplementedError
+
+    def _ready(self) -> bool:
+        return port_open(self.host, self.port)
+
+    # -- lifecycle
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def log_text(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def start(self, timeout: float = 20.0) -> None:
+        """Start (or start again, on the same port) and wait until it accepts connections."""
+        if self.running:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            with open(self.log_path, "ab") as log:
+                self.proc = subprocess.Popen(
+                    self._command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+                    start_new_session=True,
+                )
+            try:
+                while not self._ready():
+                    if self.proc.poll() is not None:
+                        break  # died: maybe the port is still held by the previous run; retry below
+                    if time.monotonic() > deadline:
+                        raise TimeoutError
+                    time.sleep(0.05)
+                else:
+                    self.starts += 1
+                    return
+            except TimeoutError:
+                self.kill()
+                raise ServiceError(
+                    f"{self.name} on {self.host}:{self.port} not ready after {timeout:.0f}s; log:\n"
+                    f"{self.log_text()[-3000:]}"
+                ) from None
+            if time.monotonic() > deadline:
+                raise ServiceError(
+                    f"{self.name} on {self.host}:{self.port} exited with {self.proc.returncode}; log:\n"
+                    f"{self.log_text()[-3000:]}"
+                )
+            time.sleep(0.2)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Graceful stop (SIGTERM), escalating to SIGKILL after timeout seconds."""
+        if not self.running:
+            return
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._wait_port_closed()
+
+    def kill(self) -> None:
+        """Abrupt death (SIGKILL): no goodbye to clients, no state saved."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self._wait_port_closed()
+
+    def restart(self, timeout: float = 20.0) -> None:
+        self.stop()
+        self.start(timeout)
+
+    def _wait_port_closed(self) -> None:
+        try:
+            wait_until(lambda: not port_open(self.host, self.port), timeout=5, what=f"{self.name} port close")
+        except TimeoutError:
+            pass
+
+    def __enter__(self: T) -> T:
+        self.start()  # type: ignore[attr-defined]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.kill()
+
+
+class Mosquitto(_Process):
+    """A real Mosquitto 2 broker on a loopback port; optional username/password (then anonymous is refused).
+
+    persistence=True keeps retained messages and persistent sessions (clean_session=False subscribers)
+    across a graceful stop()/restart(), as a production broker would.
+    """
+
+    name = "mosquitto"
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        host: str = LOOPBACK,
+        port: int | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        persistence: bool = True,
+    ) -> None:
+        super().__init__(workdir, host, port)
+        if (username is None) != (password is None):
+            raise ValueError("give both username and password, or neither")
+        self.binary = _need("mosquitto", "mosquitto")
+        self.username = username
+        self.password = password
+        self.persistence = persistence
+        self.conf_path = self.workdir / "mosquitto.conf"
+        self._write_config()
+
+    def _write_config(self) -> None:
+        lines = [
+            f"listener {self.port} {self.host}",
+            f"user {getpass.getuser()}",  # started as root it would otherwise drop to 'mosquitto'
+            f"log_dest file {self.workdir / 'mosquitto.broker.log'}",
+            "log_type error", "log_type warning", "log_type notice", "log_type information",
+            "connection_messages true",
+        ]
+        if self.persistence:
+            lines += ["persistence true", f"persistence_location {self.workdir}/"]
+        if self.username is not None:
+            passwd = self.workdir / "passwd"
+            passwd.unlink(missing_ok=True)
+            subprocess.run(
+                [_need("mosquitto_passwd", "mosquitto"), "-b", "-c", str(passwd), self.username,
+                 str(self.password)],
+                check=True, capture_output=True,
+            )
+            passwd.chmod(0o600)
+            lines += ["allow_anonymous false", f"password_file {passwd}"]
+        else:
+            lines += ["allow_anonymous true"]
+        self.conf_path.write_text("\n".join(lines) + "\n")
+
+    def _command(self) -> list[str]:
+        return [self.binary, "-c", str(self.conf_path)]
+
+    def log_text(self) -> str:
+        broker_log = self.workdir / "mosquitto.broker.log"
+        text = super().log_text()
+        if broker_log.exists():
+            text += broker_log.read_text(errors="replace")
+        return text
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+
+class RtspServer(_Process):
+    """tools/rtsp_server.py under /usr/bin/python3: a live H.264 RTSP camera serving a looped file or a
+    test pattern at rtsp://127.0.0.1:PORT/MOUNT. stop()/kill() + start() keep the same URL."""
+
+    name = "rtsp_server"
+
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        file: Path | str | None = None,
+        testsrc: bool = False,
+        size: tuple[int, int] = (640, 480),
+        fps: float | None = None,
+        mount: str = "/cam",
+        host: str = LOOPBACK,
+        port: int | None = None,
+    ) -> None:
+        super().__init__(workdir, host, port)
+        if (file is None) == (not testsrc):
+            raise ValueError("give exactly one of file= or testsrc=True")
+        _need(SYSTEM_PYTHON, "python3-gi gir1.2-gst-rtsp-server-1.0")
+        if file is not None and not Path(file).is_file():
+            raise ValueError(f"RTSP server video not found: {file}")
+        self.file = Path(file) if file is not None else None
+        self.size = size
+        self.fps = fps
+        self.mount = mount if mount.startswith("/") else "/" + mount
+
+    def _command(self) -> list[str]:
+        cmd = [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--host", self.host, "--port", str(self.port),
+               "--mount", self.mount]
+        if self.file is not None:
+            cmd += ["--file", str(self.file)]
+        else:
+            cmd += ["--testsrc", "--size", f"{self.size[0]}x{self.size[1]}"]
+        if self.fps is not None:
+            cmd += ["--fps", str(self.fps)]
+        return cmd
+
+    def _ready(self) -> bool:
+        # READY is printed after the server socket is attached; counting lines tells restarts apart.
+        return self.log_text().count("READY rtsp://") > self.starts and port_open(self.host, self.port)
+
+    @property
+    def url(self) -> str:
+        return f"rtsp://{self.host}:{self.port}{self.mount}"
+
+
+def make_test_video(
+    path: Path | str,
+    *,
+    seconds: float = 4.0,
+    size: tuple[int, int] = (320, 240),
+    fps: int = 30,
+    pattern: str = "testsrc2",
+) -> Path:
+    """Write a small H.264 MP4 (yuv420p, keyframe every second) made by ffmpeg's lavfi test source.
+
+    Falls back to PyAV's bundled libx264 when the ffmpeg binary is missing.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    width, height = size
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg:
+        subprocess.run(
+            [ffmpeg, "-loglevel", "error", "-y", "-f", "lavfi",
+             "-i", f"{pattern}=size={width}x{height}:rate={fps}", "-t", str(seconds),
+             "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", str(fps), str(path)],
+            check=True, capture_output=True,
+        )
+        return path
+    import av
+    import numpy as np
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.options = {"g": str(fps)}
+        yy, xx = np.mgrid[0:height, 0:width]
+        for i in range(round(seconds * fps)):
+            img = np.stack([(xx + 4 * i) % 256, (yy + 2 * i) % 256, np.full_like(xx, (8 * i) % 256)], -1)
+            frame = av.VideoFrame.from_ndarray(img.astype(np.uint8), format="rgb24")
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path

@@ -1,0 +1,90 @@
+"""Fixtures exposing real services to the stream tests: Mosquitto, a GStreamer RTSP camera, test videos.
+
+    mosquitto                 a running anonymous broker (function scope): .host .port .url .stop() .kill()
+                              .start() .restart() (same port); persistence on, so retained messages and
+                              clean_session=False subscriptions survive stop()/restart()
+    mosquitto_factory(...)    more brokers, e.g. mosquitto_factory(username="u", password="p")
+    test_video                a 4 s 320x240 30 fps H.264 MP4 made once per session (read-only: share it)
+    video_factory(name, ...)  make_test_video into this test's tmp dir (seconds=, size=, fps=, pattern=)
+    rtsp_server               a live RTSP camera looping test_video (function scope): .url .stop() .kill()
+                              .start() .restart() keep the URL
+    rtsp_server_factory(...)  more cameras: rtsp_server_factory(file=path) / (testsrc=True, size=(640, 480))
+
+Tests using any of these are marked `services` automatically. Every service is killed at teardown.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds services.py
+
+from services import Mosquitto, RtspServer, make_test_video  # noqa: E402
+
+SERVICE_FIXTURES = {
+    "mosquitto", "mosquitto_factory", "rtsp_server", "rtsp_server_factory", "test_video", "video_factory",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if SERVICE_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.services)
+
+
+@pytest.fixture
+def mosquitto_factory(tmp_path: Path) -> Iterator[Callable[..., Mosquitto]]:
+    brokers: list[Mosquitto] = []
+
+    def make(**kwargs: Any) -> Mosquitto:
+        broker = Mosquitto(tmp_path / f"mosquitto{len(brokers)}", **kwargs)
+        brokers.append(broker)
+        broker.start()
+        return broker
+
+    yield make
+    for broker in brokers:
+        broker.kill()
+
+
+@pytest.fixture
+def mosquitto(mosquitto_factory: Callable[..., Mosquitto]) -> Mosquitto:
+    return mosquitto_factory()
+
+
+@pytest.fixture(scope="session")
+def test_video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_test_video(tmp_path_factory.mktemp("videos") / "testsrc2_320x240_30fps.mp4")
+
+
+@pytest.fixture
+def video_factory(tmp_path: Path) -> Callable[..., Path]:
+    def make(name: str = "clip.mp4", **kwargs: Any) -> Path:
+        return make_test_video(tmp_path / "videos" / name, **kwargs)
+
+    return make
+
+
+@pytest.fixture
+def rtsp_server_factory(tmp_path: Path) -> Iterator[Callable[..., RtspServer]]:
+    servers: list[RtspServer] = []
+
+    def make(**kwargs: Any) -> RtspServer:
+        server = RtspServer(tmp_path / f"rtsp{len(servers)}", **kwargs)
+        servers.append(server)
+        server.start()
+        return server
+
+    yield make
+    for server in servers:
+        server.kill()
+
+
+@pytest.fixture
+def rtsp_server(rtsp_server_factory: Callable[..., RtspServer], test_video: Path) -> RtspServer:
+    return rtsp_server_factory(file=test_video)
