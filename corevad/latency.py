@@ -76,11 +76,15 @@ def _overlaps(a: Interval, b: Interval) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
 
-def detection_delay(spans: Sequence[Span], alerts: Sequence[Interval], fps: float = FPS) -> float | None:
+def detection_delay(spans: Sequence[Span], alerts: Sequence[Interval], fps: float = FPS, *,
+                    latency_s: float = 0.0) -> float | None:
     """Seconds from the first GT span's start to the first alert that overlaps any GT span.
 
-    An alert already open when the anomaly starts counts as delay 0. None when no alert overlaps a span
-    (the anomaly was missed), or when the video has no span.
+    Alerts are compared with the spans by the video time they cover; `latency_s` is how long after its
+    start an alert is actually published (for the causal runtime: (lookahead + 1) segments, the time
+    until the opening segment's score is final), added before measuring the delay. An alert already
+    published when the anomaly starts counts as delay 0. None when no alert overlaps a span (the anomaly
+    was missed), or when the video has no span.
     """
     sp = [(s / fps, e / fps) for s, e in _clip_spans(spans, None)]
     if not sp:
@@ -89,7 +93,7 @@ def detection_delay(spans: Sequence[Span], alerts: Sequence[Interval], fps: floa
     hits = [a[0] for a in alerts if any(_overlaps((float(a[0]), float(a[1])), s) for s in sp)]
     if not hits:
         return None
-    return max(0.0, min(hits) - t0)
+    return max(0.0, min(hits) + latency_s - t0)
 
 
 def count_false_alerts(spans: Sequence[Span], alerts: Sequence[Interval], fps: float = FPS) -> int:

@@ -16,6 +16,8 @@ _VERDICT_RE = re.compile(
     r"(?P<word>anomalous|abnormal|normal)\s+scenes?\b[\s*_\"'.!:;,]*",
     re.IGNORECASE,
 )
+# The common, clean one-line form ("Normal scenes. A man walks.") skips the general parser.
+_FAST_RE = re.compile(r"(anomalous|normal) scenes\.[ \t]*([^\n`]*)\Z", re.IGNORECASE)
 _FENCE_RE = re.compile(r"^\s*(```|~~~)")
 _LEAD_RE = re.compile(r"^[\s>*_#`\"'\-]*(?:\d[.)]\s*)?(?:line\s*2\s*[:.)-]\s*)?")
 
@@ -54,6 +56,10 @@ def parse_answer(raw: str | None) -> Verdict:
     lines, a missing second line, and the one-line form "Normal scenes. <description>".
     """
     text = raw or ""
+    fast = _FAST_RE.match(text.strip())
+    if fast and "  " not in fast.group(2):
+        label = 0 if fast.group(1).lower() == "normal" else 1
+        return Verdict(label=label, description=fast.group(2).strip(), raw=text, parsed=True)
     lines = [ln for ln in text.replace("\r", "\n").split("\n") if ln.strip() and not _FENCE_RE.match(ln)]
     for k, line in enumerate(lines):
         m = _VERDICT_RE.match(line)

@@ -1,0 +1,178 @@
+"""Alert hysteresis on per-segment scores: open above one threshold, close below another, cooldown.
+
+Pure and synchronous: the runtime feeds one final score per segment and publishes the events returned.
+Durations are measured on a caller-supplied clock (seconds of stream by default = segment end times),
+so replayed video (faster than real time) behaves like live video.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+EventType = Literal["new", "update", "end"]
+
+
+@dataclass(frozen=True, slots=True)
+class AlertParams:
+    """Hysteresis thresholds and timings."""
+
+    open_threshold: float = 0.6
+    close_threshold: float = 0.4
+    close_after_s: float = 3.0
+    cooldown_s: float = 10.0
+    top_k: int = 3
+    # An update is emitted when the peak grows by at least this much (or the explanation changes).
+    update_min_delta: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.close_threshold <= self.open_threshold <= 1:
+            raise ValueError(f"need 0 <= close_threshold ({self.close_threshold}) <= open_threshold "
+                             f"({self.open_threshold}) <= 1")
+        if self.close_after_s < 0 or self.cooldown_s < 0:
+            raise ValueError("close_after_s and cooldown_s must be >= 0")
+        if self.top_k < 1:
+            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """One alert's state; `before`/`after` of an event are two of these."""
+
+    id: str
+    camera: str
+    start_index: int
+    start_time: float
+    peak_index: int
+    peak_score: float
+    score: float
+    last_index: int
+    explanation: tuple[str, ...]
+    end_index: int | None = None
+    end_time: float | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.end_time is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "camera": self.camera, "active": self.active,
+            "start_time": self.start_time, "end_time": self.end_time,
+            "start_segment": self.start_index, "end_segment": self.end_index,
+            "last_segment": self.last_index, "peak_segment": self.peak_index,
+            "peak_score": round(self.peak_score, 6), "score": round(self.score, 6),
+            "explanation": list(self.explanation),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class AlertEvent:
+    """A lifecycle event: new (before is None), update, or end."""
+
+    type: EventType
+    before: Alert | None
+    after: Alert
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": self.type, "before": self.before.to_dict() if self.before else None,
+                "after": self.after.to_dict()}
+
+
+@dataclass(slots=True)
+class _Open:
+    alert: Alert
+    relevance: dict[str, float] = field(default_factory=dict)
+    order: dict[str, int] = field(default_factory=dict)
+    last_above_clock: float = 0.0
+    announced_peak: float = 0.0
+    last_end: float = 0.0
+
+
+class AlertTracker:
+    """Per-camera hysteresis state machine."""
+
+    def __init__(self, camera: str, params: AlertParams = AlertParams()) -> None:
+        self.camera = camera
+        self.params = params
+        self._open: _Open | None = None
+        self._cooldown_until = float("-inf")
+
+    @property
+    def active(self) -> Alert | None:
+        return self._open.alert if self._open else None
+
+    @property
+    def state(self) -> Literal["normal", "anomalous"]:
+        return "anomalous" if self._open else "normal"
+
+    def update(self, *, index: int, start: float, end: float, score: float,
+               drivers: Sequence[tuple[str, float]] = (), clock: float | None = None) -> list[AlertEvent]:
+        """Feed segment `index` ([start, end) wall-clock) with its final score.
+
+        drivers: (description, weight) pairs explaining this score (the segments whose answers drove
+        it); weights add up over the alert and the heaviest descriptions form the explanation.
+        clock: the time hysteresis durations are measured on (defaults to `end`).
+        """
+        now = end if clock is None else clock
+        p = self.params
+        if self._open is None:
+            if score < p.open_threshold or now < self._cooldown_until:
+                return []
+            alert = Alert(id=f"{self.camera}-{index}", camera=self.camera, start_index=index, start_time=start,
+                          peak_index=index, peak_score=score, score=score, last_index=index, explanation=())
+            self._open = _Open(alert, last_above_clock=now, announced_peak=score, last_end=end)
+            self._add_drivers(drivers)
+            self._open.alert = replace(self._open.alert, explanation=self._explanation())
+            return [AlertEvent("new", None, self._open.alert)]
+        op = self._open
+        before = op.alert
+        op.last_end = end
+        self._add_drivers(drivers)
+        peak = score > before.peak_score
+        after = replace(before, score=score, last_index=index, explanation=self._explanation(),
+                        peak_index=index if peak else before.peak_index,
+                        peak_score=score if peak else before.peak_score)
+        op.alert = after
+        if score >= p.close_threshold:
+            op.last_above_clock = now
+        elif now - op.last_above_clock >= p.close_after_s:
+            return [self._end(before, index, end, now)]
+        grew = after.peak_score >= op.announced_peak + p.update_min_delta
+        if grew or after.explanation[:1] != before.explanation[:1]:
+            op.announced_peak = after.peak_score if grew else op.announced_peak
+            return [AlertEvent("update", before, after)]
+        return []
+
+    def close(self, *, index: int | None = None, end: float | None = None) -> list[AlertEvent]:
+        """End of stream: end an open alert now (at `end`, default its last segment)."""
+        if self._open is None:
+            return []
+        before = self._open.alert
+        last = before.last_index if index is None else index
+        return [self._end(before, last, end if end is not None else self._open.last_end, None)]
+
+    def _end(self, before: Alert, index: int, end: float, now: float | None) -> AlertEvent:
+        assert self._open is not None
+        after = replace(self._open.alert, end_index=index, end_time=end)
+        self._open = None
+        if now is not None:
+            self._cooldown_until = now + self.params.cooldown_s
+        return AlertEvent("end", before, after)
+
+    def _add_drivers(self, drivers: Sequence[tuple[str, float]]) -> None:
+        assert self._open is not None
+        op = self._open
+        for text, weight in drivers:
+            text = text.strip()
+            if not text or weight <= 0:
+                continue
+            op.relevance[text] = op.relevance.get(text, 0.0) + float(weight)
+            op.order.setdefault(text, len(op.order))
+
+    def _explanation(self) -> tuple[str, ...]:
+        assert self._open is not None
+        rel, order = self._open.relevance, self._open.order
+        ranked = sorted(rel, key=lambda t: (-rel[t], order[t]))
+        return tuple(ranked[: self.params.top_k])

@@ -1,0 +1,152 @@
+"""`corevad` command line: benchmark evaluation (and the offline-pipeline commands)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import fields
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import offline_commands
+from .benchmarks import DATASETS, load_benchmark, load_responses
+from .config import load_method_params
+from .errors import CorevadError
+from .evaluate import EvalResult, evaluate
+from .params import CausalParams, OfflineParams
+
+_OFFLINE_FLAGS = {"tau": float, "kernel_size": int, "sigma": float, "lrc_window": int}
+_CAUSAL_FLAGS = {"lrc_lookback": int, "lrc_lookahead": int, "refine_window": int, "smooth_length": int,
+                 "smooth_sigma": float, "smooth_lookahead": int}
+
+
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("eval", help="frame-level AUC/AP of recorded answers on UCF-Crime or XD-Violence",
+                       description="Score every test video from its per-segment answers and print AUC/AP.")
+    p.add_argument("--dataset", required=True, choices=DATASETS)
+    p.add_argument("--annotations", required=True,
+                   help="UCF-Crime: test_annotations.tsv; XD-Violence: xd_annotations.json")
+    p.add_argument("--responses", required=True, help="JSON: video -> list of answers, one per 30-frame segment")
+    p.add_argument("--mode", choices=("offline", "causal"), default="offline",
+                   help="offline = the paper's protocol; causal = what the live monitor can compute")
+    p.add_argument("--config", help="YAML with offline:/causal: parameter sections (default configs/eval.yaml)")
+    p.add_argument("--features", metavar="DIR",
+                   help="folder of <video>_CLIP_features.npy (frames x dim); enables softmax refinement")
+    p.add_argument("--clip-model", default="ViT-B-16", help="open_clip model name for the text side")
+    p.add_argument("--clip-pretrained", default="openai", help="open_clip pretrained tag or checkpoint path")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--apply-lrc", action="store_true",
+                   help="the responses are raw VLM answers: run Local Response Cleaning first (needs --features)")
+    for name, typ in _OFFLINE_FLAGS.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=typ, dest=name, help="offline parameter")
+    p.add_argument("--centred-kernel", action="store_true", default=None, help="centred Gaussian grid")
+    p.add_argument("--no-position-weighting", action="store_false", dest="position_weighting", default=None)
+    p.add_argument("--paper-precision", action="store_true", default=None,
+                   help="reproduce the float16 casts of the authors' eval script")
+    for name, typ in _CAUSAL_FLAGS.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=typ, dest=name, help="causal parameter")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="leave out videos whose answers are missing or miscounted instead of stopping")
+    p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
+    p.add_argument("--plots", metavar="DIR", help="write one PNG per video (score curve over GT spans)")
+    p.add_argument("--plot-videos", nargs="*", help="only plot these videos (default: all)")
+    p.set_defaults(func=cmd_eval)
+
+
+def _params(args: argparse.Namespace) -> tuple[OfflineParams, CausalParams]:
+    offline, causal = load_method_params(args.config)
+    off = {f.name: getattr(args, f.name) for f in fields(OfflineParams)
+           if getattr(args, f.name, None) is not None}
+    cau = {n: getattr(args, n) for n in _CAUSAL_FLAGS if getattr(args, n, None) is not None}
+    if "tau" in off:
+        cau["tau"] = off["tau"]
+    return offline.with_(**off), causal.with_(**cau)
+
+
+def _text_encoder(args: argparse.Namespace):  # noqa: ANN202 - returns a callable or None
+    if not args.features:
+        if args.apply_lrc:
+            raise CorevadError("--apply-lrc needs --features (LRC compares answers with the frames)")
+        return None
+    from .models.clip import load_clip_encoder
+
+    encoder = load_clip_encoder(model=args.clip_model, pretrained=args.clip_pretrained, device=args.device)
+    return encoder.encode_texts
+
+
+def _table(result: EvalResult, dataset: str, offline: OfflineParams, causal: CausalParams) -> Table:
+    params = offline if result.mode == "offline" else causal
+    t = Table(title=f"{dataset} — {result.mode} protocol"
+                    f" ({'CLIP-refined' if result.used_features else 'text-only: no CLIP features'})")
+    t.add_column("scope")
+    t.add_column("videos", justify="right")
+    t.add_column("AUC %", justify="right")
+    t.add_column("AP %", justify="right")
+    t.add_row("all", str(result.videos), f"{100 * result.auc:.2f}", f"{100 * result.ap:.2f}", style="bold")
+    for c in result.per_class:
+        t.add_row(c.cls, str(c.videos), f"{100 * c.auc:.2f}", "")
+    t.caption = (f"{result.frames:,} frames ({result.anomalous_frames:,} anomalous), {result.segments:,} answers, "
+                 f"{result.unparsed} unparsed (scored 0), {len(result.skipped)} videos skipped\n"
+                 f"parameters: {params}")
+    return t
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    offline, causal = _params(args)
+    videos = load_benchmark(args.dataset, args.annotations)
+    responses = load_responses(args.responses)
+    encoder = _text_encoder(args)
+    err = Console(stderr=True)
+    with Progress(TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=err, transient=True) as progress:
+        task = progress.add_task("videos", total=len(videos))
+        result = evaluate(videos, responses, mode=args.mode, offline=offline, causal=causal,
+                          features_dir=args.features, text_encoder=encoder, apply_lrc=args.apply_lrc,
+                          skip_bad=args.skip_bad, keep_scores=bool(args.plots),
+                          on_video=lambda _v: progress.advance(task))
+    for e in result.skipped:
+        err.print(f"[yellow]skipped:[/] {e}")
+    if args.plots:
+        from .plots import plot_video
+
+        wanted = set(args.plot_videos) if args.plot_videos else None
+        for v in videos:
+            if v.name in result.scores and (wanted is None or v.name in wanted):
+                plot_video(v, {result.mode: result.scores[v.name].frame_scores}, args.plots)
+    if args.json:
+        print(json.dumps({"dataset": args.dataset, **result.to_dict(),
+                          "params": {"offline": _asdict(offline), "causal": _asdict(causal)}}, indent=2))
+    else:
+        Console().print(_table(result, args.dataset, offline, causal))
+    return 0
+
+
+def _asdict(p: OfflineParams | CausalParams) -> dict:
+    return {f.name: getattr(p, f.name) for f in fields(p)}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="corevad", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_eval(sub)
+    offline_commands.add_commands(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except (CorevadError, ValueError, FileNotFoundError) as e:
+        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

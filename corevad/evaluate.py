@@ -1,0 +1,147 @@
+"""The paper's evaluation: score every benchmark video from its answers and compute frame-level metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from .benchmarks import VideoGT, match_responses
+from .cleaning import lrc_choice, similarity
+from .errors import FeatureError, ResponseCountError
+from .metrics import ClassMetric, frame_ap, frame_auc, per_class_metrics
+from .params import CausalParams, OfflineParams
+from .pipeline import VideoScores, score_causal, score_offline
+from .prompt import parse_answer
+from .segments import segment_means
+from .types import Verdict
+
+Mode = Literal["offline", "causal"]
+TextEncoder = Callable[[Sequence[str]], np.ndarray]
+
+
+@dataclass(frozen=True, slots=True)
+class EvalResult:
+    mode: Mode
+    auc: float
+    ap: float
+    per_class: list[ClassMetric]
+    videos: int
+    frames: int
+    anomalous_frames: int
+    segments: int
+    unparsed: int
+    used_features: bool
+    skipped: list[ResponseCountError] = field(default_factory=list)
+    scores: dict[str, VideoScores] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict:
+        return {
+            "mode": self.mode, "auc": self.auc, "ap": self.ap, "videos": self.videos, "frames": self.frames,
+            "anomalous_frames": self.anomalous_frames, "segments": self.segments, "unparsed": self.unparsed,
+            "used_features": self.used_features,
+            "per_class": [{"class": c.cls, "auc": c.auc, "videos": c.videos} for c in self.per_class],
+            "skipped": [{"video": e.video, "expected": e.expected, "got": e.got} for e in self.skipped],
+        }
+
+
+def refinement_text(v: Verdict) -> str:
+    """What refinement embeds: the description, or the whole answer when there is none (as the authors)."""
+    return v.description or v.text
+
+
+def load_segment_features(features_dir: str | Path, video: VideoGT, segment_len: int) -> np.ndarray:
+    """Per-segment visual features from the authors' `<video>_CLIP_features.npy` (frames x dim)."""
+    path = Path(features_dir) / f"{video.name}_CLIP_features.npy"
+    if not path.is_file():
+        raise FeatureError(f"no CLIP features for video {video.name!r}: {path} does not exist")
+    feats = np.load(path)
+    if feats.ndim != 2:
+        raise FeatureError(f"{path}: expected a (frames, dim) array, got shape {feats.shape}")
+    seg = segment_means(feats, segment_len)
+    if seg.shape[0] != video.segments(segment_len):
+        raise FeatureError(
+            f"{path}: {feats.shape[0]} frames give {seg.shape[0]} segments, "
+            f"the video's {video.frames} frames need {video.segments(segment_len)}"
+        )
+    return seg
+
+
+def score_video(
+    video: VideoGT,
+    answers: list[str],
+    mode: Mode,
+    offline: OfflineParams,
+    causal: CausalParams,
+    *,
+    visual: np.ndarray | None = None,
+    text_encoder: TextEncoder | None = None,
+    apply_lrc: bool = False,
+) -> tuple[VideoScores, int]:
+    """Score one video; returns its scores and how many answers were unparsed."""
+    verdicts = [parse_answer(a) for a in answers]
+    unparsed = sum(not v.parsed for v in verdicts)
+    labels = np.array([v.label for v in verdicts], dtype=np.float64)
+    use = visual is not None and text_encoder is not None
+    resp_emb = desc_emb = None
+    if use:
+        desc_emb = text_encoder([refinement_text(v) for v in verdicts])
+        if apply_lrc:
+            resp_emb = text_encoder([" ".join(a.split()) for a in answers])
+    if mode == "offline":
+        if use and apply_lrc:
+            lb = la = offline.lrc_window
+            choice = lrc_choice(similarity(visual, resp_emb, offline.renormalise_visual), lb, la)
+            labels, desc_emb = labels[choice], desc_emb[choice]
+        scores = score_offline(labels, video.frames, offline, visual=visual if use else None,
+                               description_emb=desc_emb)
+    else:
+        scores = score_causal(labels, video.frames, causal, visual=visual if use else None,
+                              response_emb=resp_emb, description_emb=desc_emb)
+    return scores, unparsed
+
+
+def evaluate(
+    videos: list[VideoGT],
+    responses: Mapping[str, list[str]],
+    *,
+    mode: Mode = "offline",
+    offline: OfflineParams = OfflineParams(),
+    causal: CausalParams = CausalParams(),
+    features_dir: str | Path | None = None,
+    text_encoder: TextEncoder | None = None,
+    apply_lrc: bool = False,
+    skip_bad: bool = False,
+    keep_scores: bool = False,
+    on_video: Callable[[VideoGT], None] | None = None,
+) -> EvalResult:
+    """Evaluate a benchmark. Without features_dir (or a text encoder) the protocol is text-only."""
+    seg_len = offline.segment_len if mode == "offline" else causal.segment_len
+    pairs, skipped = match_responses(videos, responses, seg_len, skip_bad)
+    use_features = features_dir is not None and text_encoder is not None
+    kept, frame_scores, per_video = [], [], {}
+    segments = unparsed = 0
+    for video, answers in pairs:
+        visual = load_segment_features(features_dir, video, seg_len) if use_features else None
+        scores, bad = score_video(video, answers, mode, offline, causal, visual=visual,
+                                  text_encoder=text_encoder, apply_lrc=apply_lrc)
+        kept.append(video)
+        frame_scores.append(scores.frame_scores)
+        if keep_scores:
+            per_video[video.name] = scores
+        segments += len(answers)
+        unparsed += bad
+        if on_video is not None:
+            on_video(video)
+    if not kept:
+        raise ResponseCountError("(all)", len(videos), 0)
+    gt = np.concatenate([v.gt for v in kept])
+    s = np.concatenate(frame_scores)
+    return EvalResult(
+        mode=mode, auc=frame_auc(gt, s), ap=frame_ap(gt, s), per_class=per_class_metrics(kept, frame_scores),
+        videos=len(kept), frames=int(gt.size), anomalous_frames=int(gt.sum()), segments=segments,
+        unparsed=unparsed, used_features=use_features, skipped=skipped, scores=per_video,
+    )

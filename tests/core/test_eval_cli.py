@@ -1,0 +1,95 @@
+import json
+
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from corevad.benchmarks import concat_gt, load_benchmark, load_responses
+from corevad.cli import main
+from corevad.evaluate import evaluate
+from corevad.params import CausalParams, OfflineParams
+from corevad.pipeline import score_causal
+from corevad.prompt import parse_answer
+
+pytestmark = pytest.mark.data
+
+
+@pytest.fixture(scope="module")
+def ucf(shared_data):
+    d = shared_data / "ucf_crime"
+    return (d / "test_annotations.tsv", d / "VLM_responses_LRC_ucf.json",
+            load_benchmark("ucf-crime", d / "test_annotations.tsv"), load_responses(d / "VLM_responses_LRC_ucf.json"))
+
+
+def test_eval_json_on_real_ucf_crime(ucf, capsys):
+    ann, resp, videos, responses = ucf
+    assert main(["eval", "--dataset", "ucf-crime", "--annotations", str(ann), "--responses", str(resp),
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["frames"] == 1_111_808 and out["anomalous_frames"] == 84_182
+    assert out["segments"] == 37_188 and out["unparsed"] == 0 and out["used_features"] is False
+    assert len(out["per_class"]) == 13
+    # the text-only protocol recomputed independently of corevad's pipeline
+    kernel = np.exp(-np.linspace(-5, 4, 9) ** 2 / 50.0)
+    kernel /= kernel.sum()
+    preds = []
+    for v in videos:
+        lab = np.array([a.lower().startswith("anomalous scenes") for a in responses[v.name]], dtype=float)
+        y = np.repeat(np.convolve(lab, kernel, mode="same"), 30)[:v.frames]
+        t = np.arange(v.frames)
+        preds.append(y * np.exp(-0.5 * ((t - v.frames // 2) / int(v.frames * 0.5)) ** 2))
+    assert out["auc"] == pytest.approx(roc_auc_score(concat_gt(videos), np.concatenate(preds)), abs=1e-9)
+    assert 0.75 < out["auc"] < 0.9
+
+
+def test_causal_mode_matches_the_core(ucf, capsys):
+    ann, resp, videos, responses = ucf
+    assert main(["eval", "--dataset", "ucf-crime", "--annotations", str(ann), "--responses", str(resp),
+                 "--mode", "causal", "--smooth-length", "4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    p = CausalParams(smooth_length=4)
+    s = np.concatenate([score_causal(np.array([parse_answer(a).label for a in responses[v.name]]), v.frames,
+                                     p).frame_scores for v in videos])
+    assert out["auc"] == pytest.approx(roc_auc_score(concat_gt(videos), s), abs=1e-12)
+    assert out["params"]["causal"]["smooth_length"] == 4
+
+
+def test_garbled_answers_are_counted_not_fatal(ucf):
+    _, _, videos, responses = ucf
+    sub = videos[:3] + [v for v in videos if not v.is_anomalous][:3]
+    garbled = {k: list(v) for k, v in responses.items()}
+    garbled[sub[0].name][:5] = ["```\n???\n```"] * 5
+    res = evaluate(sub, garbled, offline=OfflineParams())
+    assert res.unparsed == 5 and res.videos == 6
+
+
+def test_table_output_and_plots(ucf, tmp_path, capsys):
+    ann, resp, videos, _ = ucf
+    plots = tmp_path / "plots"
+    assert main(["eval", "--dataset", "ucf-crime", "--annotations", str(ann), "--responses", str(resp),
+                 "--plots", str(plots), "--plot-videos", videos[0].name, videos[-1].name]) == 0
+    text = capsys.readouterr().out
+    assert "AUC" in text and "Shoplifting" in text and "text-only" in text
+    pngs = sorted(p.name for p in plots.glob("*.png"))
+    assert pngs == sorted([f"{videos[0].name}.png", f"{videos[-1].name}.png"])
+    assert (plots / pngs[0]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bad_inputs_exit_with_clear_errors(ucf, tmp_path, capsys):
+    ann, resp, _, responses = ucf
+    short = dict(responses)
+    short["Abuse028_x264"] = short["Abuse028_x264"][:-1]
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps(short))
+    args = ["eval", "--dataset", "ucf-crime", "--annotations", str(ann), "--responses", str(f), "--json"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "Abuse028_x264" in err and "47 responses" in err and "48" in err
+    assert main([*args, "--skip-bad"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["videos"] == 289 and out["skipped"] == [{"video": "Abuse028_x264", "expected": 48, "got": 47}]
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("offline:\n  tua: 0.1\n")
+    assert main(["eval", "--dataset", "ucf-crime", "--annotations", str(ann), "--responses", str(resp),
+                 "--config", str(cfg)]) == 2
+    assert "tua" in capsys.readouterr().err
