@@ -1,0 +1,79 @@
+"""Replay backend: answers from a recorded responses file (the authors' JSON: video -> list of answers)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from ..errors import DataError, ModelError
+from .base import Clip
+
+
+def load_responses_json(path: str | Path) -> dict[str, list[str]]:
+    """Read a responses JSON (video -> list of answer strings), naming the file and video on bad input."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"responses file {p} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise DataError(f"responses file {p} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DataError(f"responses file {p}: expected an object mapping video -> list of answers")
+    for video, answers in data.items():
+        if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+            raise DataError(f"responses file {p}: video {video!r} must map to a list of strings")
+    return data
+
+
+class ReplayBackend:
+    """VLMBackend that looks answers up by (clip.source, clip.index); frames are ignored.
+
+    A source may be given with or without a file extension ("Abuse028_x264.mp4" finds
+    "Abuse028_x264"); XD-Violence names with '#' also match the '#'-less keys the authors store.
+    """
+
+    name = "replay"
+
+    def __init__(self, responses: str | Path | Mapping[str, Sequence[str]]) -> None:
+        if isinstance(responses, (str, Path)):
+            self.path: Path | None = Path(responses)
+            data: Mapping[str, Sequence[str]] = load_responses_json(responses)
+        else:
+            self.path = None
+            data = responses
+        self._answers = {str(k): list(v) for k, v in data.items()}
+
+    @property
+    def videos(self) -> list[str]:
+        return list(self._answers)
+
+    def _key(self, source: str) -> str:
+        if source in self._answers:
+            return source
+        stem = Path(source).stem if "." in Path(source).name else Path(source).name
+        for cand in (stem, stem.replace("#", ""), source.replace("#", "")):
+            if cand in self._answers:
+                return cand
+        where = f" in {self.path}" if self.path else ""
+        raise ModelError(f"replay: no recorded answers for video {source!r}{where}")
+
+    def answers_for(self, source: str) -> list[str]:
+        """Every recorded answer of one video, in segment order."""
+        return list(self._answers[self._key(source)])
+
+    def answer(self, clips: Sequence[Clip]) -> list[str]:
+        out = []
+        for clip in clips:
+            answers = self._answers[self._key(clip.source)]
+            if not 0 <= clip.index < len(answers):
+                raise ModelError(
+                    f"replay: video {clip.source!r} has {len(answers)} recorded answers, "
+                    f"no segment {clip.index}"
+                )
+            out.append(answers[clip.index])
+        return out
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,48 @@
+"""The replay backend answers from the authors' recorded responses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from corevad.errors import DataError, ModelError
+from corevad.models import Clip, ReplayBackend, VLMBackend, VLMConfig, load_vlm
+
+UCF_RESPONSES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ucf_crime" / "VLM_responses_LRC_ucf.json"
+
+
+def test_answers_by_source_and_index(tmp_path: Path) -> None:
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"A_x264": ["Normal scenes. a", "Anomalous scenes. b"], "B#1": ["Normal scenes. c"]}))
+    backend = load_vlm(VLMConfig(backend="replay", responses=path))
+    assert isinstance(backend, VLMBackend) and backend.name == "replay"
+    clips = [Clip("A_x264.mp4", 1, None), Clip("A_x264", 0, None), Clip("B#1", 0, None)]
+    assert backend.answer(clips) == ["Anomalous scenes. b", "Normal scenes. a", "Normal scenes. c"]
+    with pytest.raises(ModelError, match="2 recorded answers, no segment 5"):
+        backend.answer([Clip("A_x264", 5, None)])
+    with pytest.raises(ModelError, match="'nope'"):
+        backend.answer([Clip("nope", 0, None)])
+
+
+def test_bad_files_name_the_problem(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(DataError, match="bad.json"):
+        ReplayBackend(bad)
+    bad.write_text(json.dumps({"v": "not a list"}))
+    with pytest.raises(DataError, match="'v'"):
+        ReplayBackend(bad)
+    with pytest.raises(ValueError, match="responses"):
+        VLMConfig(backend="replay")
+
+
+@pytest.mark.data
+def test_authors_ucf_file_replays() -> None:
+    if not UCF_RESPONSES.is_file():
+        pytest.skip(f"{UCF_RESPONSES} not present")
+    backend = ReplayBackend(UCF_RESPONSES)
+    assert len(backend.videos) == 290
+    ans = backend.answer([Clip("Abuse028_x264", 0, None)])
+    assert ans[0].startswith(("Anomalous scenes.", "Normal scenes."))
