@@ -38,7 +38,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="folder of <video>_CLIP_features.npy (frames x dim); enables softmax refinement")
     p.add_argument("--clip-model", default="ViT-B-16", help="open_clip model name for the text side")
     p.add_argument("--clip-pretrained", default="openai", help="open_clip pretrained tag or checkpoint path")
-    p.add_argument("--device", default="cpu")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--apply-lrc", action="store_true",
                    help="the responses are raw VLM answers: run Local Response Cleaning first (needs --features)")
     for name, typ in _OFFLINE_FLAGS.items():
@@ -72,9 +72,9 @@ def _text_encoder(args: argparse.Namespace):  # noqa: ANN202 - returns a callabl
         if args.apply_lrc:
             raise CorevadError("--apply-lrc needs --features (LRC compares answers with the frames)")
         return None
-    from .models.clip import load_clip_encoder
+    from .models import load_clip
 
-    encoder = load_clip_encoder(model=args.clip_model, pretrained=args.clip_pretrained, device=args.device)
+    encoder = load_clip(model=args.clip_model, pretrained=args.clip_pretrained, device=args.device)
     return encoder.encode_texts
 
 

@@ -93,3 +93,27 @@ def test_bad_inputs_exit_with_clear_errors(ucf, tmp_path, capsys):
     assert main(["eval", "--dataset", "ucf-crime", "--annotations", str(ann), "--responses", str(resp),
                  "--config", str(cfg)]) == 2
     assert "tua" in capsys.readouterr().err
+
+
+def test_xd_violence_evaluation_path(shared_data, tmp_path, capsys):
+    """No recorded XD answers exist: answers derived from GT (with two garbled ones) exercise the XD path."""
+    ann = shared_data / "xd_violence" / "xd_annotations.json"
+    videos = load_benchmark("xd-violence", ann)[:40]
+    responses = {}
+    for v in videos:
+        gt = v.gt
+        responses[v.name] = ["Anomalous scenes. People fight." if gt[s:s + 30].mean() > 0.5 else
+                             "Normal scenes. A quiet scene." for s in range(0, v.frames, 30)]
+    responses[videos[0].name][0] = "no idea"
+    responses[videos[1].name][0] = ""
+    f = tmp_path / "xd.json"
+    f.write_text(json.dumps({k + "#": v for k, v in responses.items()}))  # '#' stripped like the authors
+    sub = tmp_path / "xd_sub.json"
+    raw = json.loads(ann.read_text())[:40]
+    sub.write_text(json.dumps(raw))
+    assert main(["eval", "--dataset", "xd-violence", "--annotations", str(sub), "--responses", str(f),
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["videos"] == 40 and out["unparsed"] == 2
+    assert out["ap"] > 0.6 and out["auc"] > 0.8
+    assert out["frames"] == sum(v.frames for v in videos)
