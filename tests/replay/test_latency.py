@@ -28,6 +28,9 @@ def test_delay_from_gt_start_to_first_overlapping_alert() -> None:
     # the first span's start is the reference even when a later span is the one detected
     assert detection_delay([(60, 90), (300, 330)], [(10.5, 11.0)]) == pytest.approx(8.5)
     assert detection_delay([], [(1.0, 2.0)]) is None
+    # publication latency is added to the alert's start; an early alert cannot go below 0
+    assert detection_delay(spans, [(3.5, 4.5)], latency_s=2.0) == pytest.approx(3.5)
+    assert detection_delay(spans, [(0.5, 2.5)], latency_s=1.0) == 0.0
 
 
 def test_false_alerts_count_and_rate() -> None:
