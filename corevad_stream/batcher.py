@@ -1,0 +1,177 @@
+"""Batch segments from all cameras for the one model worker, fairly, with a bounded backlog.
+
+Each camera has its own bounded queue; batches take the oldest segment of each camera in turn
+(round robin from a rotating start), so a busy camera never starves a quiet one. When segments come in
+faster than the model answers, the camera's overload policy decides: drop_oldest keeps the freshest
+segments (live), stride keeps every k-th segment of a backlogged camera, block makes the source wait
+(lossless replay). Every drop is reported through on_drop and counted by the caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable
+
+from .config import OverloadPolicy
+from .entities import SegmentJob
+
+DropCallback = Callable[[SegmentJob, str], None]
+_MAX_STRIDE = 16
+
+
+class Batcher:
+    """Per-camera bounded queues feeding next_batch()."""
+
+    def __init__(self, *, max_batch: int, max_wait_s: float, max_pending_per_camera: int,
+                 max_pending_total: int, on_drop: DropCallback,
+                 default_policy: OverloadPolicy = OverloadPolicy.DROP_OLDEST) -> None:
+        if max_batch < 1 or max_pending_per_camera < 1 or max_pending_total < 1:
+            raise ValueError("max_batch, max_pending_per_camera and max_pending_total must be >= 1")
+        self.max_batch = max_batch
+        self.max_wait_s = max_wait_s
+        self.per_camera = max_pending_per_camera
+        self.total_cap = max_pending_total
+        self.on_drop = on_drop
+        self.default_policy = default_policy
+        self._queues: dict[str, deque[SegmentJob]] = {}
+        self._policy: dict[str, OverloadPolicy] = {}
+        self._stride: dict[str, int] = {}
+        self._seen: dict[str, int] = {}
+        self._order: list[str] = []
+        self._turn = 0
+        self._total = 0
+        self._closed = False
+        # Events, not a Condition: every waiter re-checks its predicate, and setters stay synchronous.
+        self._items = asyncio.Event()
+        self._room = asyncio.Event()
+
+    def add_camera(self, camera: str, policy: OverloadPolicy | None = None) -> None:
+        if camera not in self._queues:
+            self._queues[camera] = deque()
+            self._order.append(camera)
+            self._stride[camera] = 1
+            self._seen[camera] = 0
+        self._policy[camera] = policy or self.default_policy
+
+    def policy(self, camera: str) -> OverloadPolicy:
+        return self._policy.get(camera, self.default_policy)
+
+    def pending(self, camera: str | None = None) -> int:
+        return self._total if camera is None else len(self._queues.get(camera, ()))
+
+    def stride(self, camera: str) -> int:
+        return self._stride.get(camera, 1)
+
+    def lag(self, camera: str, now: float | None = None) -> float:
+        """Seconds the camera's oldest waiting segment has waited."""
+        q = self._queues.get(camera)
+        if not q:
+            return 0.0
+        return (time.monotonic() if now is None else now) - q[0].enqueued
+
+    def offer(self, job: SegmentJob) -> None:
+        """Non-blocking put for the drop policies (call on the event loop)."""
+        if self._closed:
+            self._drop(job, "shutdown")
+            return
+        if job.camera not in self._queues:
+            self.add_camera(job.camera)
+        cam = job.camera
+        policy = self.policy(cam)
+        if policy is OverloadPolicy.STRIDE:
+            seen = self._seen[cam]
+            self._seen[cam] = seen + 1
+            if seen % self._stride[cam]:
+                self._drop(job, "stride")
+                return
+        q = self._queues[cam]
+        if len(q) >= self.per_camera:
+            if policy is OverloadPolicy.STRIDE:
+                self._stride[cam] = min(_MAX_STRIDE, self._stride[cam] * 2)
+            self._pop_drop(cam, "overload")
+        if self._total >= self.total_cap:
+            # The global bound: take from the camera with the longest backlog, so cameras stay fair.
+            busiest = max(self._order, key=lambda c: (len(self._queues[c]), -self._queues[c][0].enqueued
+                                                      if self._queues[c] else 0))
+            self._pop_drop(busiest, "overload")
+        self._append(job)
+
+    async def put(self, job: SegmentJob) -> None:
+        """Lossless put: wait for room (policy block). Other policies behave like offer()."""
+        if job.camera not in self._queues:
+            self.add_camera(job.camera)
+        if self.policy(job.camera) is not OverloadPolicy.BLOCK:
+            self.offer(job)
+            return
+        q = self._queues[job.camera]
+        await _wait(self._room, lambda: self._closed or (len(q) < self.per_camera and self._total < self.total_cap))
+        if self._closed:
+            self._drop(job, "shutdown")
+            return
+        self._append(job)
+
+    async def next_batch(self) -> list[SegmentJob]:
+        """Wait for a segment, then up to max_wait_s for more (up to max_batch). [] once closed and empty."""
+        await _wait(self._items, lambda: self._total > 0 or self._closed)
+        if self._total < self.max_batch and not self._closed and self.max_wait_s > 0:
+            try:
+                await asyncio.wait_for(_wait(self._items, lambda: self._total >= self.max_batch or self._closed),
+                                       self.max_wait_s)
+            except TimeoutError:
+                pass
+        batch = self._take(self.max_batch)
+        self._room.set()
+        return batch
+
+    async def close(self) -> None:
+        """No more input: waiting puts give up; next_batch drains what is left, then returns []."""
+        self._closed = True
+        self._items.set()
+        self._room.set()
+
+    def drain(self) -> list[SegmentJob]:
+        """Remove everything still waiting (shutdown without flushing)."""
+        return self._take(self._total)
+
+    def _take(self, n: int) -> list[SegmentJob]:
+        batch: list[SegmentJob] = []
+        cams = self._order
+        while len(batch) < n and self._total > 0:
+            for k in range(len(cams)):
+                cam = cams[(self._turn + k) % len(cams)]
+                q = self._queues[cam]
+                if q:
+                    batch.append(q.popleft())
+                    self._total -= 1
+                    if not q and self._stride[cam] > 1:
+                        self._stride[cam] //= 2  # caught up: relax the stride
+                    if len(batch) == n:
+                        self._turn = (self._turn + k + 1) % len(cams)
+                        break
+            else:
+                self._turn = (self._turn + 1) % len(cams)
+        return batch
+
+    def _append(self, job: SegmentJob) -> None:
+        job.enqueued = time.monotonic()
+        self._queues[job.camera].append(job)
+        self._total += 1
+        self._items.set()
+
+    def _pop_drop(self, camera: str, reason: str) -> None:
+        q = self._queues[camera]
+        if q:
+            self._total -= 1
+            self._drop(q.popleft(), reason)
+
+    def _drop(self, job: SegmentJob, reason: str) -> None:
+        job.release()
+        self.on_drop(job, reason)
+
+
+async def _wait(event: asyncio.Event, pred: Callable[[], bool]) -> None:
+    while not pred():
+        event.clear()
+        await event.wait()

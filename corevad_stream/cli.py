@@ -1,0 +1,125 @@
+"""`corevad-stream`: run the monitor on a YAML config (plus the replay commands from replay_cli)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from rich.console import Console
+from rich.logging import RichHandler
+
+from . import replay_cli
+from .errors import ConfigError
+from .redact import install_redaction
+
+log = logging.getLogger("corevad_stream")
+
+
+def _setup_logging(level: str, console: Console) -> None:
+    handler: logging.Handler
+    if console.is_terminal:
+        handler = RichHandler(console=console, show_path=False, markup=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    install_redaction(root)
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from .app import App
+    from .config import load_config
+    from .live import show
+    from .models import TINY_NOTICE
+
+    overrides: dict[str, object] = {}
+    if args.tiny_model:
+        overrides["model"] = {"tiny": True}
+    if args.jsonl:
+        overrides["jsonl"] = {"path": args.jsonl}
+    if args.metrics_port is not None:
+        overrides["metrics"] = {"port": args.metrics_port}
+    cfg = load_config(args.config, overrides=overrides)
+    console = Console(stderr=True)
+    notice = None
+    if cfg.model.tiny:
+        notice = "TINY RANDOM MODEL - explanations are meaningless"
+        console.print(f"[bold white on red] {TINY_NOTICE} [/]")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    async with App(cfg) as app:
+        viewer = None if args.no_live else asyncio.create_task(
+            show(app, console=console, notice=notice, plain_every=cfg.runtime.stats_interval_s),
+            name="corevad[live].view")
+        try:
+            if args.duration:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(app.run_until(stop), args.duration)
+            else:
+                await app.run_until(stop)
+        finally:
+            if viewer is not None:
+                viewer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await viewer
+            log.info("shutting down: flushing in-flight segments, publishing offline")
+    if notice:
+        console.print(f"[bold white on red] {TINY_NOTICE} [/]")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    cfg = load_config(args.config)
+    print(f"{args.config}: OK ({len(cfg.enabled_cameras())} camera(s): "
+          f"{', '.join(c.name + ' ' + c.safe_url for c in cfg.enabled_cameras())})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="corevad-stream", description=__doc__)
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="Watch the configured cameras and publish alerts.")
+    run.add_argument("-c", "--config", type=Path, required=True, help="YAML config (see configs/).")
+    run.add_argument("--tiny-model", action="store_true",
+                     help="Use tiny RANDOM models (no weights needed); explanations are meaningless.")
+    run.add_argument("--no-live", action="store_true", help="No live table (plain logs only).")
+    run.add_argument("--jsonl", type=Path, help="Also write every message to this JSONL file.")
+    run.add_argument("--metrics-port", type=int, help="Override metrics.port (0 = any free port).")
+    run.add_argument("--duration", type=float, help="Stop after this many seconds.")
+    run.set_defaults(func=lambda a: asyncio.run(_run(a)))
+    check = sub.add_parser("check", help="Validate a config and exit.")
+    check.add_argument("-c", "--config", type=Path, required=True)
+    check.set_defaults(func=_check)
+    replay_cli.add_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    console = Console(stderr=True)
+    _setup_logging(args.log_level, console)
+    try:
+        return int(args.func(args) or 0)
+    except ConfigError as exc:
+        console.print(f"[red]config error:[/] {exc}", markup=True, highlight=False)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,294 @@
+"""The runtime config: one validated YAML schema (pydantic, extra fields forbidden) over configs/ defaults."""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import fields as dc_fields
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from corevad.alerts import AlertParams
+from corevad.models.config import ClipConfig, VLMConfig
+from corevad.params import CausalParams
+
+from .errors import ConfigError
+from .redact import redact
+
+DEFAULTS_PATH = Path(__file__).resolve().parent.parent / "configs" / "stream_defaults.yaml"
+_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class OverloadPolicy(enum.StrEnum):
+    """What the batcher does when segments arrive faster than the model answers."""
+
+    DROP_OLDEST = "drop_oldest"  # live: keep the freshest segments, drop the oldest waiting ones
+    STRIDE = "stride"  # live: keep every k-th segment of a backlogged camera (k doubles while behind)
+    BLOCK = "block"  # replay: lossless, the source waits for room (never for live cameras)
+
+
+class RefinementConfig(_Strict):
+    """CausalParams fields (see corevad.params.CausalParams); position weighting never applies live."""
+
+    tau: float = Field(0.05, gt=0, description="Softmax temperature of the refinement.")
+    lrc_lookback: int = Field(1, ge=0, description="LRC candidates reach this many segments back.")
+    lrc_lookahead: int = Field(0, ge=0, le=1, description="LRC lookahead: 0 or 1 segment (adds delay).")
+    refine_window: int = Field(30, gt=0, description="Softmax refinement over the last N cleaned responses.")
+    smooth_length: int = Field(5, gt=0, description="Causal Gaussian over the past N refined scores.")
+    smooth_sigma: float = Field(5.0, gt=0, description="Sigma of the causal Gaussian (segments).")
+    smooth_lookahead: int = Field(0, ge=0, description="Future taps of the Gaussian (adds delay).")
+    renormalise_visual: bool = Field(False, description="Re-normalise the mean frame embedding.")
+    use_features: bool = Field(True, description="Use CLIP features (LRC + softmax refinement) when "
+                                                 "frames are available; False scores labels only.")
+    lrc: bool = Field(True, description="Local response cleaning (needs use_features).")
+
+    def params(self) -> CausalParams:
+        known = {f.name for f in dc_fields(CausalParams)}
+        return CausalParams(**{k: v for k, v in self.model_dump().items() if k in known})
+
+
+class AlertsConfig(_Strict):
+    """Alert hysteresis on the refined score (corevad.alerts.AlertParams)."""
+
+    open_threshold: float = Field(0.6, ge=0, le=1, description="An alert opens when the score reaches this.")
+    close_threshold: float = Field(0.4, ge=0, le=1, description="The score must stay below this ...")
+    close_after_s: float = Field(3.0, ge=0, description="... for this many seconds for the alert to end.")
+    cooldown_s: float = Field(10.0, ge=0, description="No new alert on the camera this long after one ends.")
+    explanation_top_k: int = Field(3, gt=0, description="Descriptions kept in an alert's explanation.")
+    update_min_delta: float = Field(0.05, ge=0, description="An update is sent when the peak grows this much.")
+    snapshot: bool = Field(True, description="Attach a JPEG of the peak segment's middle frame.")
+    snapshot_quality: int = Field(80, ge=10, le=100, description="JPEG quality of snapshots.")
+
+    @model_validator(mode="after")
+    def _order(self) -> AlertsConfig:
+        if self.close_threshold > self.open_threshold:
+            raise ValueError(f"close_threshold ({self.close_threshold}) must be <= open_threshold "
+                             f"({self.open_threshold})")
+        return self
+
+    def params(self) -> AlertParams:
+        return AlertParams(open_threshold=self.open_threshold, close_threshold=self.close_threshold,
+                           close_after_s=self.close_after_s, cooldown_s=self.cooldown_s,
+                           top_k=self.explanation_top_k, update_min_delta=self.update_min_delta)
+
+
+class ReconnectConfig(_Strict):
+    """Exponential backoff with jitter for cameras that fail, stall or end unexpectedly."""
+
+    initial_s: float = Field(1.0, gt=0, description="First retry delay.")
+    max_s: float = Field(30.0, gt=0, description="Retry delays grow up to this.")
+    factor: float = Field(2.0, ge=1, description="Growth factor per failed attempt.")
+    jitter: float = Field(0.2, ge=0, le=1, description="Random +/- fraction added to each delay.")
+    open_timeout_s: float = Field(10.0, gt=0, description="Give up opening a stream after this.")
+    stall_timeout_s: float = Field(10.0, gt=0, description="No frame for this long = stalled; reconnect.")
+
+
+class CameraConfig(_Strict):
+    """One camera (RTSP or any URL FFmpeg opens) or video file."""
+
+    name: str = Field(..., pattern=_NAME_PATTERN, description="Topic-safe name: letters, digits, _ and -.")
+    url: str = Field(..., min_length=1, description="rtsp://..., http(s)://..., a file path, or sample://demo "
+                                                    "(a clip generated on first use).")
+    enabled: bool = Field(True, description="False skips the camera.")
+    fps: float | None = Field(None, gt=0, description="Override the stream's reported frame rate.")
+    rate: Literal["native", "fast"] = Field("native", description="Files: play at the native frame rate "
+                                                                  "(live simulation) or as fast as possible.")
+    loop: bool = Field(False, description="Files: start again at the end (demo cameras).")
+    overload_policy: OverloadPolicy | None = Field(None, description="Override runtime.overload_policy.")
+    alerts: dict[str, Any] = Field(default_factory=dict, description="Per-camera overrides of `alerts`.")
+    refinement: dict[str, Any] = Field(default_factory=dict, description="Per-camera overrides of "
+                                                                         "`refinement`.")
+
+    @property
+    def is_file(self) -> bool:
+        return "://" not in self.url or self.url.startswith(("file://", "sample://"))
+
+    @property
+    def safe_url(self) -> str:
+        return redact(self.url)
+
+    def __repr_args__(self) -> Any:  # never show credentials, in repr, str or tracebacks
+        for key, value in super().__repr_args__():
+            yield key, (self.safe_url if key == "url" else value)
+
+
+class ModelConfig(_Strict):
+    """Which VLM backend and CLIP encoder run in the worker (corevad.models configs)."""
+
+    tiny: bool = Field(False, description="Use tiny RANDOM models (tests, demo without weights): the whole "
+                                          "path runs, but scores and explanations are meaningless.")
+    vlm: VLMConfig = Field(default_factory=VLMConfig, description="VLM backend (corevad.models.VLMConfig).")
+    clip: ClipConfig | None = Field(default_factory=ClipConfig, description="CLIP encoder "
+                                    "(corevad.models.ClipConfig); null disables CLIP features.")
+
+
+class MetricsConfig(_Strict):
+    """Prometheus endpoint; loopback by default, any other address needs credentials."""
+
+    enabled: bool = Field(True, description="Serve /metrics.")
+    host: str = Field("127.0.0.1", description="Bind address.")
+    port: int = Field(9108, ge=0, le=65535, description="Port (0 = pick a free one).")
+    username: str | None = Field(None, description="Basic-auth user (required off loopback).")
+    password_env: str | None = Field(None, description="Env var with the basic-auth password.")
+    password_file: Path | None = Field(None, description="File with the basic-auth password.")
+
+    @model_validator(mode="after")
+    def _exposure(self) -> MetricsConfig:
+        if self.enabled and not _is_loopback(self.host) and not (
+                self.username and (self.password_env or self.password_file)):
+            raise ValueError(f"metrics.host {self.host!r} is not loopback: set metrics.username and "
+                             "metrics.password_env or metrics.password_file")
+        return self
+
+    def password(self) -> SecretStr | None:
+        if self.password_file is not None:
+            return SecretStr(self.password_file.read_text(encoding="utf-8").strip())
+        if self.password_env is not None:
+            value = os.environ.get(self.password_env)
+            if value is None:
+                raise ConfigError(f"metrics.password_env: environment variable {self.password_env} is not set")
+            return SecretStr(value)
+        return None
+
+
+class JsonlConfig(_Strict):
+    """Write every message as one JSON line (tests, replay, audits)."""
+
+    path: Path = Field(..., description="Output file (appended).")
+    kinds: list[str] | None = Field(None, description="Only these message kinds (default all).")
+
+
+class RuntimeConfig(_Strict):
+    """Segmenting, batching and overload behaviour."""
+
+    frames_per_segment: int = Field(8, gt=0, description="Frames sampled per 1-second segment for the VLM.")
+    frame_size: int = Field(448, ge=16, description="Sampled frames are resized once at ingest to this "
+                                                    "square size (RGB).")
+    segment_seconds: float = Field(1.0, gt=0, description="Segment length in seconds of stream.")
+    max_batch: int = Field(8, gt=0, description="Most segments per model call.")
+    max_wait_s: float = Field(0.02, ge=0, description="Longest wait for a batch to fill once one segment is in.")
+    overload_policy: OverloadPolicy = Field(OverloadPolicy.DROP_OLDEST, description="drop_oldest, stride "
+                                                                                    "or block (lossless).")
+    max_pending_per_camera: int = Field(3, gt=0, description="Segments a camera may have waiting.")
+    max_pending_total: int = Field(64, gt=0, description="Segments waiting over all cameras.")
+    reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig, description="Camera retries.")
+    stats_interval_s: float = Field(10.0, gt=0, description="Period of <prefix>/stats messages.")
+    sink_queue: int = Field(1000, gt=0, description="Messages buffered per sink (oldest non-event dropped).")
+    shutdown_timeout_s: float = Field(10.0, gt=0, description="Time to flush in-flight work on shutdown.")
+
+
+class StreamConfig(_Strict):
+    """The whole `corevad-stream run` config."""
+
+    cameras: list[CameraConfig] = Field(..., min_length=1, description="The cameras to watch.")
+    model: ModelConfig = Field(default_factory=ModelConfig, description="Models.")
+    refinement: RefinementConfig = Field(default_factory=RefinementConfig, description="Causal scoring.")
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig, description="Alert hysteresis.")
+    mqtt: Any = Field(None, description="MQTT sink (corevad_stream.sinks.mqtt.MqttConfig: host, port, prefix, "
+                                        "credentials, TLS, QoS, outbox, embedded_broker); null = no MQTT.")
+    jsonl: JsonlConfig | None = Field(None, description="JSONL sink; null = none.")
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus endpoint.")
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Runtime behaviour.")
+
+    @field_validator("mqtt", mode="before")
+    @classmethod
+    def _mqtt(cls, value: Any) -> Any:
+        if value is None:
+            return None
+        from .sinks.mqtt import MqttConfig  # imported here: the config module stays light
+
+        return value if isinstance(value, MqttConfig) else MqttConfig.model_validate(value)
+
+    @field_validator("cameras")
+    @classmethod
+    def _unique(cls, cams: list[CameraConfig]) -> list[CameraConfig]:
+        seen: set[str] = set()
+        for cam in cams:
+            if cam.name in seen:
+                raise ValueError(f"camera name {cam.name!r} is used twice")
+            seen.add(cam.name)
+        return cams
+
+    @model_validator(mode="after")
+    def _overrides(self) -> StreamConfig:
+        for i, cam in enumerate(self.cameras):
+            for section in ("alerts", "refinement"):
+                try:
+                    self.camera_section(cam, section)
+                except ValidationError as exc:
+                    raise ValueError(f"cameras.{i}.{section}: {_errors(exc)}") from None
+        return self
+
+    def camera_section(self, cam: CameraConfig, section: Literal["alerts", "refinement"]) -> Any:
+        """The global section with the camera's overrides applied (validated)."""
+        base = getattr(self, section)
+        over = getattr(cam, section)
+        return type(base)(**{**base.model_dump(), **over}) if over else base
+
+    def policy_for(self, cam: CameraConfig) -> OverloadPolicy:
+        return cam.overload_policy or self.runtime.overload_policy
+
+    def enabled_cameras(self) -> list[CameraConfig]:
+        return [c for c in self.cameras if c.enabled]
+
+
+def _is_loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
+def _errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(x) for x in err["loc"])
+        msg = redact(str(err["msg"])).removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {redact(str(exc))}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def config_from_dict(data: dict[str, Any], *, source: str = "<config>", defaults: bool = True) -> StreamConfig:
+    """Validate a config mapping (merged over configs/stream_defaults.yaml unless defaults=False)."""
+    merged = _merge(_read_yaml(DEFAULTS_PATH), data) if defaults and DEFAULTS_PATH.is_file() else data
+    try:
+        return StreamConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: invalid config: {_errors(exc)}") from None
+
+
+def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) -> StreamConfig:
+    """Read and validate a YAML config; errors name the file and the field (URLs redacted)."""
+    p = Path(path)
+    data = _read_yaml(p)
+    if overrides:
+        data = _merge(data, overrides)
+    return config_from_dict(data, source=str(p))

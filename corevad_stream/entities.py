@@ -1,0 +1,93 @@
+"""Plain data passed between stages: segments, camera status changes, per-camera counters."""
+
+from __future__ import annotations
+
+import enum
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class CameraStatus(enum.StrEnum):
+    """A camera's connection state (published retained on <prefix>/<camera>/status)."""
+
+    CONNECTING = "connecting"
+    ONLINE = "online"
+    OFFLINE = "offline"
+    ENDED = "ended"  # a finite file reached its end (not an error)
+
+
+@dataclass(frozen=True, slots=True)
+class StatusChange:
+    """A status transition; reason says why (URLs already redacted)."""
+
+    camera: str
+    status: CameraStatus
+    reason: str = ""
+    at: float = field(default_factory=time.time)
+
+
+@dataclass(slots=True)
+class SegmentJob:
+    """One 1-second segment on its way to the model.
+
+    frames: (k, S, S, 3) uint8 RGB, a view into the camera's ring buffer slot (valid until release()),
+    or None for frame-less segments (replay backends answer those by (camera, index)).
+    start/end: wall-clock seconds; clock: seconds of stream at the segment's end (hysteresis clock).
+    """
+
+    camera: str
+    index: int
+    start: float
+    end: float
+    clock: float
+    n_frames: int
+    frames: np.ndarray | None = None
+    enqueued: float = 0.0  # time.monotonic() when the batcher accepted it
+    _release: Callable[[], None] | None = None
+
+    def release(self) -> None:
+        """Give the ring slot back (idempotent)."""
+        fn, self._release = self._release, None
+        self.frames = None
+        if fn is not None:
+            fn()
+
+
+@dataclass(slots=True)
+class CameraCounters:
+    """Counters one camera's stages update (read by metrics, stats and the live view).
+
+    Plain ints written by one stage each; reads from other threads may be one update stale.
+    """
+
+    frames: int = 0
+    segments: int = 0
+    reconnects: int = 0
+    drops: int = 0
+    unparsed: int = 0
+    scored: int = 0
+    status: CameraStatus = CameraStatus.CONNECTING
+    reason: str = ""
+    fps_in: float = 0.0
+    segments_per_s: float = 0.0
+    queue_lag_s: float = 0.0
+    last_latency_s: float = 0.0
+    last_score: float | None = None
+    state: str = "normal"
+    last_explanation: str = ""
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "frames": self.frames, "segments": self.segments, "reconnects": self.reconnects,
+            "drops": self.drops, "unparsed": self.unparsed, "scored": self.scored,
+            "status": self.status.value, "reason": self.reason, "fps_in": round(self.fps_in, 2),
+            "segments_per_s": round(self.segments_per_s, 3), "queue_lag_s": round(self.queue_lag_s, 4),
+            "latency_s": round(self.last_latency_s, 4),
+            "last_score": None if self.last_score is None else round(self.last_score, 4),
+            "state": self.state,
+        }

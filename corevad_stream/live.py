@@ -1,0 +1,57 @@
+"""The terminal view of `corevad-stream run`: a rich live table on a TTY, periodic plain log lines otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+if TYPE_CHECKING:
+    from .app import App
+
+log = logging.getLogger(__name__)
+
+
+def camera_table(app: App, *, notice: str | None = None) -> Table:
+    """One row per camera: fps in, segments/s, queue lag, drops, last score, state, last explanation."""
+    title = "corevad-stream" + (f"  [bold red]{notice}[/]" if notice else "")
+    table = Table(title=title, expand=True)
+    for col, kw in (("camera", {}), ("status", {}), ("fps in", {"justify": "right"}),
+                    ("seg/s", {"justify": "right"}), ("lag s", {"justify": "right"}),
+                    ("drops", {"justify": "right"}), ("unparsed", {"justify": "right"}),
+                    ("score", {"justify": "right"}), ("state", {}), ("last explanation", {"ratio": 1})):
+        table.add_column(col, **kw)  # type: ignore[arg-type]
+    for name, c in app.counters.items():
+        state = "[bold red]ANOMALOUS[/]" if c.state == "anomalous" else "normal"
+        status = c.status.value if not c.reason else f"{c.status.value}: {c.reason}"
+        table.add_row(name, status, f"{c.fps_in:.1f}", f"{c.segments_per_s:.2f}", f"{c.queue_lag_s:.2f}",
+                      str(c.drops), str(c.unparsed), "-" if c.last_score is None else f"{c.last_score:.3f}",
+                      state, c.last_explanation or "")
+    return table
+
+
+def plain_line(app: App) -> str:
+    parts = []
+    for name, c in app.counters.items():
+        score = "-" if c.last_score is None else f"{c.last_score:.3f}"
+        parts.append(f"{name}: {c.status.value} fps={c.fps_in:.1f} seg/s={c.segments_per_s:.2f} "
+                     f"lag={c.queue_lag_s:.2f}s drops={c.drops} unparsed={c.unparsed} score={score} {c.state}")
+    return " | ".join(parts)
+
+
+async def show(app: App, *, console: Console | None = None, notice: str | None = None,
+               interval: float = 0.5, plain_every: float = 10.0) -> None:
+    """Refresh until cancelled: a live table on a terminal, one log line every plain_every s otherwise."""
+    console = console or Console(stderr=True)
+    if not console.is_terminal:
+        while True:
+            await asyncio.sleep(plain_every)
+            log.info("%s", plain_line(app))
+    with Live(camera_table(app, notice=notice), console=console, refresh_per_second=4, transient=False) as live:
+        while True:
+            await asyncio.sleep(interval)
+            live.update(camera_table(app, notice=notice))

@@ -1,0 +1,127 @@
+"""Prometheus metrics: per-camera counters read at scrape time, served over HTTP (loopback by default).
+
+Counters live in plain CameraCounters fields updated by the stages; a custom collector reads them when
+/metrics is scraped, so the hot paths never touch prometheus-client objects. Off loopback the endpoint
+requires HTTP basic auth (the config refuses to start otherwise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hmac
+import logging
+from collections.abc import Callable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from .entities import CameraCounters, CameraStatus
+
+log = logging.getLogger(__name__)
+
+_COUNTERS = {
+    "frames": "Frames decoded.",
+    "segments": "Segments cut (1 s each).",
+    "reconnects": "Reconnection attempts.",
+    "drops": "Segments dropped (overload, stride, ring full, shutdown).",
+    "unparsed": "Model answers that could not be parsed (scored as normal).",
+    "scored": "Segments with a final causal score.",
+}
+
+
+class _CameraCollector(Collector):
+    def __init__(self, counters: Mapping[str, CameraCounters], lag: Callable[[str], float]) -> None:
+        self.counters = counters
+        self.lag = lag
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        for key, doc in _COUNTERS.items():
+            fam = CounterMetricFamily(f"corevad_camera_{key}", doc, labels=["camera"])
+            for cam, c in self.counters.items():
+                fam.add_metric([cam], float(getattr(c, key)))
+            yield fam
+        gauges = {
+            "fps_in": ("Frames per second read.", lambda cam, c: c.fps_in),
+            "segments_per_second": ("Segments per second scored.", lambda cam, c: c.segments_per_s),
+            "queue_lag_seconds": ("Age of the oldest segment waiting for the model.", lambda cam, c: self.lag(cam)),
+            "last_score": ("Last final anomaly score.", lambda cam, c: c.last_score or 0.0),
+            "anomalous": ("1 while an alert is open.", lambda cam, c: float(c.state == "anomalous")),
+            "online": ("1 while the camera delivers frames.", lambda cam, c: float(c.status == CameraStatus.ONLINE)),
+        }
+        for key, (doc, fn) in gauges.items():
+            g = GaugeMetricFamily(f"corevad_camera_{key}", doc, labels=["camera"])
+            for cam, c in self.counters.items():
+                g.add_metric([cam], float(fn(cam, c)))
+            yield g
+
+
+class Metrics:
+    """A private registry (several apps may live in one process) with the per-camera collector."""
+
+    def __init__(self, counters: Mapping[str, CameraCounters], lag: Callable[[str], float]) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_CameraCollector(counters, lag))
+        self.latency = Histogram("corevad_segment_latency_seconds",
+                                 "Segment end to final score (wall clock), model time included.",
+                                 ["camera"], registry=self.registry,
+                                 buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32))
+        self.model_time = Histogram("corevad_model_batch_seconds", "Model time per batch.",
+                                    registry=self.registry, buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8))
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class MetricsServer:
+    """A minimal asyncio HTTP server for GET /metrics (optional basic auth)."""
+
+    def __init__(self, metrics: Metrics, *, host: str, port: int, username: str | None = None,
+                 password: str | None = None) -> None:
+        self.metrics = metrics
+        self.host = host
+        self.port = port
+        self._auth = None
+        if username is not None and password is not None:
+            self._auth = base64.b64encode(f"{username}:{password}".encode()).decode()
+        self._server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> MetricsServer:
+        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("metrics on http://%s:%d/metrics", self.host, self.port)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
+            lines = head.decode("latin-1").split("\r\n")
+            method, path, *_ = lines[0].split(" ") + ["", ""]
+            headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
+            if self._auth is not None:
+                given = headers.get("authorization", "")
+                if not hmac.compare_digest(given.encode(), f"Basic {self._auth}".encode()):
+                    await _reply(writer, 401, b"unauthorised\n", extra="WWW-Authenticate: Basic realm=corevad\r\n")
+                    return
+            if method != "GET" or path.split("?")[0] not in ("/metrics", "/"):
+                await _reply(writer, 404, b"not found\n")
+                return
+            await _reply(writer, 200, self.metrics.render(), ctype="text/plain; version=0.0.4; charset=utf-8")
+        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def _reply(writer: asyncio.StreamWriter, code: int, body: bytes, *, ctype: str = "text/plain",
+                 extra: str = "") -> None:
+    reason = {200: "OK", 401: "Unauthorized", 404: "Not Found"}[code]
+    writer.write(f"HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
+                 f"Connection: close\r\n{extra}\r\n".encode() + body)
+    await writer.drain()

@@ -1,0 +1,143 @@
+"""Per-camera causal scoring and alerting: model results in, messages out (synchronous, cheap).
+
+Wraps corevad.causal.CausalScorer (LRC + sliding-window softmax refinement + causal Gaussian) and
+corevad.alerts.AlertTracker for one camera, and turns what they return into Messages. Segments dropped
+under overload simply never reach the scorer: it sees the camera's surviving segments in order.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from corevad.alerts import AlertEvent, AlertParams, AlertTracker
+from corevad.causal import CausalScorer, ScoredSegment
+from corevad.params import CausalParams
+
+from .entities import CameraCounters
+from .messages import Message
+from .worker import SegmentResult
+
+
+@dataclass(slots=True)
+class _Meta:
+    index: int
+    start: float
+    end: float
+    clock: float
+    label: int
+    parsed: bool
+    description: str
+    model_s: float
+    snapshot: np.ndarray | None
+
+
+@dataclass(slots=True)
+class ScoringOutput:
+    """What one result produced: messages to publish and, when an alert's peak moved, the frame to snapshot."""
+
+    messages: list[Message] = field(default_factory=list)
+    snapshot: np.ndarray | None = None
+    scored: list[ScoredSegment] = field(default_factory=list)
+
+
+class CameraScoring:
+    """One camera's CausalScorer + AlertTracker."""
+
+    def __init__(self, camera: str, *, params: CausalParams, alerts: AlertParams, use_features: bool,
+                 lrc: bool = True, counters: CameraCounters | None = None, top_k: int = 3) -> None:
+        self.camera = camera
+        self.params = params
+        self.use_features = use_features
+        self.scorer = CausalScorer(params, use_features=use_features, lrc=lrc, top_k=max(top_k, 3))
+        self.tracker = AlertTracker(camera, alerts)
+        self.counters = counters or CameraCounters()
+        self._cleaned: dict[int, tuple[int, str]] = {}  # scorer index -> (label, description) after LRC
+        self._metas: dict[int, _Meta] = {}  # scorer index -> meta, kept for LRC choices and contributors
+        self._n = 0
+        self._keep = max(params.refine_window, params.lrc_lookback + 1) + params.delay + 2
+
+    def process(self, result: SegmentResult) -> ScoringOutput:
+        """Push one model result; return the messages for every segment whose score became final."""
+        job, v = result.job, result.verdict
+        if not v.parsed:
+            self.counters.unparsed += 1
+        meta = _Meta(job.index, job.start, job.end, job.clock, v.label, v.parsed, v.description,
+                     result.model_s, result.snapshot)
+        self._metas[self._n] = meta
+        self._n += 1
+        kwargs = {}
+        if self.use_features:
+            kwargs = {"visual": result.visual, "description_emb": result.description_emb}
+            if self.scorer.lrc:
+                kwargs["response_emb"] = result.response_emb
+        return self._emit(self.scorer.push(v.label, **kwargs))
+
+    def finish(self) -> ScoringOutput:
+        """End of stream or shutdown: finalise pending segments and end an open alert."""
+        out = self._emit(self.scorer.flush())
+        for ev in self.tracker.close():
+            out.messages.extend(self._event_messages(ev, None))
+        return out
+
+    def _emit(self, scored: list[ScoredSegment]) -> ScoringOutput:
+        out = ScoringOutput(scored=scored)
+        now = time.time()
+        for s in scored:
+            meta = self._metas[s.index]
+            chosen = self._metas.get(s.chosen, meta)
+            self._cleaned[s.index] = (s.label, chosen.description)
+            drivers = [(self._cleaned[j][1], w) for j, w in s.contributors
+                       if j in self._cleaned and self._cleaned[j][0] == 1]
+            latency = now - meta.end
+            c = self.counters
+            c.scored += 1
+            c.last_score = s.score
+            c.last_latency_s = latency
+            out.messages.append(Message("score", {
+                "index": meta.index, "start": meta.start, "end": meta.end, "score": round(s.score, 6),
+                "refined": round(s.refined, 6), "label": s.label, "raw_label": meta.label,
+                "parsed": meta.parsed, "description": chosen.description, "chosen": self._metas[s.chosen].index
+                if s.chosen in self._metas else meta.index, "latency_s": round(latency, 4),
+                "model_s": round(meta.model_s, 4),
+            }, camera=self.camera))
+            for ev in self.tracker.update(index=meta.index, start=meta.start, end=meta.end, score=s.score,
+                                          drivers=drivers, clock=meta.clock):
+                out.messages.extend(self._event_messages(ev, meta))
+                if ev.type != "end" and (ev.before is None or ev.before.peak_index != ev.after.peak_index):
+                    peak = next((m for m in self._metas.values() if m.index == ev.after.peak_index), None)
+                    if peak is not None and peak.snapshot is not None:
+                        out.snapshot = peak.snapshot
+        self._prune()
+        return out
+
+    def _event_messages(self, ev: AlertEvent, meta: _Meta | None) -> list[Message]:
+        payload = ev.to_dict()
+        if meta is not None:
+            # Timing for the latency figure: when the driving segment ended and how long the model took.
+            payload["timing"] = {"segment_end": meta.end, "model_s": round(meta.model_s, 6),
+                                 "scored_at": time.time()}
+        msgs = [Message("events", payload)]
+        if ev.type == "new":
+            self.counters.state = "anomalous"
+            msgs.append(Message("state", "anomalous", camera=self.camera, retain=True))
+        elif ev.type == "end":
+            self.counters.state = "normal"
+            msgs.append(Message("state", "normal", camera=self.camera, retain=True))
+        if ev.after.explanation:
+            self.counters.last_explanation = ev.after.explanation[0]
+        return msgs
+
+    def _prune(self) -> None:
+        floor = self._n - self._keep
+        for d in (self._metas, self._cleaned):
+            for k in [k for k in d if k < floor]:
+                del d[k]
+        # Snapshot copies are only needed until the segment is final (or while it is an alert's peak).
+        active = self.tracker.active
+        for k, m in self._metas.items():
+            if m.snapshot is not None and k < self._n - self.params.delay - 1 and (
+                    active is None or active.peak_index != m.index):
+                m.snapshot = None

@@ -1,0 +1,269 @@
+"""Camera sources: each camera is read in its own thread (OpenCV's FFmpeg backend) and reconnected on failure.
+
+Decoding blocks, so it never runs on the event loop. Every failure (cannot open, stalled, unexpected end)
+becomes a status change with a redacted reason and a retry after an exponential backoff with jitter;
+a failing camera only ever touches its own thread. Files either play at their native rate (live
+simulation) or as fast as the pipeline takes them (replay), and may loop (demo).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, urlparse
+
+import cv2
+
+from .config import CameraConfig, ReconnectConfig
+from .entities import CameraCounters, CameraStatus, StatusChange
+from .redact import redact
+from .segmenter import Segmenter
+
+log = logging.getLogger(__name__)
+
+StatusCallback = Callable[[StatusChange], None]
+FRAMELESS_SCHEME = "frameless://"
+_FALLBACK_FPS = 30.0
+
+
+class Source(Protocol):
+    """What the app needs from a source: a name, start, stop, join."""
+
+    name: str
+    # Set by the app before start(): called (from any thread) once the source has stopped for good.
+    on_exit: Callable[[], None] | None
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+
+class Backoff:
+    """Exponential backoff with +/- jitter; reset() after a successful connection."""
+
+    def __init__(self, cfg: ReconnectConfig, rng: random.Random | None = None) -> None:
+        self.cfg = cfg
+        self.rng = rng or random.Random()
+        self.attempt = 0
+
+    def next_delay(self) -> float:
+        base = min(self.cfg.max_s, self.cfg.initial_s * self.cfg.factor ** self.attempt)
+        self.attempt += 1
+        return max(0.0, base * (1 + self.cfg.jitter * self.rng.uniform(-1, 1)))
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+def frameless_spec(url: str) -> tuple[int | None, float]:
+    """frameless://<n_frames>?fps=30 -> (n_frames or None for endless, fps)."""
+    parsed = urlparse(url)
+    n = parsed.netloc or parsed.path.strip("/")
+    fps = float(parse_qs(parsed.query).get("fps", [_FALLBACK_FPS])[0])
+    return (int(n) if n else None), fps
+
+
+class _ThreadSource:
+    def __init__(self, cam: CameraConfig, *, segmenter: Segmenter, counters: CameraCounters,
+                 on_status: StatusCallback) -> None:
+        self.cam = cam
+        self.name = cam.name
+        self.segmenter = segmenter
+        self.counters = counters
+        self.on_status = on_status
+        self.on_exit: Callable[[], None] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._guarded, name=f"corevad[{cam.name}].source", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def _status(self, status: CameraStatus, reason: str = "") -> None:
+        reason = redact(reason)
+        if status == self.counters.status and reason == self.counters.reason:
+            return
+        self.counters.status, self.counters.reason = status, reason
+        try:
+            self.on_status(StatusChange(self.name, status, reason))
+        except Exception:  # noqa: BLE001 - an observer failing must not stop the camera
+            log.exception("camera %s: status observer failed", self.name)
+
+    def _guarded(self) -> None:
+        try:
+            self._run()
+        except Exception as exc:  # noqa: BLE001 - the thread's boundary: log, report, never crash others
+            log.exception("camera %s: source crashed", self.name)
+            self._status(CameraStatus.OFFLINE, f"source crashed: {exc}")
+        finally:
+            if self.on_exit is not None:
+                self.on_exit()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class VideoSource(_ThreadSource):
+    """RTSP / HTTP / file camera read with cv2.VideoCapture(CAP_FFMPEG) in a thread."""
+
+    def __init__(self, cam: CameraConfig, *, segmenter: Segmenter, counters: CameraCounters,
+                 on_status: StatusCallback, reconnect: ReconnectConfig, rng: random.Random | None = None) -> None:
+        super().__init__(cam, segmenter=segmenter, counters=counters, on_status=on_status)
+        self.reconnect = reconnect
+        self.backoff = Backoff(reconnect, rng)
+        self.url = cam.url[len("file://"):] if cam.url.startswith("file://") else cam.url
+
+    def _open(self) -> cv2.VideoCapture:
+        # TCP interleaving for RTSP: UDP loses packets on busy hosts and gives grey frames.
+        os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+        params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.reconnect.open_timeout_s * 1000),
+                  cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.reconnect.stall_timeout_s * 1000)]
+        return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
+
+    def _fps(self, cap: cv2.VideoCapture) -> float:
+        if self.cam.fps:
+            return float(self.cam.fps)
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        if not 1.0 <= fps <= 240.0:
+            log.warning("camera %s reports fps %.3g; using %.0f (set cameras[].fps to override)",
+                        self.name, fps, _FALLBACK_FPS)
+            return _FALLBACK_FPS
+        return fps
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep unless stopped; True when stopped."""
+        return self._stop.wait(seconds)
+
+    def _run(self) -> None:
+        is_file = self.cam.is_file
+        first = True
+        while not self._stop.is_set():
+            if not first:
+                self.counters.reconnects += 1
+            first = False
+            if is_file and not Path(self.url).is_file():
+                log.error("camera %s: file not found: %s", self.name, self.url)
+                self._status(CameraStatus.OFFLINE, f"file not found: {self.url}")
+                return
+            self._status(CameraStatus.CONNECTING, "")
+            cap = self._open()
+            try:
+                if not cap.isOpened():
+                    reason = (f"cannot open or decode file {self.url}" if is_file
+                              else f"cannot open stream {redact(self.url)}")
+                    log.error("camera %s: %s", self.name, reason)
+                    self._status(CameraStatus.OFFLINE, reason)
+                    if is_file:
+                        return  # a file that does not open will not get better
+                    if self._wait(self.backoff.next_delay()):
+                        return
+                    continue
+                outcome = self._read(cap, is_file)
+            finally:
+                cap.release()
+            if outcome == "stopped":
+                return
+            if outcome == "ended":
+                self._status(CameraStatus.ENDED, "end of file")
+                return
+            if outcome == "looped":
+                continue
+            # "lost": unexpected end or stall on a live stream, or a file that broke before its first frame.
+            reason = outcome[len("lost:"):]
+            log.warning("camera %s: %s; reconnecting", self.name, reason)
+            self._status(CameraStatus.OFFLINE, reason)
+            if is_file and reason.startswith("no frame"):
+                return
+            if self._wait(self.backoff.next_delay()):
+                return
+
+    def _read(self, cap: cv2.VideoCapture, is_file: bool) -> str:
+        seg, counters = self.segmenter, self.counters
+        fps = self._fps(cap)
+        seg.start_stream(fps)
+        native = is_file and self.cam.rate == "native"
+        period = 1.0 / fps
+        t0 = time.monotonic()
+        n = 0
+        while not self._stop.is_set():
+            if native:
+                delay = t0 + n * period - time.monotonic()
+                if delay > 0 and self._wait(delay):
+                    break
+            if not cap.grab():
+                if n == 0:
+                    return "lost:no frame could be decoded" if is_file else "lost:stream gave no frame"
+                if is_file:
+                    t = time.time()
+                    if self.cam.loop:
+                        return "looped"  # reopened: the partial segment is dropped, numbering continues
+                    seg.flush_partial(t)
+                    return "ended"
+                seg.abandon()
+                return f"lost:stream ended or stalled (no frame for {self.reconnect.stall_timeout_s:g} s)"
+            t = time.time()
+            if n == 0:
+                self.backoff.reset()
+                self._status(CameraStatus.ONLINE, "")
+            frame = None
+            if seg.wants():
+                ok, frame = cap.retrieve()
+                if not ok:
+                    frame = None
+            seg.push(frame, t)
+            counters.frames += 1
+            n += 1
+        seg.abandon()
+        return "stopped"
+
+
+class FramelessSource(_ThreadSource):
+    """Segments without frames (frameless://<n_frames>?fps=30): replay backends answer them by index.
+
+    rate "fast" emits as fast as the pipeline accepts; "native" paces segments at the stream rate.
+    """
+
+    def __init__(self, cam: CameraConfig, *, segmenter: Segmenter, counters: CameraCounters,
+                 on_status: StatusCallback) -> None:
+        super().__init__(cam, segmenter=segmenter, counters=counters, on_status=on_status)
+        self.n_frames, self.fps = frameless_spec(cam.url)
+        if cam.fps:
+            self.fps = float(cam.fps)
+
+    def _run(self) -> None:
+        seg = self.segmenter
+        seg.start_stream(self.fps)
+        self._status(CameraStatus.ONLINE, "")
+        t0 = time.monotonic()
+        n = 0
+        while not self._stop.is_set() and (self.n_frames is None or n < self.n_frames):
+            if self.cam.rate == "native" and n % seg.seg_len == 0:
+                delay = t0 + n / self.fps - time.monotonic()
+                if delay > 0 and self._stop.wait(delay):
+                    break
+            seg.push(None, time.time())
+            self.counters.frames += 1
+            n += 1
+        if self._stop.is_set():
+            seg.abandon()
+            return
+        seg.flush_partial(time.time())
+        self._status(CameraStatus.ENDED, "end of stream")

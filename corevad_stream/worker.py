@@ -1,0 +1,100 @@
+"""The model worker: one batch of segments -> VLM answers, parsed verdicts and CLIP features (blocking).
+
+Called off the event loop (one dedicated thread), so model time never stalls sources or sinks.
+A backend failure does not stop the monitor: the batch's answers become unparsed (scored as normal,
+counted) and the error is logged with the cameras concerned.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from corevad.models.base import Clip, ImageTextEncoder, VLMBackend
+from corevad.prompt import parse_answer
+from corevad.types import Verdict
+
+from .entities import SegmentJob
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class SegmentResult:
+    """A segment after the model: its verdict, features and (optionally) a copy of its middle frame."""
+
+    job: SegmentJob
+    verdict: Verdict
+    visual: np.ndarray | None
+    response_emb: np.ndarray | None
+    description_emb: np.ndarray | None
+    snapshot: np.ndarray | None
+    model_s: float
+    error: str | None = None
+
+
+class ModelWorker:
+    """Runs the VLM backend and the CLIP encoder on batches of segments."""
+
+    def __init__(self, backend: VLMBackend, encoder: ImageTextEncoder | None = None, *,
+                 keep_snapshot: bool = False) -> None:
+        self.backend = backend
+        self.encoder = encoder
+        self.keep_snapshot = keep_snapshot
+        self.batches = 0
+        self.errors = 0
+
+    def infer(self, batch: list[SegmentJob]) -> list[SegmentResult]:
+        """Blocking. Releases every segment's ring slot before returning."""
+        t0 = time.perf_counter()
+        try:
+            clips = [Clip(job.camera, job.index, job.frames) for job in batch]
+            error = None
+            try:
+                answers = list(self.backend.answer(clips))
+                if len(answers) != len(clips):
+                    raise ValueError(f"backend {self.backend.name} returned {len(answers)} answers "
+                                     f"for {len(clips)} segments")
+            except Exception as exc:  # noqa: BLE001 - model failure: score as unparsed, keep running
+                self.errors += 1
+                error = f"{type(exc).__name__}: {exc}"
+                log.error("model backend failed on %s: %s",
+                          ", ".join(f"{j.camera}#{j.index}" for j in batch), error)
+                answers = [""] * len(batch)
+            verdicts = [parse_answer(a) for a in answers]
+            visual, resp, desc = self._features(batch, verdicts)
+            snaps = [self._snapshot(job) for job in batch]
+        finally:
+            for job in batch:
+                job.release()
+        self.batches += 1
+        model_s = time.perf_counter() - t0
+        return [SegmentResult(job, verdicts[i], visual[i], resp[i], desc[i], snaps[i], model_s, error)
+                for i, job in enumerate(batch)]
+
+    def _features(self, batch: list[SegmentJob], verdicts: list[Verdict]
+                  ) -> tuple[list[np.ndarray | None], list[np.ndarray | None], list[np.ndarray | None]]:
+        """Per segment: mean unit frame embedding, answer embedding, description embedding (None: no frames)."""
+        none: list[np.ndarray | None] = [None] * len(batch)
+        idx = [i for i, job in enumerate(batch) if job.frames is not None]
+        if self.encoder is None or not idx:
+            return none, list(none), list(none)
+        frames = [batch[i].frames for i in idx]
+        counts = [f.shape[0] for f in frames if f is not None]
+        emb = np.asarray(self.encoder.encode_images(np.concatenate(frames, axis=0)), dtype=np.float32)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        means = np.add.reduceat(emb, starts, axis=0) / np.asarray(counts, dtype=np.float32)[:, None]
+        texts = [verdicts[i].text for i in idx] + [verdicts[i].description or verdicts[i].text for i in idx]
+        t = np.asarray(self.encoder.encode_texts(texts), dtype=np.float32)
+        visual, resp, desc = list(none), list(none), list(none)
+        for k, i in enumerate(idx):
+            visual[i], resp[i], desc[i] = means[k], t[k], t[len(idx) + k]
+        return visual, resp, desc
+
+    def _snapshot(self, job: SegmentJob) -> np.ndarray | None:
+        if not self.keep_snapshot or job.frames is None:
+            return None
+        return job.frames[job.frames.shape[0] // 2].copy()
