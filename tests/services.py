@@ -7,7 +7,9 @@ protocol: the tests talk to the real programs the README tells operators to run.
 
 from __future__ import annotations
 
+import asyncio
 import getpass
+import json
 import os
 import shutil
 import signal
@@ -15,8 +17,9 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 REPO = Path(__file__).resolve().parents[1]
 RTSP_SCRIPT = REPO / "tools" / "rtsp_server.py"
@@ -322,3 +325,101 @@ def make_test_video(
             container.mux(stream.encode(frame))
         container.mux(stream.encode())
     return path
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One message seen by an MqttCollector; at = time.perf_counter() on arrival."""
+
+    topic: str
+    payload: bytes
+    retain: bool
+    qos: int
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.payload)
+
+
+class MqttCollector:
+    """A real aiomqtt subscriber running in the background that records every message it receives.
+
+    It reconnects by itself when the broker goes away; with persistent=True (clean_session=False and a
+    fixed client id) the broker queues QoS>=1 messages for it while it is away, so a test can count on
+    seeing everything published across a broker restart (Mosquitto with persistence on).
+
+        async with MqttCollector(broker.host, broker.port, ["corevad/#"]) as sub:
+            ...
+            await sub.wait_for(lambda msgs: len(sub.on("corevad/events")) >= 3, timeout=30)
+    """
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        topics: list[str] | tuple[str, ...] = ("#",),
+        *,
+        qos: int = 1,
+        persistent: bool = True,
+        client_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
+        self.host, self.port, self.topics, self.qos = host, port, list(topics), qos
+        self.persistent = persistent
+        self.client_id = client_id or f"test-collector-{os.getpid()}-{id(self):x}"
+        self.auth = {"username": username, "password": password} if username else {}
+        self.messages: list[Received] = []
+        self.connects = 0
+        self._task: asyncio.Task[None] | None = None
+        self._subscribed = asyncio.Event()
+
+    async def __aenter__(self) -> MqttCollector:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def start(self, timeout: float = 20.0) -> None:
+        self._task = asyncio.create_task(self._run(), name="test.mqtt-collector")
+        await asyncio.wait_for(self._subscribed.wait(), timeout)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        import aiomqtt
+
+        while True:
+            try:
+                async with aiomqtt.Client(self.host, self.port, identifier=self.client_id,
+                                          clean_session=not self.persistent, timeout=10, **self.auth) as client:
+                    self.connects += 1
+                    for topic in self.topics:
+                        await client.subscribe(topic, qos=self.qos)
+                    self._subscribed.set()
+                    async for m in client.messages:
+                        self.messages.append(Received(str(m.topic), bytes(m.payload),  # type: ignore[arg-type]
+                                                      bool(m.retain), int(m.qos), time.perf_counter()))
+            except aiomqtt.MqttError:
+                await asyncio.sleep(0.1)
+
+    def on(self, topic: str) -> list[Received]:
+        return [m for m in self.messages if m.topic == topic]
+
+    def payloads(self, topic: str) -> list[bytes]:
+        return [m.payload for m in self.on(topic)]
+
+    async def wait_for(self, predicate: Callable[[], object], *, timeout: float, what: str = "") -> None:
+        """Poll predicate() every 10 ms; raise TimeoutError (listing what was received) after timeout s."""
+        try:
+            async with asyncio.timeout(timeout):
+                while not predicate():
+                    await asyncio.sleep(0.01)
+        except TimeoutError:
+            seen = "\n".join(f"  {m.topic} {m.payload[:80]!r}" for m in self.messages[-30:])
+            raise TimeoutError(f"timed out after {timeout}s waiting for {what or predicate!r}; last "
+                               f"messages:\n{seen}") from None

@@ -9,6 +9,8 @@
     rtsp_server               a live RTSP camera looping test_video (function scope): .url .stop() .kill()
                               .start() .restart() keep the URL
     rtsp_server_factory(...)  more cameras: rtsp_server_factory(file=path) / (testsrc=True, size=(640, 480))
+    mqtt_collector(broker, topics=("#",), **kw)   async factory of running MqttCollector subscribers
+                              (persistent sessions: they see everything published across a broker restart)
 
 Tests using any of these are marked `services` automatically. Every service is killed at teardown.
 """
@@ -16,7 +18,7 @@ Tests using any of these are marked `services` automatically. Every service is k
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +26,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds services.py
 
-from services import Mosquitto, RtspServer, make_test_video  # noqa: E402
+from services import Mosquitto, MqttCollector, RtspServer, make_test_video  # noqa: E402
 
 SERVICE_FIXTURES = {
     "mosquitto", "mosquitto_factory", "rtsp_server", "rtsp_server_factory", "test_video", "video_factory",
+    "mqtt_collector",
 }
 
 
@@ -88,3 +91,18 @@ def rtsp_server_factory(tmp_path: Path) -> Iterator[Callable[..., RtspServer]]:
 @pytest.fixture
 def rtsp_server(rtsp_server_factory: Callable[..., RtspServer], test_video: Path) -> RtspServer:
     return rtsp_server_factory(file=test_video)
+
+
+@pytest.fixture
+async def mqtt_collector() -> AsyncIterator[Callable[..., Awaitable[MqttCollector]]]:
+    collectors: list[MqttCollector] = []
+
+    async def make(broker: Mosquitto, topics: tuple[str, ...] | list[str] = ("#",), **kwargs: Any) -> MqttCollector:
+        collector = MqttCollector(broker.host, broker.port, topics, **kwargs)
+        await collector.start()
+        collectors.append(collector)
+        return collector
+
+    yield make
+    for collector in collectors:
+        await collector.stop()

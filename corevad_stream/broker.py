@@ -1,0 +1,197 @@
+"""An embedded in-process MQTT broker (amqtt) so a first run needs nothing else; loopback unless secured.
+
+amqtt is a pure-asyncio MQTT 3.1.1 broker: fine for a demo or a single-machine setup, not a replacement for
+Mosquitto in production (no bridging, persistence or ACLs configured here). Binding it to any address other
+than loopback exposes the camera alerts to the network, so that requires a username and password and the
+broker then refuses anonymous clients; this is enforced both when the config is validated and at start().
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import os
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+
+from .errors import StreamError
+
+log = logging.getLogger(__name__)
+
+
+class BrokerError(StreamError):
+    """The embedded broker cannot start as configured (exposure without credentials, port in use, ...)."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for 127.0.0.0/8, ::1 and 'localhost'; any other name or address counts as exposed."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def read_secret(*, env: str | None, file: Path | None, field: str) -> SecretStr | None:
+    """A secret from a file (stripped) or an environment variable; the error names the field, not the value."""
+    if file is not None:
+        try:
+            return SecretStr(Path(file).read_text(encoding="utf-8").strip())
+        except OSError as exc:
+            raise BrokerError(f"{field}_file: cannot read {file}: {exc.strerror}") from None
+    if env is not None:
+        value = os.environ.get(env)
+        if value is None:
+            raise BrokerError(f"{field}_env: environment variable {env} is not set")
+        return SecretStr(value)
+    return None
+
+
+class EmbeddedBrokerConfig(BaseModel):
+    """The in-process amqtt broker (section `mqtt.embedded_broker`); the sink then connects to it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = Field(False, description="Start an amqtt broker inside the monitor and publish to it.")
+    host: str = Field("127.0.0.1", description="Bind address. Anything but loopback requires username and "
+                                               "a password (anonymous clients are then refused).")
+    port: int = Field(1883, ge=0, le=65535, description="TCP port (0 = pick a free one).")
+    username: str | None = Field(None, description="The one user allowed to connect (required off loopback).")
+    password_env: str | None = Field(None, description="Environment variable holding that user's password.")
+    password_file: Path | None = Field(None, description="File holding that user's password (one line).")
+
+    @model_validator(mode="after")
+    def _exposure(self) -> EmbeddedBrokerConfig:
+        if self.password_env and self.password_file:
+            raise ValueError("embedded_broker: give password_env or password_file, not both")
+        has_password = bool(self.password_env or self.password_file)
+        if bool(self.username) != has_password:
+            raise ValueError("embedded_broker: username and a password (password_env or password_file) go "
+                             "together")
+        if self.enabled and not is_loopback(self.host) and not self.username:
+            raise ValueError(f"embedded_broker.host {self.host!r} is not loopback: refusing an anonymous "
+                             "broker on the network; set embedded_broker.username and password_env or "
+                             "password_file")
+        return self
+
+    def password(self) -> SecretStr | None:
+        return read_secret(env=self.password_env, file=self.password_file, field="embedded_broker.password")
+
+
+class EmbeddedBroker:
+    """amqtt broker run in this event loop. `async with EmbeddedBroker(...) as broker:` or start()/stop().
+
+    With username/password, only that user may connect (argon2-hashed password file in a private temp
+    dir, removed at stop); without, anonymous clients are allowed, and only on loopback.
+    """
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 1883,
+        username: str | None = None,
+        password: SecretStr | str | None = None,
+    ) -> None:
+        if (username is None) != (password is None):
+            raise BrokerError("embedded broker: give both username and password, or neither")
+        if not is_loopback(host) and username is None:
+            raise BrokerError(f"embedded broker: refusing to bind {host!r} without credentials (anonymous "
+                              "clients are only allowed on loopback)")
+        if not 0 <= port <= 65535:
+            raise BrokerError(f"embedded broker: port {port} out of range")
+        self.host = host
+        self.port = port or _free_port(host)
+        self.username = username
+        self._password = password if isinstance(password, SecretStr) or password is None else SecretStr(password)
+        self._broker: object | None = None
+        self._tmpdir: Path | None = None
+
+    @classmethod
+    def from_config(cls, config: EmbeddedBrokerConfig) -> EmbeddedBroker:
+        return cls(host=config.host, port=config.port, username=config.username, password=config.password())
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    @property
+    def running(self) -> bool:
+        return self._broker is not None
+
+    async def start(self) -> None:
+        from amqtt.broker import Broker  # heavy-ish import, only when the config asks for a broker
+
+        if self._broker is not None:
+            return
+        plugins: dict[str, dict[str, object]]
+        if self.username is None:
+            plugins = {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}}
+        else:
+            plugins = {"amqtt.plugins.authentication.FileAuthPlugin": {"password_file": self._password_file()}}
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{_bind_host(self.host)}:{self.port}"}},
+            "plugins": plugins,
+        }
+        broker = Broker(config)
+        try:
+            await broker.start()
+        except Exception as exc:
+            self._cleanup()
+            raise BrokerError(f"embedded broker could not listen on {self.host}:{self.port}: {exc}") from exc
+        self._broker = broker
+        log.info("embedded MQTT broker (amqtt) listening on %s:%d%s", self.host, self.port,
+                 f", user {self.username!r} only" if self.username else ", anonymous (loopback only)")
+
+    async def stop(self) -> None:
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            try:
+                await asyncio.wait_for(broker.shutdown(), 10)  # type: ignore[attr-defined]
+            except Exception as exc:  # noqa: BLE001 - shutting down anyway; report, do not mask the caller
+                log.warning("embedded broker shutdown: %s", exc)
+        self._cleanup()
+
+    async def __aenter__(self) -> EmbeddedBroker:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def _password_file(self) -> str:
+        from pwdlib import PasswordHash
+        from pwdlib.hashers.argon2 import Argon2Hasher
+
+        assert self._password is not None and self.username is not None
+        if ":" in self.username:
+            raise BrokerError("embedded broker: username must not contain ':'")
+        self._tmpdir = Path(tempfile.mkdtemp(prefix="corevad-broker-"))  # mode 0700
+        path = self._tmpdir / "passwd"
+        digest = PasswordHash((Argon2Hasher(),)).hash(self._password.get_secret_value())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(f"{self.username}:{digest}\n")
+        return str(path)
+
+    def _cleanup(self) -> None:
+        if self._tmpdir is not None:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+
+def _bind_host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+def _free_port(host: str) -> int:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,482 @@
+"""MQTT sink (aiomqtt 2.x): Frigate-style topics, retained availability with a last will, durable events.
+
+Delivery rules, in order of importance:
+- Events (`<prefix>/events`) are written to an on-disk outbox (sinks/outbox.py) before anything else and
+  removed only after the broker acknowledged them (QoS >= 1), so a broker outage or a process restart
+  delays them but never loses or reorders them (at-least-once: a message in flight when the link dies is
+  sent again). Only a full outbox drops events, which is counted and logged as an error.
+- Retained topics (`available`, per-camera `state`, `status`, `snapshot`) are re-published on every
+  (re)connect with their latest value, so a broker restarted without persistence is repaired at once.
+- Scores and stats are live data: while the broker is down only the latest per topic is kept.
+- One task owns the connection; send() never waits for the network, and never raises because the
+  broker is down. Reconnects back off exponentially with jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import logging
+import random
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import aiomqtt
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from ..broker import EmbeddedBroker, EmbeddedBrokerConfig, read_secret
+from ..errors import StreamError
+from ..messages import Message
+from .outbox import Outbox, OutboxFullPolicy
+
+log = logging.getLogger(__name__)
+
+QoS = Literal[0, 1, 2]
+RETAINED_KINDS = frozenset({"available", "state", "status", "snapshot"})
+
+
+class MqttSinkError(StreamError):
+    """The MQTT sink cannot start as configured (unreadable secret or TLS file, unusable outbox)."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MqttTlsConfig(_Strict):
+    """TLS to the broker (present = enabled)."""
+
+    ca_file: Path | None = Field(None, description="CA bundle (PEM) that signed the broker's certificate; "
+                                                   "default: the system trust store.")
+    cert_file: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
+    key_file: Path | None = Field(None, description="Private key (PEM) of the client certificate.")
+    key_password_env: str | None = Field(None, description="Environment variable with the key's passphrase.")
+    key_password_file: Path | None = Field(None, description="File with the key's passphrase.")
+    verify_hostname: bool = Field(True, description="Check the broker certificate's name against `host` "
+                                                    "(turn off only for self-signed test setups).")
+
+    @model_validator(mode="after")
+    def _pairs(self) -> MqttTlsConfig:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("tls: cert_file and key_file go together")
+        return self
+
+    def context(self) -> ssl.SSLContext:
+        try:
+            ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
+            if self.cert_file is not None:
+                password = read_secret(env=self.key_password_env, file=self.key_password_file,
+                                       field="mqtt.tls.key_password")
+                ctx.load_cert_chain(str(self.cert_file), str(self.key_file),
+                                    password=password.get_secret_value() if password else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise MqttSinkError(f"mqtt.tls: cannot load certificates: {exc}") from None
+        ctx.check_hostname = self.verify_hostname
+        return ctx
+
+
+class MqttQosConfig(_Strict):
+    """QoS per message kind."""
+
+    events: QoS = Field(1, description="Alert lifecycle messages (>= 1 for the outbox to know they arrived).")
+    score: QoS = Field(0, description="Per-segment scores.")
+    state: QoS = Field(1, description="Retained per-camera normal/anomalous state.")
+    status: QoS = Field(1, description="Retained per-camera online/offline status.")
+    available: QoS = Field(1, description="Retained monitor availability (and its last will).")
+    snapshot: QoS = Field(0, description="Retained per-camera JPEG snapshot.")
+    stats: QoS = Field(0, description="Periodic counters on <prefix>/stats.")
+
+
+class MqttReconnectConfig(_Strict):
+    """Exponential backoff between connection attempts."""
+
+    min_delay_s: float = Field(0.5, gt=0, description="First retry delay.")
+    max_delay_s: float = Field(30.0, gt=0, description="Longest retry delay.")
+    factor: float = Field(2.0, ge=1, description="Delay multiplier per failed attempt.")
+    jitter: float = Field(0.3, ge=0, le=1, description="Each delay is scaled by a random factor in "
+                                                       "[1 - jitter, 1] so many monitors do not retry in step.")
+
+    def delay(self, attempt: int) -> float:
+        base = min(self.max_delay_s, self.min_delay_s * self.factor ** min(attempt, 64))
+        return base * random.uniform(1.0 - self.jitter, 1.0)
+
+
+class MqttOutboxConfig(_Strict):
+    """The on-disk queue of undelivered events."""
+
+    path: Path | None = Field(None, description="sqlite file; default ~/.local/state/corevad/"
+                                                "mqtt-outbox-<prefix>.sqlite3. One monitor per file.")
+    max_messages: int = Field(10_000, gt=0, description="Most undelivered events kept (about a day of "
+                                                        "alerts from 100 cameras).")
+    when_full: OutboxFullPolicy = Field(OutboxFullPolicy.DROP_OLDEST, description="drop_oldest or "
+                                        "drop_newest; every drop is counted and logged as an error.")
+
+
+class MqttConfig(_Strict):
+    """MQTT output (section `mqtt`). Secrets only by reference: environment variables or files."""
+
+    host: str = Field("127.0.0.1", description="Broker host (ignored when embedded_broker.enabled).")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (ignored when embedded_broker.enabled).")
+    prefix: str = Field("corevad", description="Topic prefix: <prefix>/events, <prefix>/<camera>/score, ...")
+    client_id: str | None = Field(None, description="MQTT client id; default corevad-<prefix>-<hostname>.")
+    keepalive_s: int = Field(30, ge=5, le=65535, description="MQTT keepalive; the broker publishes the "
+                                                            "offline will about 1.5x this after a silent death.")
+    connect_timeout_s: float = Field(10.0, gt=0, description="Give up one connection attempt after this.")
+    publish_timeout_s: float = Field(10.0, gt=0, description="Treat the link as dead when an acknowledged "
+                                                             "publish takes longer than this.")
+    username: str | None = Field(None, description="Broker user.")
+    password_env: str | None = Field(None, description="Environment variable holding the broker password.")
+    password_file: Path | None = Field(None, description="File holding the broker password (one line).")
+    tls: MqttTlsConfig | None = Field(None, description="TLS settings; null = plain TCP.")
+    qos: MqttQosConfig = Field(default_factory=MqttQosConfig, description="QoS per message kind.")
+    reconnect: MqttReconnectConfig = Field(default_factory=MqttReconnectConfig, description="Retry backoff.")
+    outbox: MqttOutboxConfig = Field(default_factory=MqttOutboxConfig, description="Durable event queue.")
+    snapshots: bool = Field(True, description="Publish retained <prefix>/<camera>/snapshot JPEGs.")
+    live_queue: int = Field(1000, gt=0, description="Non-event messages waiting while connected; beyond "
+                                                    "this the oldest are dropped (counted).")
+    drain_timeout_s: float = Field(5.0, ge=0, description="At shutdown, time allowed to deliver pending "
+                                                          "events; the rest stay in the outbox.")
+    embedded_broker: EmbeddedBrokerConfig = Field(default_factory=EmbeddedBrokerConfig,
+                                                  description="Run an amqtt broker in-process and use it.")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not value or value.startswith("/") or value.endswith("/") or any(c in value for c in "+#\0"):
+            raise ValueError(f"prefix {value!r} must be non-empty, without leading/trailing '/', '+', '#'")
+        return value
+
+    @model_validator(mode="after")
+    def _secrets(self) -> MqttConfig:
+        if self.password_env and self.password_file:
+            raise ValueError("give password_env or password_file, not both")
+        if (self.password_env or self.password_file) and not self.username:
+            raise ValueError("password_env/password_file need a username")
+        return self
+
+    def password(self) -> SecretStr | None:
+        return read_secret(env=self.password_env, file=self.password_file, field="mqtt.password")
+
+    def default_client_id(self) -> str:
+        return self.client_id or f"corevad-{self.prefix.replace('/', '-')}-{socket.gethostname()}"[:64]
+
+    def outbox_path(self) -> Path:
+        if self.outbox.path is not None:
+            return self.outbox.path
+        return Path.home() / ".local" / "state" / "corevad" / f"mqtt-outbox-{self.prefix.replace('/', '-')}.sqlite3"
+
+
+@dataclass(frozen=True, slots=True)
+class MqttSinkStats:
+    """Counters of one sink (for <prefix>/stats and Prometheus)."""
+
+    connected: bool
+    connects: int  # successful connections, the first included
+    connect_failures: int
+    published: int  # every acknowledged/sent publish, republished retained values included
+    events_published: int
+    events_pending: int  # in the outbox now
+    events_dropped: int  # outbox overflow: the only way an event is lost
+    live_dropped: int  # scores/stats dropped because the live queue was full
+    coalesced: int  # non-event messages superseded by a newer one on the same topic while disconnected
+    filtered: int  # snapshots skipped because snapshots are off
+    last_error: str | None
+
+
+@dataclass(slots=True)
+class _Pub:
+    topic: str
+    payload: bytes
+    qos: int
+    retain: bool
+
+
+def encode_payload(message: Message) -> bytes:
+    """dict -> compact UTF-8 JSON, str -> UTF-8, bytes as they are."""
+    payload = message.payload
+    if isinstance(payload, bytes | bytearray | memoryview):
+        return bytes(payload)
+    if isinstance(payload, str):
+        return payload.encode()
+    try:
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=_json_default).encode()
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{message.kind} message payload is not JSON-serialisable: {exc}") from exc
+
+
+def _json_default(obj: Any) -> Any:
+    if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy scalars and small arrays
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON-serialisable")
+
+
+class MqttSink:
+    """The MQTT Sink. `async with MqttSink(config) as sink: await sink.send(message)`.
+
+    Entering opens the outbox, starts the embedded broker when configured and starts the connection task
+    (it does not wait for the broker: use wait_connected() where that matters). Leaving delivers what it
+    can within drain_timeout_s, publishes `offline`, and keeps undelivered events on disk.
+    """
+
+    name = "mqtt"
+
+    def __init__(self, config: MqttConfig, *, outbox_path: Path | None = None) -> None:
+        self.config = config
+        self.prefix = config.prefix
+        self.available_topic = f"{config.prefix}/available"
+        self._outbox_path = outbox_path or config.outbox_path()
+        self._outbox: Outbox | None = None
+        self._broker: EmbeddedBroker | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._closing = asyncio.Event()
+        self._connected = asyncio.Event()
+        self._live: collections.deque[_Pub] = collections.deque()
+        self._retained: dict[str, _Pub] = {}  # latest value of every retained topic
+        self._down: dict[str, _Pub] = {}  # latest non-retained, non-event message per topic while down
+        self._busy = False
+        self._counts = collections.Counter[str]()
+        self._last_error: str | None = None
+        self._client_kwargs: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ lifecycle
+    async def __aenter__(self) -> MqttSink:
+        cfg = self.config
+        try:
+            self._outbox = Outbox(self._outbox_path, max_messages=cfg.outbox.max_messages,
+                                  policy=cfg.outbox.when_full)
+        except Exception as exc:
+            raise MqttSinkError(f"mqtt.outbox: {exc}") from exc
+        try:
+            host, port, username, password = cfg.host, cfg.port, cfg.username, cfg.password()
+            if cfg.embedded_broker.enabled:
+                self._broker = EmbeddedBroker.from_config(cfg.embedded_broker)
+                await self._broker.start()
+                host = "127.0.0.1" if self._broker.host in ("0.0.0.0", "", "::") else self._broker.host
+                port, username = self._broker.port, cfg.embedded_broker.username
+                password = cfg.embedded_broker.password()
+            self._client_kwargs = dict(
+                hostname=host, port=port, identifier=cfg.default_client_id(), clean_session=True,
+                keepalive=cfg.keepalive_s, timeout=cfg.connect_timeout_s,
+                username=username, password=password.get_secret_value() if password else None,
+                tls_context=cfg.tls.context() if cfg.tls else None,
+                will=aiomqtt.Will(self.available_topic, b"offline", qos=cfg.qos.available, retain=True),
+            )
+        except BaseException:
+            await self._teardown()
+            raise
+        self._task = asyncio.create_task(self._run(), name="corevad.mqtt.connection")
+        log.info("MQTT sink -> %s:%d prefix %r%s%s; %d undelivered event(s) in %s", host, port, self.prefix,
+                 f" as {username!r}" if username else "", " with TLS" if cfg.tls else "",
+                 len(self._outbox), self._outbox_path)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._closing.set()
+        self._wake.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(self._task), self.config.drain_timeout_s + 5)
+            except TimeoutError:
+                self._task.cancel()
+                await asyncio.gather(self._task, return_exceptions=True)
+            except Exception:  # noqa: BLE001 - already logged by the task; shutdown goes on
+                pass
+        if self._outbox is not None and len(self._outbox):
+            log.warning("MQTT: %d event(s) not delivered yet; kept in %s for the next start",
+                        len(self._outbox), self._outbox_path)
+        await self._teardown()
+
+    async def _teardown(self) -> None:
+        if self._outbox is not None:
+            self._outbox.close()
+        if self._broker is not None:
+            await self._broker.stop()
+
+    # ------------------------------------------------------------------ public API
+    async def send(self, message: Message) -> None:
+        """Queue one message; returns at once (events are on disk when it returns)."""
+        if self._outbox is None or self._closing.is_set():
+            raise RuntimeError("MqttSink.send() outside its `async with` block")
+        if message.kind == "snapshot" and not self.config.snapshots:
+            self._counts["filtered"] += 1
+            return
+        pub = _Pub(message.topic(self.prefix), encode_payload(message), getattr(self.config.qos, message.kind),
+                   message.retain or message.kind in RETAINED_KINDS)
+        if message.kind == "events":
+            self._outbox.append(pub.topic, pub.payload, qos=pub.qos, retain=pub.retain)
+        elif pub.retain:
+            self._retained[pub.topic] = pub
+            if self._connected.is_set():
+                self._enqueue_live(pub)
+        elif self._connected.is_set():
+            self._enqueue_live(pub)
+        else:
+            if pub.topic in self._down:
+                self._counts["coalesced"] += 1
+            self._down[pub.topic] = pub
+        self._wake.set()
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout: float) -> None:
+        """Wait until the sink is connected (raises TimeoutError)."""
+        await asyncio.wait_for(self._connected.wait(), timeout)
+
+    async def flush(self, timeout: float) -> None:
+        """Wait until every queued message, events included, has been published (raises TimeoutError)."""
+        async with asyncio.timeout(timeout):
+            while self._busy or self._live or self._down or (self._outbox is not None and len(self._outbox)) \
+                    or not self._connected.is_set():
+                await asyncio.sleep(0.005)
+
+    def stats(self) -> MqttSinkStats:
+        c = self._counts
+        return MqttSinkStats(
+            connected=self._connected.is_set(), connects=c["connects"], connect_failures=c["connect_failures"],
+            published=c["published"], events_published=c["events_published"],
+            events_pending=len(self._outbox) if self._outbox is not None else 0,
+            events_dropped=self._outbox.dropped if self._outbox is not None else 0,
+            live_dropped=c["live_dropped"], coalesced=c["coalesced"], filtered=c["filtered"],
+            last_error=self._last_error,
+        )
+
+    # ------------------------------------------------------------------ internals
+    def _enqueue_live(self, pub: _Pub) -> None:
+        if len(self._live) >= self.config.live_queue:
+            self._live.popleft()
+            self._counts["live_dropped"] += 1
+            if self._counts["live_dropped"] in (1, 10, 100) or self._counts["live_dropped"] % 1000 == 0:
+                log.warning("MQTT live queue full (%d): dropped the oldest score/stats message (%d so far)",
+                            self.config.live_queue, self._counts["live_dropped"])
+        self._live.append(pub)
+
+    async def _run(self) -> None:
+        attempt = 0
+        down_since: float | None = None
+        while not self._closing.is_set():
+            try:
+                async with aiomqtt.Client(**self._client_kwargs) as client:
+                    self._counts["connects"] += 1
+                    if down_since is not None:
+                        log.warning("MQTT reconnected after %.1f s; delivering %d pending event(s)",
+                                    time.monotonic() - down_since, len(self._outbox or ()))
+                    attempt, down_since = 0, None
+                    self._connected.set()
+                    await self._session(client)
+                    return  # graceful close: offline published, DISCONNECT sent by the context exit
+            except aiomqtt.MqttError as exc:
+                self._last_error = str(exc)
+            except Exception as exc:  # noqa: BLE001 - the connection task must survive anything and retry
+                self._last_error = f"{type(exc).__name__}: {exc}"
+                log.exception("MQTT connection task error")
+            self._on_down()
+            if self._closing.is_set():
+                return
+            delay = self.config.reconnect.delay(attempt)
+            if down_since is None:
+                down_since = time.monotonic()
+                self._counts["connect_failures"] += 1
+                log.warning("MQTT broker %s:%s unreachable (%s); retrying with backoff, events kept in the "
+                            "outbox", self._client_kwargs["hostname"], self._client_kwargs["port"],
+                            self._last_error)
+            else:
+                self._counts["connect_failures"] += 1
+                log.info("MQTT still unreachable (%s); next attempt in %.1f s", self._last_error, delay)
+            attempt += 1
+            try:
+                await asyncio.wait_for(self._closing.wait(), delay)
+            except TimeoutError:
+                pass
+
+    def _on_down(self) -> None:
+        if not self._connected.is_set():
+            return
+        self._connected.clear()
+        # Retained values are republished from self._retained on reconnect; keep only the latest of the rest.
+        for pub in self._live:
+            if not pub.retain:
+                self._down[pub.topic] = pub
+        self._live.clear()
+
+    async def _publish(self, client: aiomqtt.Client, pub: _Pub) -> None:
+        await client.publish(pub.topic, pub.payload, qos=pub.qos, retain=pub.retain,
+                             timeout=self.config.publish_timeout_s)
+        self._counts["published"] += 1
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        qos = self.config.qos.available
+        await self._publish(client, _Pub(self.available_topic, b"online", qos, True))
+        # Replay the latest retained values; retained messages queued meanwhile are older or equal to
+        # these (no await between the filter and the snapshot), so drop them to avoid sending twice.
+        self._live = collections.deque(p for p in self._live if not p.retain)
+        for pub in list(self._retained.values()):
+            await self._publish(client, pub)
+        watcher = asyncio.create_task(self._watch(client), name="corevad.mqtt.watch")
+        pump = asyncio.create_task(self._pump(client), name="corevad.mqtt.pump")
+        try:
+            done, _ = await asyncio.wait({watcher, pump}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (watcher, pump):
+                task.cancel()
+            await asyncio.gather(watcher, pump, return_exceptions=True)
+            self._busy = False
+        for task in done:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        # The pump returned: closing, everything delivered. Say goodbye before the clean DISCONNECT
+        # (the broker only sends the will on an unclean one).
+        await self._publish(client, _Pub(self.available_topic, b"offline", qos, True))
+        self._connected.clear()
+
+    async def _watch(self, client: aiomqtt.Client) -> None:
+        # We subscribe to nothing, so the message iterator only ever ends by raising MqttError when the
+        # connection drops: the one public aiomqtt signal for "disconnected" while idle.
+        async for _ in client.messages:
+            pass
+        raise aiomqtt.MqttError("message iterator ended")
+
+    async def _pump(self, client: aiomqtt.Client) -> None:
+        outbox = self._outbox
+        assert outbox is not None
+        deadline: float | None = None
+        while True:
+            self._wake.clear()
+            if self._closing.is_set() and deadline is None:
+                deadline = time.monotonic() + self.config.drain_timeout_s
+            if deadline is not None and time.monotonic() > deadline:
+                return
+            self._busy = True
+            # Events first, oldest first: they are the product, and the outbox keeps their order.
+            batch = outbox.peek(64)
+            if batch:
+                for entry in batch:
+                    await self._publish(client, _Pub(entry.topic, entry.payload, entry.qos, entry.retain))
+                    outbox.ack(entry.id)
+                    self._counts["events_published"] += 1
+                continue
+            if self._down:
+                topic = next(iter(self._down))
+                await self._publish(client, self._down[topic])
+                # A newer value may have replaced it meanwhile (only when down, so not here); pop ours.
+                self._down.pop(topic, None)
+                continue
+            if self._live:
+                pub = self._live.popleft()
+                try:
+                    await self._publish(client, pub)
+                except BaseException:
+                    self._live.appendleft(pub)
+                    raise
+                continue
+            self._busy = False
+            if self._closing.is_set():
+                return
+            await self._wake.wait()
