@@ -11,6 +11,9 @@ from .replay import ReplayBackend, load_responses_json
 if TYPE_CHECKING:
     from .clip import OpenClipEncoder
 
+# Model name that selects the tiny random models (built and cached on first use): demos and tests.
+TINY = "tiny"
+
 
 def load_vlm(config: VLMConfig | None = None, **overrides: Any) -> VLMBackend:
     """Build the VLM backend a VLMConfig names (heavy libraries are imported only here)."""
@@ -24,19 +27,30 @@ def load_vlm(config: VLMConfig | None = None, **overrides: Any) -> VLMBackend:
         from .openai_backend import OpenAIBackend
 
         return OpenAIBackend(cfg)
+    if cfg.model == TINY:
+        from .tiny import build_tiny_internvl
+
+        cfg = cfg.model_copy(update={"model": str(build_tiny_internvl())})
     from .transformers_backend import TransformersBackend
 
     return TransformersBackend(cfg)
 
 
 def load_clip(config: ClipConfig | None = None, **overrides: Any) -> OpenClipEncoder:
-    """Build the open_clip encoder a ClipConfig names."""
+    """Build the open_clip encoder a ClipConfig names (model "tiny": the tiny random CLIP)."""
     from .clip import load_clip as _load
 
-    return _load(config, **overrides)
+    cfg = config or ClipConfig()
+    if overrides:
+        cfg = ClipConfig.model_validate({**cfg.model_dump(), **overrides})
+    if cfg.model == TINY:
+        from .tiny import register_tiny_clip
+
+        cfg = cfg.model_copy(update={"model": register_tiny_clip(), "pretrained": None})
+    return _load(cfg)
 
 
 __all__ = [
-    "DEFAULT_VLM_MODEL", "Clip", "ClipConfig", "ImageTextEncoder", "OpenAIOptions", "ReplayBackend",
+    "DEFAULT_VLM_MODEL", "TINY", "Clip", "ClipConfig", "ImageTextEncoder", "OpenAIOptions", "ReplayBackend",
     "VLMBackend", "VLMConfig", "load_clip", "load_responses_json", "load_vlm",
 ]

@@ -1,0 +1,135 @@
+"""In-process VLM backend on transformers' native InternVL classes (the -hf checkpoints)."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ModelError
+from ..prompt import load_prompt, render_prompt
+from ._device import resolve_device, resolve_dtype
+from .base import Clip
+from .config import VLMConfig
+
+_REMOTE_CODE_HINT = (
+    "it looks like a remote-code InternVL checkpoint (model_type 'internvl_chat', e.g. OpenGVLab/InternVL2-8B), "
+    "whose code does not run on transformers >= 4.50. Use an -hf checkpoint (e.g. "
+    "OpenGVLab/InternVL2_5-8B-MPO-hf, OpenGVLab/InternVL3-8B-hf) with this backend, or serve the "
+    "original model with vLLM or LMDeploy and use backend 'openai'."
+)
+
+
+def _local_model_type(model: str) -> str | None:
+    cfg = Path(model) / "config.json"
+    if cfg.is_file():
+        try:
+            return json.loads(cfg.read_text(encoding="utf-8")).get("model_type")
+        except (OSError, json.JSONDecodeError):
+            return None
+    return None
+
+
+def _frames_list(clip: Clip) -> list[np.ndarray]:
+    if clip.frames is None:
+        raise ModelError(f"clip {clip.source}#{clip.index} has no frames (the transformers backend needs them)")
+    frames = np.asarray(clip.frames)
+    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or frames.shape[0] == 0:
+        raise ModelError(
+            f"clip {clip.source}#{clip.index}: frames must be (k>0, H, W, 3) uint8 RGB, "
+            f"got {frames.shape} {frames.dtype}"
+        )
+    return list(frames)
+
+
+class TransformersBackend:
+    """VLMBackend running InternVLForConditionalGeneration + AutoProcessor from a hub id or local folder.
+
+    One generate call per batch of up to config.batch_size clips; greedy decoding; each frame one tile
+    (crop_to_patches=False) as in the paper. answer() is synchronous and serialised by a lock.
+    """
+
+    name = "transformers"
+
+    def __init__(self, config: VLMConfig | None = None, *, prompt: str | None = None) -> None:
+        import torch
+        from transformers import AutoProcessor, InternVLForConditionalGeneration
+
+        self.config = config or VLMConfig()
+        cfg = self.config
+        if _local_model_type(cfg.model) == "internvl_chat":
+            raise ModelError(f"cannot load {cfg.model!r}: {_REMOTE_CODE_HINT}")
+        self.device = resolve_device(cfg.device)
+        self.dtype = resolve_dtype(cfg.dtype, self.device, gpu_default="bfloat16")
+        try:
+            self.processor = AutoProcessor.from_pretrained(cfg.model)
+            kwargs: dict[str, Any] = {"dtype": self.dtype}
+            if self.device.type == "cuda":
+                # Load shards straight onto the GPU instead of staging the full model in host memory.
+                kwargs["device_map"] = str(self.device)
+            model = InternVLForConditionalGeneration.from_pretrained(cfg.model, **kwargs)
+        except Exception as exc:
+            hint = _REMOTE_CODE_HINT if "internvl_chat" in str(exc) or "remote" in str(exc) else ""
+            raise ModelError(f"cannot load VLM {cfg.model!r}: {exc}. {hint}".strip()) from exc
+        self.model = model.to(self.device).eval()
+        tok = self.processor.tokenizer
+        tok.padding_side = "left"  # decoder-only batched generation needs left padding
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        self.template = prompt if prompt is not None else load_prompt(cfg.prompt_path)
+        self._lock = threading.Lock()
+        self._torch = torch
+
+    def prompt_text(self, n_frames: int) -> str:
+        """The full chat-formatted prompt for a segment of n_frames frames."""
+        body = render_prompt(self.template, n_frames, image_token=self.processor.image_token)
+        messages = [{"role": "user", "content": [{"type": "text", "text": body}]}]
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+
+    def _generate(self, clips: Sequence[Clip]) -> list[str]:
+        images: list[np.ndarray] = []
+        texts: list[str] = []
+        for clip in clips:
+            frames = _frames_list(clip)
+            images.extend(frames)
+            texts.append(self.prompt_text(len(frames)))
+        inputs = self.processor(
+            text=texts,
+            images=images,
+            return_tensors="pt",
+            padding=True,
+            crop_to_patches=self.config.crop_to_patches,
+        )
+        inputs = inputs.to(self.device)
+        if "pixel_values" in inputs:
+            inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        with self._torch.inference_mode():
+            out = self.model.generate(
+                **inputs, max_new_tokens=self.config.max_new_tokens, do_sample=False, num_beams=1
+            )
+        new_tokens = out[:, inputs["input_ids"].shape[1] :]
+        return [t.strip() for t in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]
+
+    def answer(self, clips: Sequence[Clip]) -> list[str]:
+        """Raw answer text per clip, same order; batched config.batch_size clips per generate call."""
+        out: list[str] = []
+        bs = self.config.batch_size
+        with self._lock:
+            for s in range(0, len(clips), bs):
+                try:
+                    out.extend(self._generate(clips[s : s + bs]))
+                except ModelError:
+                    raise
+                except Exception as exc:
+                    first = clips[s]
+                    raise ModelError(f"generate failed for {first.source} segments from {first.index}: {exc}") from exc
+        return out
+
+    def close(self) -> None:
+        self.model = None
+        if self._torch.cuda.is_available():
+            self._torch.cuda.empty_cache()
