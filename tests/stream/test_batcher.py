@@ -1,0 +1,115 @@
+"""Batcher: fair batches across cameras, bounded backlog, named drop policies, lossless block mode."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from corevad_stream.batcher import Batcher
+from corevad_stream.config import OverloadPolicy
+from corevad_stream.entities import SegmentJob
+
+
+def job(cam: str, i: int, released: list[tuple[str, int]] | None = None) -> SegmentJob:
+    rel = (lambda: released.append((cam, i))) if released is not None else None
+    return SegmentJob(camera=cam, index=i, start=float(i), end=float(i + 1), clock=float(i + 1), n_frames=30,
+                      _release=rel)
+
+
+def make(policy: OverloadPolicy = OverloadPolicy.DROP_OLDEST, **kw: int | float
+         ) -> tuple[Batcher, list[tuple[str, int, str]]]:
+    drops: list[tuple[str, int, str]] = []
+    args = {"max_batch": 4, "max_wait_s": 0.0, "max_pending_per_camera": 3, "max_pending_total": 100} | kw
+    b = Batcher(on_drop=lambda j, why: drops.append((j.camera, j.index, why)), default_policy=policy,
+                **args)  # type: ignore[arg-type]
+    return b, drops
+
+
+async def test_batches_take_cameras_in_turn_so_a_busy_camera_cannot_starve_others() -> None:
+    b, drops = make(max_pending_per_camera=10, max_batch=3)
+    for i in range(6):
+        b.offer(job("busy", i))
+    b.offer(job("quiet1", 0))
+    b.offer(job("quiet2", 0))
+    first = await b.next_batch()
+    assert sorted(j.camera for j in first) == ["busy", "quiet1", "quiet2"]
+    assert [j.index for j in first if j.camera == "busy"] == [0]  # oldest first within a camera
+    rest = [(j.camera, j.index) for j in await b.next_batch()]
+    assert rest == [("busy", 1), ("busy", 2), ("busy", 3)]
+    assert drops == []
+
+
+async def test_drop_oldest_bounds_each_camera_and_counts_every_drop() -> None:
+    released: list[tuple[str, int]] = []
+    b, drops = make(OverloadPolicy.DROP_OLDEST)
+    for i in range(10):
+        b.offer(job("a", i, released))
+    assert b.pending("a") == 3
+    assert [d[1] for d in drops] == list(range(7)) and {d[2] for d in drops} == {"overload"}
+    assert released == [("a", i) for i in range(7)]  # dropped segments give their ring slot back
+    assert [j.index for j in await b.next_batch()] == [7, 8, 9]  # the freshest survive
+
+
+async def test_global_bound_drops_from_the_longest_backlog() -> None:
+    b, drops = make(max_pending_per_camera=10, max_pending_total=5)
+    for i in range(4):
+        b.offer(job("a", i))
+    b.offer(job("b", 0))
+    b.offer(job("b", 1))  # total full: the busiest camera (a) pays
+    assert drops == [("a", 0, "overload")]
+    assert b.pending() == 5 and b.pending("b") == 2
+
+
+async def test_stride_keeps_every_kth_segment_while_behind_and_relaxes_after() -> None:
+    b, drops = make(OverloadPolicy.STRIDE, max_pending_per_camera=2)
+    for i in range(3):
+        b.offer(job("a", i))  # third overflows -> stride 2
+    assert b.stride("a") == 2
+    for i in range(3, 9):
+        b.offer(job("a", i))
+    reasons = [d[2] for d in drops]
+    assert "stride" in reasons and "overload" in reasons
+    assert b.pending("a") <= 2
+    behind = b.stride("a")
+    assert behind >= 2
+    kept = [j.index for j in await b.next_batch()]
+    assert len(kept) == 2 and b.stride("a") == behind // 2  # emptied queue halves the stride
+    assert len(drops) + len(kept) == 9  # every segment is either kept or counted
+
+
+async def test_block_policy_is_lossless_and_waits_for_room() -> None:
+    b, drops = make(OverloadPolicy.BLOCK, max_pending_per_camera=2, max_batch=1)
+    await b.put(job("r", 0))
+    await b.put(job("r", 1))
+    third = asyncio.create_task(b.put(job("r", 2)))
+    await asyncio.sleep(0.05)
+    assert not third.done() and b.pending("r") == 2
+    got = [j.index for j in await b.next_batch()]
+    await asyncio.wait_for(third, 5)
+    got += [j.index for _ in range(2) for j in await b.next_batch()]
+    assert got == [0, 1, 2] and drops == []
+
+
+async def test_max_wait_collects_a_batch_then_close_drains() -> None:
+    b, _ = make(max_wait_s=0.5, max_batch=3)
+    b.offer(job("a", 0))
+
+    async def later() -> None:
+        await asyncio.sleep(0.05)
+        b.offer(job("b", 0))
+        b.offer(job("c", 0))
+
+    asyncio.create_task(later())
+    batch = await asyncio.wait_for(b.next_batch(), 5)
+    assert len(batch) == 3  # filled before max_wait ran out
+    b.offer(job("a", 1))
+    await b.close()
+    assert [j.index for j in await b.next_batch()] == [1]
+    assert await b.next_batch() == []
+
+
+@pytest.mark.parametrize("bad", [{"max_batch": 0}, {"max_pending_per_camera": 0}])
+def test_bad_bounds_are_refused(bad: dict[str, int]) -> None:
+    with pytest.raises(ValueError):
+        make(**bad)
