@@ -1,0 +1,445 @@
+"""Benchmark replay: push UCF-Crime / XD-Violence videos through the live runtime as concurrent cameras.
+
+Every video becomes one camera of a corevad_stream.App, so replay exercises the same sources, batcher,
+model worker, causal scoring (corevad.causal.CausalScorer) and alert hysteresis (corevad.alerts) that
+serve live cameras; only the clock differs (sources run as fast as the pipeline takes them, and the
+lossless `block` overload policy replaces the live drop policies). Two inputs:
+  - a folder of the benchmark videos, decoded by the same VideoSource as files and RTSP cameras;
+  - a recorded responses file alone: frame-less segments (frameless://<frames>) answered by the replay
+    backend, through the same batcher, scoring and alerts, without decoding anything.
+Videos run in waves of `concurrency` cameras (longest first, so a wave's cameras end together): one App
+per wave keeps ring-buffer memory bounded by the wave, not by the whole benchmark.
+Scores come back from the `score` messages and alerts from the `events` messages the run published.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import re
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from corevad.alerts import AlertParams
+from corevad.benchmarks import VideoGT
+from corevad.latency import FPS, delay_stats, detection_delay, false_alerts_per_hour, laap_approx
+from corevad.metrics import ClassMetric, frame_ap, frame_auc, per_class_metrics
+from corevad.models.base import Clip, ImageTextEncoder, VLMBackend
+from corevad.params import CausalParams, OfflineParams
+from corevad.pipeline import score_offline
+
+from .app import App
+from .config import StreamConfig, config_from_dict
+from .errors import StreamError
+from .sinks.base import Sink
+from .sinks.memory import MemorySink
+
+log = logging.getLogger(__name__)
+
+VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
+_BAD = re.compile(r"[^A-Za-z0-9_\-]")
+
+
+# Measured with tools/bench_replay.py: the live default max_wait_s (20 ms) caps replay at ~400 segments/s;
+# with no wait, deep per-camera queues and big batches the frame-less replay runs ~8x faster.
+FRAMELESS_RUNTIME = {"max_batch": 64, "max_wait_s": 0.0, "max_pending_per_camera": 32, "max_pending_total": 4096}
+# Decoded frames live in ring buffers sized from the per-camera bound: keep it small.
+DECODED_RUNTIME = {"max_batch": 16, "max_wait_s": 0.0, "max_pending_per_camera": 4}
+
+
+class ReplayError(StreamError):
+    """A replay input is missing or inconsistent (names the video and what is wrong)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayInput:
+    """One benchmark video and what its camera reads: a file path or frameless://<frames>?fps=30."""
+
+    gt: VideoGT
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReplayAlert:
+    """An alert the run published, in video time (segment indices; 1 segment = 1 s at 30 fps)."""
+
+    video: str
+    start_segment: int
+    end_segment: int
+    peak_score: float
+    explanation: tuple[str, ...]
+
+    def interval(self, segment_s: float = 1.0) -> tuple[float, float]:
+        return self.start_segment * segment_s, (self.end_segment + 1) * segment_s
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"video": self.video, "start_segment": self.start_segment, "end_segment": self.end_segment,
+                "peak_score": round(self.peak_score, 6), "explanation": list(self.explanation)}
+
+
+@dataclass(slots=True)
+class VideoReplay:
+    """One video's online result: scores per segment and per frame (exactly gt.frames), alerts."""
+
+    gt: VideoGT
+    segment_scores: np.ndarray
+    labels: np.ndarray
+    alerts: list[ReplayAlert]
+    missing_segments: int = 0
+    extra_segments: int = 0
+    unparsed: int = 0
+
+    @property
+    def frame_scores(self) -> np.ndarray:
+        return np.repeat(self.segment_scores, 30)[: self.gt.frames]
+
+
+@dataclass(slots=True)
+class ReplayResult:
+    """All videos of one replay, with the parameters it ran under."""
+
+    videos: list[VideoReplay]
+    params: CausalParams
+    alert_params: AlertParams
+    backend: str
+    use_features: bool
+    wall_s: float
+    segments: int
+    drops: int = 0
+    stats: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+    @property
+    def segments_per_s(self) -> float:
+        return self.segments / self.wall_s if self.wall_s > 0 else float("nan")
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolFigures:
+    """Frame-level and latency-aware figures of one protocol (online or offline) on one set of videos."""
+
+    auc: float
+    ap: float
+    laap: float
+    per_class: list[ClassMetric]
+    latency_frames: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"auc": self.auc, "ap": self.ap, "laap_approx": self.laap, "laap_latency_frames": self.latency_frames,
+                "per_class": [{"class": c.cls, "auc": c.auc, "ap": c.ap, "videos": c.videos}
+                              for c in self.per_class]}
+
+
+@dataclass(frozen=True, slots=True)
+class AlertFigures:
+    """Detection delay on anomalous videos and false alerts per hour on normal ones."""
+
+    anomalous_videos: int
+    detected: int
+    alerted_before_onset: int
+    median_delay_s: float
+    p90_delay_s: float
+    mean_delay_s: float
+    false_alerts: int
+    normal_hours: float
+    false_alerts_per_hour: float
+    alerts: int
+    publication_latency_s: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+
+
+# -- inputs --------------------------------------------------------------------------------------------
+def camera_names(videos: Sequence[VideoGT]) -> dict[str, str]:
+    """Video name -> a topic-safe, unique camera name (XD names carry '.', spaces and more)."""
+    out: dict[str, str] = {}
+    used: set[str] = set()
+    for v in videos:
+        base = _BAD.sub("_", v.name).strip("_-")[:56] or "video"
+        if not base[0].isalnum():
+            base = "v" + base
+        name, k = base, 1
+        while name in used:
+            k += 1
+            name = f"{base[:56]}-{k}"
+        used.add(name)
+        out[v.name] = name
+    return out
+
+
+def frameless_inputs(videos: Sequence[VideoGT], fps: float = FPS) -> list[ReplayInput]:
+    """Responses-only replay: one frame-less camera per video with the GT frame count."""
+    return [ReplayInput(v, f"frameless://{v.frames}?fps={fps:g}") for v in videos]
+
+
+def video_inputs(videos: Sequence[VideoGT], folder: str | Path, *, skip_missing: bool = False
+                 ) -> tuple[list[ReplayInput], list[str]]:
+    """Decoded replay: find each video's file under `folder` (recursively; name + a video extension)."""
+    root = Path(folder)
+    if not root.is_dir():
+        raise ReplayError(f"video folder {root} does not exist")
+    index: dict[str, Path] = {}
+    for p in root.rglob("*"):
+        if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file():
+            index.setdefault(p.stem, p)
+            index.setdefault(p.stem.replace("#", ""), p)
+    found, missing = [], []
+    for v in videos:
+        p = index.get(v.name)
+        if p is None:
+            if not skip_missing:
+                raise ReplayError(f"video {v.name!r}: no file {v.name}.mp4 (or {'/'.join(VIDEO_EXTENSIONS)}) "
+                                  f"under {root}")
+            missing.append(v.name)
+            continue
+        found.append(ReplayInput(v, str(p)))
+    return found, missing
+
+
+class _ScoreRecorder:
+    """Stands in front of one camera's CameraScoring and keeps every final score at full precision.
+
+    The `score` messages round scores to 6 decimals, which ties many of the text-only protocol's small
+    tail values and moves the UCF-Crime AUC by ~0.001; the metrics need the scores the scorer computed.
+    """
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.scores: dict[int, float] = {}  # camera segment index -> final score
+        self.labels: dict[int, int] = {}  # camera segment index -> the answer's own label
+        self._index: dict[int, int] = {}  # scorer index (n-th result) -> camera segment index
+        self._n = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def _record(self, out: Any) -> Any:
+        for s in out.scored:
+            self.scores[self._index[s.index]] = s.score
+        return out
+
+    def process(self, result: Any) -> Any:
+        self._index[self._n] = result.job.index
+        self._n += 1
+        self.labels[result.job.index] = int(result.verdict.label)
+        return self._record(self.inner.process(result))
+
+    def finish(self) -> Any:
+        return self._record(self.inner.finish())
+
+
+class _CameraBackend:
+    """Answers clips of camera `c` as the wrapped backend answers video `videos[c]` (replay backend keys)."""
+
+    def __init__(self, inner: VLMBackend, videos: Mapping[str, str]) -> None:
+        self.inner = inner
+        self.videos = dict(videos)
+        self.name = inner.name
+
+    def answer(self, clips: Sequence[Clip]) -> list[str]:
+        return self.inner.answer([Clip(self.videos.get(c.source, c.source), c.index, c.frames) for c in clips])
+
+    def close(self) -> None:
+        pass  # the caller owns the wrapped backend
+
+
+# -- running --------------------------------------------------------------------------------------------
+def replay_config(cameras: list[dict[str, Any]], *, refinement: Mapping[str, Any] | None = None,
+                  alerts: Mapping[str, Any] | None = None, runtime: Mapping[str, Any] | None = None,
+                  mqtt: Mapping[str, Any] | None = None, model: Mapping[str, Any] | None = None) -> StreamConfig:
+    """The runtime config of one replay wave: lossless, no metrics port, no snapshots unless asked."""
+    rt = {"overload_policy": "block", "sink_queue": 10_000_000, "stats_interval_s": 3600.0,
+          "shutdown_timeout_s": 600.0, **(runtime or {})}
+    data: dict[str, Any] = {
+        "cameras": cameras, "metrics": {"enabled": False}, "runtime": rt,
+        "refinement": dict(refinement or {}), "alerts": {"snapshot": False, **(alerts or {})},
+        "mqtt": dict(mqtt) if mqtt else None,
+    }
+    if model:
+        data["model"] = dict(model)
+    return config_from_dict(data, source="<replay>")
+
+
+async def run_replay(
+    inputs: Sequence[ReplayInput],
+    *,
+    backend: VLMBackend,
+    encoder: ImageTextEncoder | None = None,
+    refinement: Mapping[str, Any] | None = None,
+    alerts: Mapping[str, Any] | None = None,
+    runtime: Mapping[str, Any] | None = None,
+    mqtt: Mapping[str, Any] | None = None,
+    concurrency: int = 32,
+    sinks: Sequence[Sink] = (),
+    on_video: Callable[[VideoGT], None] | None = None,
+    timeout_s: float | None = None,
+) -> ReplayResult:
+    """Replay `inputs` through App waves of `concurrency` cameras; collect online scores and alerts."""
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be >= 1, got {concurrency}")
+    if not inputs:
+        raise ReplayError("nothing to replay: no videos")
+    if runtime is None:
+        frameless = all(i.url.startswith("frameless://") for i in inputs)
+        runtime = FRAMELESS_RUNTIME if frameless else DECODED_RUNTIME
+    names = camera_names([i.gt for i in inputs])
+    video_of = {cam: video for video, cam in names.items()}
+    wrapped = _CameraBackend(backend, video_of)
+    order = sorted(inputs, key=lambda i: -i.gt.frames)
+    results: dict[str, VideoReplay] = {}
+    t0 = time.perf_counter()
+    segments = drops = 0
+    stats: list[dict[str, Any]] = []
+    params = alert_params = None
+    use_features = False
+    for w in range(0, len(order), concurrency):
+        wave = order[w:w + concurrency]
+        cfg = replay_config([{"name": names[i.gt.name], "url": i.url, "rate": "fast", "fps": FPS}
+                             for i in wave], refinement=refinement, alerts=alerts, runtime=runtime, mqtt=mqtt)
+        params = cfg.refinement.params()
+        alert_params = cfg.alerts.params()
+        mem = MemorySink(name="replay")
+        async with App(cfg, backend=wrapped, encoder=encoder, sinks=[mem, *sinks]) as app:
+            # No await since the App started its tasks: no result has been scored yet.
+            recorders = {name: _ScoreRecorder(cam.scoring) for name, cam in app.cameras.items()}
+            for name, cam in app.cameras.items():
+                cam.scoring = recorders[name]  # type: ignore[assignment]
+            use_features = use_features or any(c.scoring.use_features for c in app.cameras.values())
+            watchers = []
+            if on_video is not None:
+                for i in wave:
+                    watchers.append(asyncio.ensure_future(_notify(app, names[i.gt.name], i.gt, on_video)))
+            try:
+                await app.wait_finished(timeout_s)
+            finally:
+                for t in watchers:
+                    t.cancel()
+            drops += sum(c.drops for c in app.counters.values())
+        stats.extend(m.payload for m in mem.of("stats") if isinstance(m.payload, dict))
+        for i in wave:
+            vr = _collect(i.gt, names[i.gt.name], mem, recorders[names[i.gt.name]])
+            segments += int(np.isfinite(vr.segment_scores).sum()) + vr.extra_segments
+            results[i.gt.name] = vr
+    assert params is not None and alert_params is not None
+    ordered = [results[i.gt.name] for i in inputs]
+    return ReplayResult(ordered, params, alert_params, backend.name, use_features, time.perf_counter() - t0,
+                        segments, drops, stats)
+
+
+async def _notify(app: App, camera: str, gt: VideoGT, cb: Callable[[VideoGT], None]) -> None:
+    await app.cameras[camera].finished.wait()
+    cb(gt)
+
+
+def _collect(gt: VideoGT, camera: str, mem: MemorySink, rec: _ScoreRecorder) -> VideoReplay:
+    n = math.ceil(gt.frames / 30)
+    scores = np.full(n, np.nan)
+    labels = np.zeros(n)
+    extra = unparsed = 0
+    published = 0
+    for m in mem.of("score", camera):
+        p = m.payload
+        assert isinstance(p, dict)
+        i = int(p["index"])
+        published += 1
+        if i >= n:
+            extra += 1  # the decoder found more frames than the annotation counts
+            continue
+        unparsed += 0 if p.get("parsed", True) else 1
+        # The message's score is rounded; it must agree with the recorded full-precision one.
+        if abs(float(p["score"]) - rec.scores[i]) > 1e-6:
+            raise ReplayError(f"video {gt.name}: published score of segment {i} ({p['score']}) differs from "
+                              f"the scorer's ({rec.scores[i]})")
+        scores[i] = rec.scores[i]
+        labels[i] = rec.labels[i]
+    if published != len(rec.scores):
+        raise ReplayError(f"video {gt.name}: {len(rec.scores)} segments scored but {published} score messages")
+    missing = int(np.isnan(scores).sum())
+    if missing:
+        # Fewer decoded frames than annotated (or dropped segments): hold the last score, count them.
+        log.warning("video %s: %d of %d segments have no online score; holding the previous one",
+                    gt.name, missing, n)
+        scores = _hold(scores)
+    alerts = []
+    for m in mem.of("events"):
+        p = m.payload
+        assert isinstance(p, dict)
+        a = p["after"]
+        if p["type"] == "end" and a["camera"] == camera:
+            alerts.append(ReplayAlert(gt.name, int(a["start_segment"]), int(a["end_segment"]),
+                                      float(a["peak_score"]), tuple(a["explanation"])))
+    return VideoReplay(gt, scores, labels, alerts, missing, extra, unparsed)
+
+
+def _hold(x: np.ndarray) -> np.ndarray:
+    out = x.copy()
+    last = 0.0
+    for k in range(out.size):
+        if np.isnan(out[k]):
+            out[k] = last
+        else:
+            last = out[k]
+    return out
+
+
+# -- figures --------------------------------------------------------------------------------------------
+def online_figures(result: ReplayResult, videos: Sequence[VideoReplay] | None = None) -> ProtocolFigures:
+    vids = list(result.videos if videos is None else videos)
+    return _figures([v.gt for v in vids], [v.frame_scores for v in vids], result.params.delay * 30)
+
+
+def offline_figures(videos: Sequence[VideoReplay], params: OfflineParams = OfflineParams()) -> ProtocolFigures:
+    """The paper's offline protocol (corevad.pipeline.score_offline) on the same answers (text-only)."""
+    fs = [score_offline(v.labels, v.gt.frames, params).frame_scores for v in videos]
+    return _figures([v.gt for v in videos], fs, 0)
+
+
+def offline_frame_scores(videos: Sequence[VideoReplay], params: OfflineParams = OfflineParams()
+                         ) -> list[np.ndarray]:
+    return [score_offline(v.labels, v.gt.frames, params).frame_scores for v in videos]
+
+
+def _figures(gts: Sequence[VideoGT], frame_scores: Sequence[np.ndarray], latency_frames: int) -> ProtocolFigures:
+    gt = np.concatenate([g.gt for g in gts])
+    s = np.concatenate(frame_scores)
+    both = gt.min() != gt.max()
+    return ProtocolFigures(
+        auc=frame_auc(gt, s) if both else float("nan"), ap=frame_ap(gt, s) if both else float("nan"),
+        laap=laap_approx(frame_scores, [g.spans for g in gts], latency_frames=latency_frames),
+        per_class=per_class_metrics(list(gts), list(frame_scores)), latency_frames=latency_frames)
+
+
+def alert_figures(result: ReplayResult, videos: Sequence[VideoReplay] | None = None) -> AlertFigures:
+    """Delay from GT start to the first published alert (per anomalous video) and false alerts/hour.
+
+    An alert is published once its opening segment's score is final: (lookahead + 1) segments after the
+    segment starts; that publication latency is part of the delay.
+    """
+    vids = list(result.videos if videos is None else videos)
+    latency = (result.params.delay + 1) * 1.0
+    delays: list[float | None] = []
+    normal = []
+    for v in vids:
+        iv = [a.interval() for a in v.alerts]
+        if v.gt.is_anomalous:
+            delays.append(detection_delay(v.gt.spans, iv, FPS, latency_s=latency))
+        else:
+            normal.append((v.gt.frames, v.gt.spans, iv))
+    st = delay_stats(delays)
+    fa = false_alerts_per_hour(normal, FPS)
+    return AlertFigures(st.videos, st.detected, sum(1 for d in delays if d == 0.0), st.median_s, st.p90_s,
+                        st.mean_s, fa.false_alerts, fa.hours, fa.per_hour, sum(len(v.alerts) for v in vids),
+                        latency)
+
+
+__all__ = [
+    "AlertFigures", "ProtocolFigures", "ReplayAlert", "ReplayError", "ReplayInput", "ReplayResult", "VideoReplay",
+    "alert_figures", "camera_names", "frameless_inputs", "offline_figures", "offline_frame_scores",
+    "online_figures", "replay_config", "run_replay", "video_inputs",
+]
