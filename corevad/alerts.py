@@ -62,7 +62,7 @@ class Alert:
             "start_time": self.start_time, "end_time": self.end_time,
             "start_segment": self.start_index, "end_segment": self.end_index,
             "last_segment": self.last_index, "peak_segment": self.peak_index,
-            "peak_score": round(self.peak_score, 6), "score": round(self.score, 6),
+            "peak_score": self.peak_score, "score": self.score,
             "explanation": list(self.explanation),
         }
 

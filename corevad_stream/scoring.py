@@ -97,8 +97,8 @@ class CameraScoring:
             c.last_score = s.score
             c.last_latency_s = latency
             out.messages.append(Message("score", {
-                "index": meta.index, "start": meta.start, "end": meta.end, "score": round(s.score, 6),
-                "refined": round(s.refined, 6), "label": s.label, "raw_label": meta.label,
+                "index": meta.index, "start": meta.start, "end": meta.end, "score": s.score,
+                "refined": s.refined, "label": s.label, "raw_label": meta.label,
                 "parsed": meta.parsed, "description": chosen.description, "chosen": self._metas[s.chosen].index
                 if s.chosen in self._metas else meta.index, "latency_s": round(latency, 4),
                 "model_s": round(meta.model_s, 4),

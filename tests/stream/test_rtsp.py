@@ -1,0 +1,49 @@
+"""A real RTSP camera (GStreamer server fixture): the runtime recovers when the server dies and comes back."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from stream_doubles import HashEncoder, ScriptedBackend, stream_config
+
+from corevad_stream import App, MemorySink
+from corevad_stream.messages import Message
+
+
+def statuses(sink: MemorySink, cam: str) -> list[str]:
+    return [m.payload["status"] for m in sink.of("status", cam)]  # type: ignore[index]
+
+
+async def wait_for(pred, timeout: float) -> None:  # type: ignore[no-untyped-def]
+    async def loop() -> None:
+        while not pred():
+            await asyncio.sleep(0.05)
+
+    await asyncio.wait_for(loop(), timeout)
+
+
+@pytest.mark.slow
+async def test_camera_recovers_after_the_rtsp_server_is_killed_and_restarted(rtsp_server) -> None:  # type: ignore[no-untyped-def]
+    cfg = stream_config([{"name": "door", "url": rtsp_server.url}])
+    sink = MemorySink()
+    async with App(cfg, backend=ScriptedBackend(), encoder=HashEncoder(), sinks=[sink]) as app:
+        c = app.counters["door"]
+        await wait_for(lambda: c.scored >= 2, 60)
+        assert statuses(sink, "door") == ["online"]
+        await asyncio.to_thread(rtsp_server.kill)
+        await wait_for(lambda: statuses(sink, "door")[-1] == "offline", 60)
+        offline: Message = sink.of("status", "door")[-1]
+        reason = offline.payload["reason"]  # type: ignore[index]
+        assert offline.retain and ("stalled" in reason or "cannot open stream" in reason), reason
+        scored_during_outage = c.scored
+        await asyncio.sleep(1.5)  # several failed reconnects while the server is down
+        await asyncio.to_thread(rtsp_server.start)
+        await wait_for(lambda: statuses(sink, "door")[-1] == "online", 60)
+        await wait_for(lambda: c.scored >= scored_during_outage + 2, 60)
+        assert c.reconnects >= 1
+        indices = [m.payload["index"] for m in sink.of("score", "door")]  # type: ignore[index]
+        assert indices == sorted(set(indices))  # numbering keeps going after the reconnect
+    seq = statuses(sink, "door")
+    assert seq[0] == "online" and "offline" in seq[1:-1] and seq[-1] == "offline"  # last: monitor stopped
+    assert seq.count("online") >= 2
