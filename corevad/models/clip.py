@@ -34,9 +34,13 @@ class OpenClipEncoder:
         self.device = resolve_device(config.device)
         self.dtype = resolve_dtype(config.dtype, self.device, gpu_default="float16")
         try:
-            model, _, _ = open_clip.create_model_and_transforms(
-                config.model, pretrained=config.pretrained, device=self.device
-            )
+            # Random weights (pretrained=None) come from a fixed seed, so two processes agree; the
+            # caller's RNG state is left alone.
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(0)
+                model, _, _ = open_clip.create_model_and_transforms(
+                    config.model, pretrained=config.pretrained, device=self.device
+                )
             self._tokenizer = open_clip.get_tokenizer(config.model)
         except Exception as exc:  # open_clip raises RuntimeError / FileNotFoundError / HF errors
             raise ModelError(

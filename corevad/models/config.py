@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 # The nearest checkpoint to the paper's InternVL2-8B that the native transformers class loads
 # (InternViT-300M + an InternLM2.5-7B-class LLM, converted to the -hf layout).
@@ -90,3 +90,11 @@ class ClipConfig(_Frozen):
     segment_frames: Literal["all", "sampled"] = Field(
         "all", description="Segment visual feature from all frames (paper) or only the sampled ones."
     )
+
+    @field_validator("pretrained", mode="before")
+    @classmethod
+    def _none_means_random(cls, value: object) -> object:
+        # YAML and CLI users write "none" for random weights.
+        if isinstance(value, str) and value.strip().lower() in ("", "none", "random"):
+            return None
+        return value

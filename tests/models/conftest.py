@@ -52,3 +52,9 @@ def video_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_video(d / "gamma.mp4", 31, seed=3)
     (d / "broken.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8)
     return d
+
+
+@pytest.fixture(scope="session")
+def make_video():
+    """The write_video helper, for tests that need their own clips."""
+    return write_video

@@ -1,0 +1,67 @@
+"""The transformers backend loads a saved tiny InternVL by path and answers for real decoded frames."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from corevad.errors import ModelError
+from corevad.models import Clip, VLMBackend, VLMConfig, load_vlm
+from corevad.video import iter_segments
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_internvl_dir: Path):
+    b = load_vlm(VLMConfig(model=str(tiny_internvl_dir), max_new_tokens=12, batch_size=3, device="cpu"))
+    yield b
+    b.close()
+
+
+@pytest.fixture(scope="module")
+def clips(video_dir: Path) -> list[Clip]:
+    segs = list(iter_segments(video_dir / "alpha.mp4")) + list(iter_segments(video_dir / "gamma.mp4"))
+    return [Clip("v", k, frames) for k, (_seg, frames) in enumerate(segs)]
+
+
+def test_answers_real_frames_in_order_and_batched(backend, clips: list[Clip]) -> None:
+    assert isinstance(backend, VLMBackend) and backend.name == "transformers"
+    assert [c.frames.shape[0] for c in clips] == [8, 8, 8, 8, 1]  # gamma's last segment has one frame
+    answers = backend.answer(clips)  # 5 clips with batch_size 3: two generate calls, ragged frame counts
+    assert len(answers) == 5 and all(isinstance(a, str) for a in answers)
+    assert any(answers), "the tiny model should emit some text"
+    # Left padding and batching must not change greedy answers: one at a time gives the same text.
+    assert [backend.answer([c])[0] for c in clips] == answers
+
+
+def test_answer_depends_on_frames(backend) -> None:
+    rng = np.random.default_rng(0)
+    a = Clip("v", 0, rng.integers(0, 256, size=(8, 40, 40, 3), dtype=np.uint8))
+    b = Clip("v", 1, np.zeros((8, 40, 40, 3), np.uint8))
+    out = backend.answer([a, b, a])
+    assert out[0] == out[2]
+    assert out[0] != out[1]
+
+
+def test_prompt_has_one_image_slot_per_frame(backend) -> None:
+    text = backend.prompt_text(8)
+    assert text.count(backend.processor.image_token) == 8
+    assert "Frame8:" in text and text.endswith("assistant\n")
+
+
+def test_missing_frames_is_a_model_error(backend) -> None:
+    with pytest.raises(ModelError, match="no frames"):
+        backend.answer([Clip("cam", 3, None)])
+
+
+def test_remote_code_checkpoint_is_refused_with_advice(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "internvl_chat"}))
+    with pytest.raises(ModelError, match="openai"):
+        load_vlm(VLMConfig(model=str(tmp_path)))
+
+
+def test_missing_model_is_a_model_error(tmp_path: Path) -> None:
+    with pytest.raises(ModelError, match="cannot load VLM"):
+        load_vlm(VLMConfig(model=str(tmp_path / "nothing-here")))
