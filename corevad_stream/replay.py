@@ -212,38 +212,6 @@ def video_inputs(videos: Sequence[VideoGT], folder: str | Path, *, skip_missing:
     return found, missing
 
 
-class _ScoreRecorder:
-    """Stands in front of one camera's CameraScoring and keeps every final score at full precision.
-
-    The `score` messages round scores to 6 decimals, which ties many of the text-only protocol's small
-    tail values and moves the UCF-Crime AUC by ~0.001; the metrics need the scores the scorer computed.
-    """
-
-    def __init__(self, inner: Any) -> None:
-        self.inner = inner
-        self.scores: dict[int, float] = {}  # camera segment index -> final score
-        self.labels: dict[int, int] = {}  # camera segment index -> the answer's own label
-        self._index: dict[int, int] = {}  # scorer index (n-th result) -> camera segment index
-        self._n = 0
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
-
-    def _record(self, out: Any) -> Any:
-        for s in out.scored:
-            self.scores[self._index[s.index]] = s.score
-        return out
-
-    def process(self, result: Any) -> Any:
-        self._index[self._n] = result.job.index
-        self._n += 1
-        self.labels[result.job.index] = int(result.verdict.label)
-        return self._record(self.inner.process(result))
-
-    def finish(self) -> Any:
-        return self._record(self.inner.finish())
-
-
 class _CameraBackend:
     """Answers clips of camera `c` as the wrapped backend answers video `videos[c]` (replay backend keys)."""
 
@@ -316,10 +284,6 @@ async def run_replay(
         alert_params = cfg.alerts.params()
         mem = MemorySink(name="replay")
         async with App(cfg, backend=wrapped, encoder=encoder, sinks=[mem, *sinks]) as app:
-            # No await since the App started its tasks: no result has been scored yet.
-            recorders = {name: _ScoreRecorder(cam.scoring) for name, cam in app.cameras.items()}
-            for name, cam in app.cameras.items():
-                cam.scoring = recorders[name]  # type: ignore[assignment]
             use_features = use_features or any(c.scoring.use_features for c in app.cameras.values())
             watchers = []
             if on_video is not None:
@@ -333,7 +297,7 @@ async def run_replay(
             drops += sum(c.drops for c in app.counters.values())
         stats.extend(m.payload for m in mem.of("stats") if isinstance(m.payload, dict))
         for i in wave:
-            vr = _collect(i.gt, names[i.gt.name], mem, recorders[names[i.gt.name]])
+            vr = _collect(i.gt, names[i.gt.name], mem)
             segments += int(np.isfinite(vr.segment_scores).sum()) + vr.extra_segments
             results[i.gt.name] = vr
     assert params is not None and alert_params is not None
@@ -347,29 +311,25 @@ async def _notify(app: App, camera: str, gt: VideoGT, cb: Callable[[VideoGT], No
     cb(gt)
 
 
-def _collect(gt: VideoGT, camera: str, mem: MemorySink, rec: _ScoreRecorder) -> VideoReplay:
+def _collect(gt: VideoGT, camera: str, mem: MemorySink) -> VideoReplay:
+    """One video's online scores and answer labels from its `score` messages, alerts from `events`."""
     n = math.ceil(gt.frames / 30)
     scores = np.full(n, np.nan)
     labels = np.zeros(n)
     extra = unparsed = 0
-    published = 0
     for m in mem.of("score", camera):
         p = m.payload
         assert isinstance(p, dict)
         i = int(p["index"])
-        published += 1
         if i >= n:
             extra += 1  # the decoder found more frames than the annotation counts
             continue
+        if not np.isnan(scores[i]):
+            raise ReplayError(f"video {gt.name}: segment {i} was scored twice")
         unparsed += 0 if p.get("parsed", True) else 1
-        # The message's score is rounded; it must agree with the recorded full-precision one.
-        if abs(float(p["score"]) - rec.scores[i]) > 1e-6:
-            raise ReplayError(f"video {gt.name}: published score of segment {i} ({p['score']}) differs from "
-                              f"the scorer's ({rec.scores[i]})")
-        scores[i] = rec.scores[i]
-        labels[i] = rec.labels[i]
-    if published != len(rec.scores):
-        raise ReplayError(f"video {gt.name}: {len(rec.scores)} segments scored but {published} score messages")
+        # Exact (unrounded) scores: rounding to 1e-6 ties many small text-only scores and moves the AUC.
+        scores[i] = float(p["score"])
+        labels[i] = float(p["raw_label"])
     missing = int(np.isnan(scores).sum())
     if missing:
         # Fewer decoded frames than annotated (or dropped segments): hold the last score, count them.
