@@ -10,8 +10,6 @@ import pytest
 from corevad.errors import DataError, ModelError
 from corevad.models import Clip, ReplayBackend, VLMBackend, VLMConfig, load_vlm
 
-UCF_RESPONSES = Path(__file__).resolve().parents[3] / "shared" / "data" / "ucf_crime" / "VLM_responses_LRC_ucf.json"
-
 
 def test_answers_by_source_and_index(tmp_path: Path) -> None:
     path = tmp_path / "r.json"
@@ -39,10 +37,8 @@ def test_bad_files_name_the_problem(tmp_path: Path) -> None:
 
 
 @pytest.mark.data
-def test_authors_ucf_file_replays() -> None:
-    if not UCF_RESPONSES.is_file():
-        pytest.skip(f"{UCF_RESPONSES} not present")
-    backend = ReplayBackend(UCF_RESPONSES)
+def test_authors_ucf_file_replays(shared_data: Path) -> None:
+    backend = ReplayBackend(shared_data / "ucf_crime" / "VLM_responses_LRC_ucf.json")
     assert len(backend.videos) == 290
     ans = backend.answer([Clip("Abuse028_x264", 0, None)])
     assert ans[0].startswith(("Anomalous scenes.", "Normal scenes."))
