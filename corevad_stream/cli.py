@@ -31,6 +31,9 @@ def _setup_logging(level: str, console: Console) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # Chatty libraries: the embedded broker's state machine logs every client transition at INFO.
+    for name in ("transitions", "amqtt", "httpx"):
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     install_redaction(root)
 
 

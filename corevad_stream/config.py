@@ -173,7 +173,7 @@ class RuntimeConfig(_Strict):
                                                     "square size (RGB).")
     segment_seconds: float = Field(1.0, gt=0, description="Segment length in seconds of stream.")
     max_batch: int = Field(8, gt=0, description="Most segments per model call.")
-    max_wait_s: float = Field(0.02, ge=0, description="Longest wait for a batch to fill once one segment is in.")
+    max_wait_s: float = Field(0.01, ge=0, description="Longest wait for a batch to fill once one segment is in.")
     overload_policy: OverloadPolicy = Field(OverloadPolicy.DROP_OLDEST, description="drop_oldest, stride "
                                                                                     "or block (lossless).")
     max_pending_per_camera: int = Field(3, gt=0, description="Segments a camera may have waiting.")

@@ -86,7 +86,8 @@ class Segmenter:
         self._pos += 1
         self._frames_total += 1
         if self._pos == self.seg_len:
-            self._finish(t + 1.0 / self.fps, self.seg_len)
+            # end = when the segment's last frame arrived: the moment it could be acted on (latency origin).
+            self._finish(t, self.seg_len)
 
     def flush_partial(self, t: float) -> None:
         """End of a finite stream: emit the partial last segment with the sampled frames it has."""

@@ -155,15 +155,18 @@ class VideoSource(_ThreadSource):
     def _run(self) -> None:
         is_file = self.cam.is_file
         first = True
+        looped = False
         while not self._stop.is_set():
-            if not first:
+            if not first and not looped:
                 self.counters.reconnects += 1
             first = False
             if is_file and not Path(self.url).is_file():
                 log.error("camera %s: file not found: %s", self.name, self.url)
                 self._status(CameraStatus.OFFLINE, f"file not found: {self.url}")
                 return
-            self._status(CameraStatus.CONNECTING, "")
+            if not looped:  # a looping file restarts silently: it never went away
+                self._status(CameraStatus.CONNECTING, "")
+            looped = False
             cap = self._open()
             try:
                 if not cap.isOpened():
@@ -185,6 +188,7 @@ class VideoSource(_ThreadSource):
                 self._status(CameraStatus.ENDED, "end of file")
                 return
             if outcome == "looped":
+                looped = True
                 continue
             # "lost": unexpected end or stall on a live stream, or a file that broke before its first frame.
             reason = outcome[len("lost:"):]
@@ -222,7 +226,7 @@ class VideoSource(_ThreadSource):
             t = time.time()
             if n == 0:
                 self.backoff.reset()
-                self._status(CameraStatus.ONLINE, "")
+                self._status(CameraStatus.ONLINE, "")  # no-op when unchanged (a looping file)
             frame = None
             if seg.wants():
                 ok, frame = cap.retrieve()

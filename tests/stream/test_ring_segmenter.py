@@ -47,7 +47,7 @@ def test_segments_are_one_second_with_the_methods_sampled_frames_in_rgb() -> Non
     seg.flush_partial(1000.0 + 75 / 30)
     assert [j.index for j in out] == [0, 1, 2]
     assert [j.n_frames for j in out] == [30, 30, 15]
-    assert out[0].start == pytest.approx(1000.0) and out[0].end == pytest.approx(1001.0)
+    assert out[0].start == pytest.approx(1000.0) and out[0].end == pytest.approx(1000.0 + 29 / 30)
     assert out[1].clock == pytest.approx(2.0)
     for job in out[:2]:
         assert job.frames is not None and job.frames.shape == (8, 32, 32, 3)
