@@ -188,6 +188,8 @@ class Mosquitto(_Process):
         username: str | None = None,
         password: str | None = None,
         persistence: bool = True,
+        tls: bool = False,
+        extra_config: list[str] | tuple[str, ...] = (),
     ) -> None:
         super().__init__(workdir, host, port)
         if (username is None) != (password is None):
@@ -196,6 +198,8 @@ class Mosquitto(_Process):
         self.username = username
         self.password = password
         self.persistence = persistence
+        self.ca_file: Path | None = make_test_ca(self.workdir / "tls", self.host) if tls else None
+        self.extra_config = list(extra_config)  # raw mosquitto.conf lines, e.g. "set_tcp_nodelay true"
         self.conf_path = self.workdir / "mosquitto.conf"
         self._write_config()
 
@@ -209,6 +213,11 @@ class Mosquitto(_Process):
         ]
         if self.persistence:
             lines += ["persistence true", f"persistence_location {self.workdir}/"]
+        lines += self.extra_config
+        if self.ca_file is not None:
+            tls_dir = self.ca_file.parent
+            lines += [f"cafile {self.ca_file}", f"certfile {tls_dir / 'server.crt'}",
+                      f"keyfile {tls_dir / 'server.key'}"]
         if self.username is not None:
             passwd = self.workdir / "passwd"
             passwd.unlink(missing_ok=True)
@@ -236,6 +245,23 @@ class Mosquitto(_Process):
     @property
     def url(self) -> str:
         return f"mqtt://{self.host}:{self.port}"
+
+
+def make_test_ca(directory: Path, host: str) -> Path:
+    """A throwaway CA and a server certificate for `host` (IP SAN) made with the openssl CLI; returns ca.crt."""
+    openssl = _need("openssl", "openssl")
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def run(*args: str) -> None:
+        subprocess.run([openssl, *args], cwd=directory, check=True, capture_output=True)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+        "-subj", "/CN=corevad test CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr", "-subj", f"/CN={host}")
+    (directory / "san.ext").write_text(f"subjectAltName=IP:{host}\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-out", "server.crt", "-days", "2", "-extfile", "san.ext")
+    return directory / "ca.crt"
 
 
 class RtspServer(_Process):

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -326,3 +327,25 @@ def test_payload_encoding_handles_numpy_and_rejects_junk() -> None:
     assert encode_payload(Message("state", "normal", camera="c")) == b"normal"
     with pytest.raises(ValueError, match="score message payload"):
         encode_payload(Message("score", {"x": object()}, camera="c"))
+
+
+async def test_tls_to_broker_with_private_ca(
+    mosquitto_factory: Callable[..., Mosquitto], tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl CLI is needed to make test certificates (apt-get install openssl)")
+    broker = mosquitto_factory(tls=True)
+    assert broker.ca_file is not None
+    # Without our CA the certificate is rejected, and the event waits in the outbox.
+    cfg = config(broker, tmp_path, tls={}, drain_timeout_s=0)
+    async with MqttSink(cfg) as sink:
+        await sink.send(event(0))
+        await asyncio.wait_for(_until(lambda: sink.stats().connect_failures >= 1), 20)
+        assert not sink.connected and "certificate verify failed" in (sink.stats().last_error or "")
+    async with MqttSink(config(broker, tmp_path, tls={"ca_file": str(broker.ca_file)})) as sink:
+        await sink.wait_connected(20)
+        await sink.flush(20)
+        assert sink.stats().events_published == 1
+    with pytest.raises(Exception, match="mqtt.tls: cannot load certificates"):
+        async with MqttSink(config(broker, tmp_path, tls={"ca_file": str(tmp_path / "missing.pem")})):
+            pass

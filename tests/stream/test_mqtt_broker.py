@@ -1,0 +1,71 @@
+"""The embedded amqtt broker: round trip through MqttSink, loopback by default, never anonymous elsewhere."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import aiomqtt
+import pytest
+from pydantic import ValidationError
+from services import MqttCollector, free_port
+
+from corevad_stream.broker import BrokerError, EmbeddedBroker, EmbeddedBrokerConfig, is_loopback
+from corevad_stream.messages import Message
+from corevad_stream.sinks.mqtt import MqttConfig, MqttSink
+
+
+async def test_sink_with_embedded_broker_round_trip(tmp_path: Path) -> None:
+    cfg = MqttConfig.model_validate({
+        "prefix": "demo", "embedded_broker": {"enabled": True, "port": 0},
+        "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
+    })
+    async with MqttSink(cfg) as sink:
+        assert sink.broker is not None and sink.broker.host == "127.0.0.1"
+        async with MqttCollector("127.0.0.1", sink.broker.port, ["demo/#"], persistent=False) as sub:
+            await sink.wait_connected(20)
+            await sink.send(Message("state", "anomalous", camera="door"))
+            for seq in range(20):
+                await sink.send(Message("events", {"type": "new", "before": None, "after": {"seq": seq}}))
+            await sink.flush(20)
+            await sub.wait_for(lambda: len(sub.on("demo/events")) == 20, timeout=20, what="20 events")
+            assert [m.json()["after"]["seq"] for m in sub.on("demo/events")] == list(range(20))
+            assert sub.payloads("demo/door/state")[-1] == b"anomalous"
+            assert b"online" in sub.payloads("demo/available")
+    with pytest.raises(OSError):  # the broker went away with the sink
+        await asyncio.open_connection("127.0.0.1", sink.broker.port)
+
+
+def test_non_loopback_without_credentials_is_refused_at_config_and_start() -> None:
+    with pytest.raises(ValidationError, match=r"embedded_broker.host '0.0.0.0' is not loopback"):
+        MqttConfig.model_validate({"embedded_broker": {"enabled": True, "host": "0.0.0.0"}})
+    with pytest.raises(ValidationError, match="go together"):
+        EmbeddedBrokerConfig(enabled=True, host="0.0.0.0", username="u")
+    with pytest.raises(BrokerError, match="refusing to bind '192.168.1.10' without credentials"):
+        EmbeddedBroker(host="192.168.1.10")
+    assert EmbeddedBrokerConfig(enabled=True, host="localhost").host == "localhost"
+    assert is_loopback("127.0.0.2") and is_loopback("::1") and not is_loopback("0.0.0.0")
+    assert not is_loopback("camera-host.lan")
+
+
+@pytest.mark.slow
+async def test_exposed_broker_refuses_anonymous_and_wrong_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COREVAD_TEST_BROKER_PW", "b-r-o-k-e-r")
+    port = free_port()
+    cfg = MqttConfig.model_validate({
+        "prefix": "exp", "outbox": {"path": str(tmp_path / "outbox.sqlite3")},
+        "embedded_broker": {"enabled": True, "host": "0.0.0.0", "port": port, "username": "mon",
+                            "password_env": "COREVAD_TEST_BROKER_PW"},
+    })
+    async with MqttSink(cfg) as sink:
+        await sink.wait_connected(30)  # the sink itself uses the configured credentials
+        for auth in ({}, {"username": "mon", "password": "nope"}, {"username": "other", "password": "x"}):
+            with pytest.raises(aiomqtt.MqttError, match="(?i)not authori"):
+                async with aiomqtt.Client("127.0.0.1", port, timeout=10, **auth):
+                    pass
+        async with MqttCollector("127.0.0.1", port, ["exp/#"], persistent=False, username="mon",
+                                 password="b-r-o-k-e-r") as sub:
+            await sink.send(Message("events", {"type": "new", "before": None, "after": {"seq": 1}}))
+            await sub.wait_for(lambda: len(sub.on("exp/events")) == 1, timeout=20)
