@@ -46,8 +46,9 @@ VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm")
 _BAD = re.compile(r"[^A-Za-z0-9_\-]")
 
 
-# Measured with tools/bench_replay.py: the live default max_wait_s (20 ms) caps replay at ~400 segments/s;
-# with no wait, deep per-camera queues and big batches the frame-less replay runs ~8x faster.
+# Measured with tools/bench_replay.py on the 2-core dev machine: the live batching (20 ms max wait, batch 8,
+# 3 pending per camera) replays ~1,300 segments/s with 32 cameras; no wait, deep per-camera queues and big
+# batches ~3,000/s. Replay is lossless (policy block), so deep queues cost memory only, not freshness.
 FRAMELESS_RUNTIME = {"max_batch": 64, "max_wait_s": 0.0, "max_pending_per_camera": 32, "max_pending_total": 4096}
 # Decoded frames live in ring buffers sized from the per-camera bound: keep it small.
 DECODED_RUNTIME = {"max_batch": 16, "max_wait_s": 0.0, "max_pending_per_camera": 4}
