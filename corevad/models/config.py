@@ -22,21 +22,21 @@ class _Frozen(BaseModel):
 class OpenAIOptions(_Frozen):
     """How to reach an OpenAI-compatible chat-completions server (vLLM, LMDeploy, transformers serve...)."""
 
-    base_url: str = Field("http://127.0.0.1:8000/v1", description="Server root including /v1.")
-    model: str = Field("OpenGVLab/InternVL2-8B", description="Model name the server expects.")
+    base_url: str = Field(default="http://127.0.0.1:8000/v1", description="Server root including /v1.")
+    model: str = Field(default="OpenGVLab/InternVL2-8B", description="Model name the server expects.")
     api_key_env: str | None = Field(
-        "OPENAI_API_KEY", description="Environment variable holding the API key (unset: no key sent)."
+        default="OPENAI_API_KEY", description="Environment variable holding the API key (unset: no key sent)."
     )
-    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout in seconds.")
-    connect_timeout_s: float = Field(10.0, gt=0, description="TCP connect timeout in seconds.")
-    max_retries: int = Field(3, ge=0, description="Retries on timeouts, connection errors, 429 and 5xx.")
-    backoff_s: float = Field(1.0, ge=0, description="First retry delay; doubles each retry.")
-    concurrency: int = Field(4, ge=1, description="Requests in flight at once.")
-    jpeg_quality: int = Field(90, ge=1, le=100, description="JPEG quality of the frames sent.")
+    timeout_s: float = Field(default=120.0, gt=0, description="Per-request timeout in seconds.")
+    connect_timeout_s: float = Field(default=10.0, gt=0, description="TCP connect timeout in seconds.")
+    max_retries: int = Field(default=3, ge=0, description="Retries on timeouts, connection errors, 429 and 5xx.")
+    backoff_s: float = Field(default=1.0, ge=0, description="First retry delay; doubles each retry.")
+    concurrency: int = Field(default=4, ge=1, description="Requests in flight at once.")
+    jpeg_quality: int = Field(default=90, ge=1, le=100, description="JPEG quality of the frames sent.")
     max_side: int | None = Field(
-        448, ge=16, description="Downscale frames so their longer side is at most this (None: send as is)."
+        default=448, ge=16, description="Downscale frames so their longer side is at most this (None: send as is)."
     )
-    temperature: float = Field(0.0, ge=0, description="0 = greedy, as in the paper.")
+    temperature: float = Field(default=0.0, ge=0, description="0 = greedy, as in the paper.")
     extra_body: dict[str, object] = Field(
         default_factory=dict, description="Extra JSON fields merged into each request body."
     )
@@ -46,23 +46,26 @@ class VLMConfig(_Frozen):
     """Which VLM answers the segments, and how."""
 
     backend: Literal["transformers", "openai", "replay"] = Field(
-        "transformers", description="transformers: in-process; openai: HTTP server; replay: recorded answers."
+        default="transformers", description="transformers: in-process; openai: HTTP server; replay: recorded answers."
     )
     model: str = Field(
-        DEFAULT_VLM_MODEL, description="Hub id or local folder (transformers backend)."
+        default=DEFAULT_VLM_MODEL, description="Hub id or local folder (transformers backend)."
     )
-    device: Device = Field("auto", description="auto = cuda if available, else cpu.")
-    dtype: DType = Field("auto", description="auto = bfloat16 on GPU, float32 on CPU.")
-    max_new_tokens: int = Field(48, ge=1, description="Answer length cap (two short lines).")
-    batch_size: int = Field(8, ge=1, description="Segments per generate call / per request burst.")
-    n_frames: int = Field(8, ge=1, description="Frames sampled per segment.")
-    prompt_path: Path | None = Field(None, description="Prompt template with $Data (default: configs/prompt.txt).")
+    device: Device = Field(default="auto", description="auto = cuda if available, else cpu.")
+    dtype: DType = Field(default="auto", description="auto = bfloat16 on GPU, float32 on CPU.")
+    max_new_tokens: int = Field(default=48, ge=1, description="Answer length cap (two short lines).")
+    batch_size: int = Field(default=8, ge=1, description="Segments per generate call / per request burst.")
+    n_frames: int = Field(default=8, ge=1, description="Frames sampled per segment.")
+    prompt_path: Path | None = Field(
+        default=None, description="Prompt template with $Data (default: configs/prompt.txt)."
+    )
     crop_to_patches: bool = Field(
-        False, description="Tile each frame (InternVL dynamic tiling); the paper uses one 448 px tile per frame."
+        default=False,
+        description="Tile each frame (InternVL dynamic tiling); the paper uses one 448 px tile per frame.",
     )
     openai: OpenAIOptions = Field(default_factory=OpenAIOptions, description="openai backend options.")
     responses: Path | None = Field(
-        None, description="replay backend: recorded responses JSON (video -> list of answers)."
+        default=None, description="replay backend: recorded responses JSON (video -> list of answers)."
     )
 
     @model_validator(mode="after")
@@ -75,20 +78,20 @@ class VLMConfig(_Frozen):
 class ClipConfig(_Frozen):
     """The CLIP model used for vision-text alignment."""
 
-    model: str = Field("ViT-B-16", description="open_clip architecture name.")
+    model: str = Field(default="ViT-B-16", description="open_clip architecture name.")
     pretrained: str | None = Field(
-        "openai", description="open_clip pretrained tag, a local checkpoint file, or None for random weights."
+        default="openai", description="open_clip pretrained tag, a local checkpoint file, or None for random weights."
     )
-    device: Device = Field("auto", description="auto = cuda if available, else cpu.")
-    dtype: DType = Field("auto", description="auto = float16 on GPU, float32 on CPU.")
-    batch_size: int = Field(64, ge=1, description="Frames per encode call.")
+    device: Device = Field(default="auto", description="auto = cuda if available, else cpu.")
+    dtype: DType = Field(default="auto", description="auto = float16 on GPU, float32 on CPU.")
+    batch_size: int = Field(default=64, ge=1, description="Frames per encode call.")
     preprocess: Literal["openclip", "paper"] = Field(
-        "openclip",
+        default="openclip",
         description="openclip: the model's own resize+crop+CLIP normalisation; paper: the authors' "
         "square resize to 224 with ImageNet normalisation (matches their released feature files).",
     )
     segment_frames: Literal["all", "sampled"] = Field(
-        "all", description="Segment visual feature from all frames (paper) or only the sampled ones."
+        default="all", description="Segment visual feature from all frames (paper) or only the sampled ones."
     )
 
     @field_validator("pretrained", mode="before")
