@@ -161,6 +161,10 @@ class AlertFigures:
     false_alerts_per_hour: float
     alerts: int
     publication_latency_s: float
+    # The same delays without the videos already alerted at the GT start (delay 0): how fast a new alert
+    # follows an onset the monitor had not flagged yet.
+    median_delay_after_onset_s: float = float("nan")
+    p90_delay_after_onset_s: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
@@ -417,10 +421,11 @@ def alert_figures(result: ReplayResult, videos: Sequence[VideoReplay] | None = N
         else:
             normal.append((v.gt.frames, v.gt.spans, iv))
     st = delay_stats(delays)
+    late = delay_stats([d for d in delays if d is not None and d > 0.0])
     fa = false_alerts_per_hour(normal, FPS)
     return AlertFigures(st.videos, st.detected, sum(1 for d in delays if d == 0.0), st.median_s, st.p90_s,
                         st.mean_s, fa.false_alerts, fa.hours, fa.per_hour, sum(len(v.alerts) for v in vids),
-                        latency)
+                        latency, late.median_s, late.p90_s)
 
 
 __all__ = [

@@ -243,7 +243,9 @@ def print_summary(s: dict[str, Any], console: Console, *, report: bool) -> None:
         f"Alerts: {a['alerts']} published. Anomalous videos detected: {a['detected']}/{a['anomalous_videos']} "
         f"({a['alerted_before_onset']} by an alert already open at the GT start). Delay from GT start to the "
         f"first alert: median {a['median_delay_s']:.1f} s, p90 {a['p90_delay_s']:.1f} s (including "
-        f"{a['publication_latency_s']:.0f} s until a segment's score is final). False alerts: "
+        f"{a['publication_latency_s']:.0f} s until a segment's score is final); without the videos already "
+        f"alerted: median {a['median_delay_after_onset_s']:.1f} s, p90 {a['p90_delay_after_onset_s']:.1f} s. "
+        f"False alerts: "
         f"{a['false_alerts']} in {a['normal_hours']:.2f} h of normal video = {a['false_alerts_per_hour']:.2f}/h.")
     pt = Table(title="parameters", show_header=True)
     pt.add_column("protocol")
