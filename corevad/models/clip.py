@@ -101,6 +101,14 @@ class OpenClipEncoder:
                 out[s : s + bs] = feats.cpu().numpy()
         return out
 
+    def encode_segment(self, frames: np.ndarray) -> np.ndarray:
+        """A segment's visual feature: the mean of its frames' unit embeddings (not re-normalised).
+
+        Pass all of the segment's frames (the paper, config.segment_frames == "all") or only the
+        sampled ones (cheaper); the choice is the caller's, since only it holds the frames.
+        """
+        return frame_means(self.encode_images(frames))
+
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """n strings -> (n, dim) float32 unit vectors; truncated to the context length; "" -> zeros."""
         import torch

@@ -37,7 +37,8 @@ def encode_jpeg_data_url(frame: np.ndarray, *, quality: int = 90, max_side: int 
     img = Image.fromarray(np.ascontiguousarray(frame), mode="RGB")
     if max_side is not None and max(img.size) > max_side:
         scale = max_side / max(img.size)
-        img = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))), Image.Resampling.BICUBIC)
+        size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+        img = img.resize(size, Image.Resampling.BICUBIC)
     buf = io.BytesIO()
     img.save(buf, format="JPEG", quality=quality)
     return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode("ascii")

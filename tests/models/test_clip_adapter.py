@@ -74,3 +74,10 @@ def test_thread_safe_for_concurrent_callers(encoder) -> None:
 def test_unknown_model_is_a_model_error() -> None:
     with pytest.raises(ModelError, match="no-such-clip"):
         load_clip(ClipConfig(model="no-such-clip", pretrained=None))
+
+
+def test_segment_feature_is_mean_of_unit_frame_embeddings(encoder) -> None:
+    frames = np.random.default_rng(3).integers(0, 256, size=(30, 24, 32, 3), dtype=np.uint8)
+    seg = encoder.encode_segment(frames)
+    np.testing.assert_allclose(seg, encoder.encode_images(frames).mean(axis=0), atol=1e-6)
+    assert np.linalg.norm(seg) < 1.0 + 1e-6  # a mean of unit vectors, left as the authors use it

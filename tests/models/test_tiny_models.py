@@ -28,3 +28,21 @@ def test_default_location_honours_cache_env(tmp_path: Path, monkeypatch: pytest.
 
     monkeypatch.setenv("COREVAD_CACHE", str(tmp_path))
     assert tiny.default_cache_dir() == tmp_path
+
+
+@pytest.mark.slow
+def test_tiny_name_builds_cached_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import numpy as np
+
+    from corevad.models import TINY, Clip, VLMConfig, load_clip, load_vlm
+
+    monkeypatch.setenv("COREVAD_CACHE", str(tmp_path))
+    backend = load_vlm(VLMConfig(model=TINY, max_new_tokens=4, device="cpu"))
+    try:
+        out = backend.answer([Clip("cam", 0, np.zeros((8, 32, 32, 3), np.uint8))])
+    finally:
+        backend.close()
+    assert len(out) == 1
+    assert any(p.name.startswith("tiny-internvl-") for p in tmp_path.iterdir())
+    enc = load_clip(model=TINY, device="cpu")
+    assert enc.dim == 32 and enc.config.pretrained is None
