@@ -108,7 +108,8 @@ class CameraConfig(_Strict):
 
     @property
     def is_file(self) -> bool:
-        return "://" not in self.url or self.url.startswith(("file://", "sample://"))
+        """Files, generated samples and frame-less replay: finite sources read at their own pace."""
+        return "://" not in self.url or self.url.startswith(("file://", "sample://", "frameless://"))
 
     @property
     def safe_url(self) -> str:
@@ -173,7 +174,9 @@ class RuntimeConfig(_Strict):
                                                     "square size (RGB).")
     segment_seconds: float = Field(1.0, gt=0, description="Segment length in seconds of stream.")
     max_batch: int = Field(8, gt=0, description="Most segments per model call.")
-    max_wait_s: float = Field(0.01, ge=0, description="Longest wait for a batch to fill once one segment is in.")
+    # 0 by default: while the model is busy, segments queue up and form batches anyway; waiting when it is
+    # idle only adds latency (alert latency is a target, see tools/bench_stream.py).
+    max_wait_s: float = Field(0.0, ge=0, description="Longest wait for a batch to fill once one segment is in.")
     overload_policy: OverloadPolicy = Field(OverloadPolicy.DROP_OLDEST, description="drop_oldest, stride "
                                                                                     "or block (lossless).")
     max_pending_per_camera: int = Field(3, gt=0, description="Segments a camera may have waiting.")
@@ -219,6 +222,10 @@ class StreamConfig(_Strict):
     @model_validator(mode="after")
     def _overrides(self) -> StreamConfig:
         for i, cam in enumerate(self.cameras):
+            if self.policy_for(cam) is OverloadPolicy.BLOCK and not cam.is_file:
+                # A blocked RTSP reader falls behind the live stream and the server drops the session.
+                raise ValueError(f"cameras.{i} ({cam.name}): overload_policy 'block' is lossless replay for "
+                                 "files and frameless:// sources only; live cameras need drop_oldest or stride")
             for section in ("alerts", "refinement"):
                 try:
                     self.camera_section(cam, section)

@@ -206,7 +206,7 @@ async def latency(path: Path, seconds: float, cameras: int) -> dict[str, Any]:
         lat.sort()
         if not lat:
             return {"error": "no alerts received"}
-        q = statistics.quantiles(lat, n=100) if len(lat) > 1 else [lat[0]] * 99
+        q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else [lat[0]] * 99
         return {"alerts": len(lat), "p50_ms": round(q[49] * 1000, 1), "p99_ms": round(q[98] * 1000, 1),
                 "max_ms": round(lat[-1] * 1000, 1), "cameras": cameras}
     finally:
@@ -220,6 +220,7 @@ async def main() -> None:
     ap.add_argument("--clip-seconds", type=int, default=30, help="Length of the 640x480@30fps test clip.")
     ap.add_argument("--repeats", type=int, default=3, help="Alternating baseline/pipeline repeats (median).")
     ap.add_argument("--realtime-seconds", type=float, default=20.0, help="Duration of each real-time check.")
+    ap.add_argument("--realtime-probes", type=int, default=4, help="Bisection steps of the capacity search.")
     ap.add_argument("--minutes", type=float, default=1.0, help="Memory-growth run length (default 1).")
     ap.add_argument("--latency-seconds", type=float, default=60.0, help="Alert-latency run length.")
     ap.add_argument("--only", choices=["overhead", "realtime", "memory", "latency"], action="append")
@@ -246,14 +247,26 @@ async def main() -> None:
         }
         print(json.dumps({"overhead": res["overhead"]}), flush=True)
     if "realtime" in only:
-        est = res.get("overhead", {}).get("realtime_capacity_estimate", 8)
-        checks = []
-        for n in sorted({max(1, est // 2), est}):
+        # Bisect the largest stream count that keeps 30 fps with no drops (file cameras at native rate).
+        est = res.get("overhead", {}).get("realtime_capacity_estimate", 16)
+        lo, hi, checks = 0, est + 1, []
+        n = max(1, est // 2)
+        for _ in range(args.realtime_probes):
             checks.append(await realtime(clip, n, args.realtime_seconds))
             print(json.dumps({"realtime": checks[-1]}), flush=True)
-        res["realtime"] = checks
+            lo, hi = (n, hi) if checks[-1]["holds_real_time"] else (lo, n)
+            if hi - lo <= max(1, lo // 10):
+                break
+            n = (lo + hi) // 2
+        res["realtime"] = {"max_streams_holding_real_time": lo, "checks": checks}
     if "memory" in only:
-        res["memory"] = await memory(clip, args.minutes)
+        if args.only == ["memory"]:
+            res["memory"] = await memory(clip, args.minutes)
+        else:  # a fresh process: RSS must not carry what earlier stages allocated
+            subprocess.run([sys.executable, __file__, "--only", "memory", "--minutes", str(args.minutes),
+                                  "--clip-seconds", str(args.clip_seconds), "--json", str(work / "mem.json")],
+                                 capture_output=True, text=True, check=True)
+            res["memory"] = json.loads((work / "mem.json").read_text())["memory"]
         print(json.dumps({"memory": res["memory"]}), flush=True)
     if "latency" in only:
         res["alert_latency"] = await latency(clip, args.latency_seconds, cameras=4)

@@ -33,6 +33,7 @@ def test_shipped_configs_validate(monkeypatch: pytest.MonkeyPatch) -> None:
     ({"cameras": [{"name": "a", "url": "x"}], "runtime": {"overload_policy": "yolo"}}, "runtime.overload_policy"),
     ({"cameras": [{"name": "a", "url": "x"}, {"name": "a", "url": "y"}]}, "used twice"),
     ({"cameras": []}, "cameras"),
+    ({"cameras": [{"name": "a", "url": "rtsp://h/s", "overload_policy": "block"}]}, "'block' is lossless replay"),
     ({"cameras": [{"name": "a", "url": "x"}], "mqtt": {"hots": "x"}}, "mqtt.hots"),
 ])
 def test_errors_name_the_field(data: dict, field: str) -> None:
