@@ -62,6 +62,7 @@ class _Camera:
         self.source_done = False
         self.end_sent = False
         self.finished = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
 
 
 class App:
@@ -115,8 +116,9 @@ class App:
         if self.backend is None:
             from .models import build_models
 
-            self.backend, self.encoder = await asyncio.to_thread(build_models, cfg.model)
-            stack.callback(self.backend.close)
+            backend, self.encoder = await asyncio.to_thread(build_models, cfg.model)
+            self.backend = backend
+            stack.callback(backend.close)
         # Sinks first: they outlive every stage, so teardown flushes stages into them before closing.
         for sink in self._make_sinks():
             self.sinks.append(await stack.enter_async_context(sink))  # type: ignore[arg-type]
@@ -134,6 +136,7 @@ class App:
         executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="corevad[worker].model")
         stack.callback(executor.shutdown, wait=False, cancel_futures=True)
         self._executor = executor
+        assert self.backend is not None
         self.worker = ModelWorker(self.backend, self.encoder, keep_snapshot=cfg.alerts.snapshot)
         for cam_cfg in cfg.enabled_cameras():
             if cam_cfg.url.startswith("sample://"):
@@ -144,7 +147,7 @@ class App:
         self._lane_tasks = self.publisher.start(self._tg)
         self._worker_task = self._tg.create_task(self._worker_loop(), name="corevad[worker].model")
         for cam in self.cameras.values():
-            cam.task = self._tg.create_task(self._score_loop(cam), name=f"corevad[{cam.name}].score")  # type: ignore[attr-defined]
+            cam.task = self._tg.create_task(self._score_loop(cam), name=f"corevad[{cam.name}].score")
         self._stats_task = self._tg.create_task(self._stats_loop(), name="corevad[stats].tick")
         self.publisher.publish(Message("available", "online", retain=True))
         for cam in self.cameras.values():
@@ -199,7 +202,10 @@ class App:
         else:
             cam.source = VideoSource(cam_cfg, segmenter=segmenter, counters=counters, on_status=on_status,
                                      reconnect=rt.reconnect)
-        cam.source.on_exit = lambda: self._loop.call_soon_threadsafe(self._on_source_exit, cam)
+        def on_exit() -> None:
+            self._loop.call_soon_threadsafe(self._on_source_exit, cam)
+
+        cam.source.on_exit = on_exit
 
     # -- source side (called from source threads) ------------------------------------------------------
     def _emitter(self, cam: _Camera, policy: OverloadPolicy) -> Callable[[SegmentJob], None]:
@@ -306,7 +312,10 @@ class App:
             cam.accounted += 1
             await self._publish_scoring(cam, out)
             self._check_done(cam)
-        await self._publish_scoring(cam, cam.scoring.finish())
+        try:
+            await self._publish_scoring(cam, cam.scoring.finish())
+        except Exception:  # noqa: BLE001 - same boundary as process()
+            log.exception("camera %s: final scoring failed", cam.name)
         cam.finished.set()
 
     async def _publish_scoring(self, cam: _Camera, out: ScoringOutput) -> None:
@@ -396,9 +405,8 @@ class App:
         for cam in self.cameras.values():
             if cam.counters.status in (CameraStatus.ONLINE, CameraStatus.CONNECTING):
                 self._on_status(cam, StatusChange(cam.name, CameraStatus.OFFLINE, "monitor stopped"))
-            task = getattr(cam, "task", None)
-            if task is not None and not task.done():
-                task.cancel()
+            if cam.task is not None and not cam.task.done():
+                cam.task.cancel()
         self.publisher.publish(Message("stats", self.stats()))
         self.publisher.publish(Message("available", "offline", retain=True))
         self.publisher.close()

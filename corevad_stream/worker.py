@@ -82,8 +82,8 @@ class ModelWorker:
         idx = [i for i, job in enumerate(batch) if job.frames is not None]
         if self.encoder is None or not idx:
             return none, list(none), list(none)
-        frames = [batch[i].frames for i in idx]
-        counts = [f.shape[0] for f in frames if f is not None]
+        frames = [f for i in idx if (f := batch[i].frames) is not None]
+        counts = [f.shape[0] for f in frames]
         emb = np.asarray(self.encoder.encode_images(np.concatenate(frames, axis=0)), dtype=np.float32)
         starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
         means = np.add.reduceat(emb, starts, axis=0) / np.asarray(counts, dtype=np.float32)[:, None]
