@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -52,3 +53,33 @@ async def test_alert_lifecycle_scores_state_status_and_snapshot_reach_the_broker
     snap = sub.payloads("t/street/snapshot")
     assert snap and snap[-1][:2] == b"\xff\xd8"  # a JPEG
     assert b"online" in sub.payloads("t/available")
+
+
+@pytest.mark.slow
+async def test_broker_outage_mid_run_delays_alerts_but_loses_none(mosquitto, mqtt_collector, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from stream_doubles import ScriptedBackend
+
+    from corevad_stream import MemorySink
+
+    def answer(clip):  # type: ignore[no-untyped-def]
+        return "Anomalous scenes.\nA fight." if clip.index % 10 in (3, 4) else "Normal scenes.\nA street."
+
+    sub = await mqtt_collector(mosquitto, topics=("o/events",))
+    cfg = stream_config([{"name": "cam", "url": "frameless://", "rate": "native"}],
+                        mqtt={"host": mosquitto.host, "port": mosquitto.port, "prefix": "o",
+                              "outbox": {"path": str(tmp_path / "outbox.sqlite")},
+                              "reconnect": {"min_delay_s": 0.1, "max_delay_s": 0.5}},
+                        refinement={"smooth_length": 1}, alerts={"close_after_s": 0, "cooldown_s": 0},
+                        runtime={"segment_seconds": 0.1})
+    produced = MemorySink()
+    async with App(cfg, backend=ScriptedBackend(answer), sinks=[produced]):
+        await produced.wait_for(lambda ms: sum(m.kind == "events" for m in ms) >= 2, 30)
+        await asyncio.to_thread(mosquitto.stop)
+        n_before = sum(m.kind == "events" for m in produced.messages)
+        await produced.wait_for(lambda ms: sum(m.kind == "events" for m in ms) >= n_before + 4, 30)
+        await asyncio.to_thread(mosquitto.start)
+        await produced.wait_for(lambda ms: sum(m.kind == "events" for m in ms) >= n_before + 8, 30)
+    want = [(m.payload["type"], m.payload["after"]["id"]) for m in produced.of("events")]  # type: ignore[index]
+    await sub.wait_for(lambda: len(sub.on("o/events")) >= len(want), timeout=60, what=f"{len(want)} events")
+    got = [(e["type"], e["after"]["id"]) for e in (json.loads(p) for p in sub.payloads("o/events"))]
+    assert got == want  # every event, in order, despite the outage
