@@ -394,7 +394,7 @@ class MqttCollector:
         self.host, self.port, self.topics, self.qos = host, port, list(topics), qos
         self.persistent = persistent
         self.client_id = client_id or f"test-collector-{os.getpid()}-{id(self):x}"
-        self.auth = {"username": username, "password": password} if username else {}
+        self.username, self.password = username, password
         self.messages: list[Received] = []
         self.connects = 0
         self._task: asyncio.Task[None] | None = None
@@ -422,7 +422,8 @@ class MqttCollector:
         while True:
             try:
                 async with aiomqtt.Client(self.host, self.port, identifier=self.client_id,
-                                          clean_session=not self.persistent, timeout=10, **self.auth) as client:
+                                          clean_session=not self.persistent, timeout=10,
+                                          username=self.username, password=self.password) as client:
                     self.connects += 1
                     for topic in self.topics:
                         await client.subscribe(topic, qos=self.qos)

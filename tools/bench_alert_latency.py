@@ -48,8 +48,13 @@ class LatencyStats:
     @classmethod
     def of(cls, path: str, seconds: list[float]) -> LatencyStats:
         ms = np.asarray(seconds) * 1000.0
-        return cls(path, len(ms), *(round(float(np.percentile(ms, q)), 3) for q in (50, 90, 99)),
-                   round(float(ms.max()), 3), round(float(ms.mean()), 3))
+
+        def r(x: float) -> float:
+            return round(float(x), 3)
+
+        p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+        return cls(path=path, n=len(ms), p50_ms=r(p50), p90_ms=r(p90), p99_ms=r(p99), max_ms=r(ms.max()),
+                   mean_ms=r(ms.mean()))
 
 
 # The subscriber runs in its own process, as a consumer would (a thread in this process would wait for the

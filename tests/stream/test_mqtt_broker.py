@@ -64,9 +64,9 @@ async def test_exposed_broker_refuses_anonymous_and_wrong_password(
     })
     async with MqttSink(cfg) as sink:
         await sink.wait_connected(30)  # the sink itself uses the configured credentials
-        for auth in ({}, {"username": "mon", "password": "nope"}, {"username": "other", "password": "x"}):
+        for user, password in ((None, None), ("mon", "nope"), ("other", "x")):
             with pytest.raises(aiomqtt.MqttError, match="(?i)not authori"):
-                async with aiomqtt.Client("127.0.0.1", port, timeout=10, **auth):
+                async with aiomqtt.Client("127.0.0.1", port, timeout=10, username=user, password=password):
                     pass
         async with MqttCollector("127.0.0.1", port, ["exp/#"], persistent=False, username="mon",
                                  password="b-r-o-k-e-r") as sub:

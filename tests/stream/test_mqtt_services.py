@@ -15,11 +15,13 @@ from services import Mosquitto, RtspServer, port_open
 CAPTURE_PARAMS = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 10000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000]
 
 
-async def _roundtrip(broker: Mosquitto, topic: str, payload: bytes, **auth: str) -> list[bytes]:
+async def _roundtrip(
+    broker: Mosquitto, topic: str, payload: bytes, username: str | None = None, password: str | None = None
+) -> list[bytes]:
     """Subscribe, publish one QoS-1 message, and return what the subscriber got (plus retained)."""
-    async with aiomqtt.Client(broker.host, broker.port, **auth) as sub:
+    async with aiomqtt.Client(broker.host, broker.port, username=username, password=password) as sub:
         await sub.subscribe(topic, qos=1)
-        async with aiomqtt.Client(broker.host, broker.port, **auth) as pub:
+        async with aiomqtt.Client(broker.host, broker.port, username=username, password=password) as pub:
             await pub.publish(topic, payload, qos=1)
         async with asyncio.timeout(10):
             async for message in sub.messages:
@@ -78,7 +80,7 @@ def test_generated_video_is_h264_at_requested_size(
 
 def _read_frames(url: str, n: int) -> list[tuple[int, int, int]]:
     cap = cv2.VideoCapture(url, cv2.CAP_FFMPEG, CAPTURE_PARAMS)
-    shapes = []
+    shapes: list[tuple[int, int, int]] = []
     try:
         while cap.isOpened() and len(shapes) < n:
             ok, frame = cap.read()

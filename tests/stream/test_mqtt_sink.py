@@ -351,3 +351,35 @@ async def test_tls_to_broker_with_private_ca(
     with pytest.raises(Exception, match="mqtt.tls: cannot load certificates"):
         async with MqttSink(config(broker, tmp_path, tls={"ca_file": str(tmp_path / "missing.pem")})):
             pass
+
+
+async def test_full_outbox_drops_oldest_events_loudly(
+    mosquitto: Mosquitto, tmp_path: Path, mqtt_collector: Collect, caplog: pytest.LogCaptureFixture
+) -> None:
+    live = await mqtt_collector(mosquitto, [EVENTS])
+    mosquitto.stop()
+    async with MqttSink(config(mosquitto, tmp_path, outbox={"path": str(tmp_path / "o.sqlite3"),
+                                                            "max_messages": 5})) as sink:
+        for seq in range(8):
+            await sink.send(event(seq))
+        assert sink.stats().events_dropped == 3 and sink.stats().events_pending == 5
+        await asyncio.to_thread(mosquitto.start)
+        await sink.flush(30)
+    await live.wait_for(lambda: len(seqs(live)) >= 5, timeout=30)
+    assert seqs(live) == [3, 4, 5, 6, 7]
+    assert sum("OUTBOX FULL" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records) == 3
+
+
+async def test_live_queue_is_bounded_and_drops_oldest(
+    mosquitto: Mosquitto, tmp_path: Path, mqtt_collector: Collect
+) -> None:
+    live = await mqtt_collector(mosquitto, [f"{PREFIX}/cam1/score"])
+    async with MqttSink(config(mosquitto, tmp_path, live_queue=10, qos={"score": 1})) as sink:
+        await sink.wait_connected(20)
+        await sink.flush(20)
+        for i in range(50):  # send() never yields, so the pump cannot drain in between
+            await sink.send(Message("score", {"index": i}, camera="cam1"))
+        assert sink.stats().live_dropped == 40
+        await sink.flush(20)
+    await live.wait_for(lambda: len(live.messages) >= 10, timeout=20)
+    assert [m.json()["index"] for m in live.messages] == list(range(40, 50))
