@@ -47,3 +47,27 @@ async def test_camera_recovers_after_the_rtsp_server_is_killed_and_restarted(rts
     seq = statuses(sink, "door")
     assert seq[0] == "online" and "offline" in seq[1:-1] and seq[-1] == "offline"  # last: monitor stopped
     assert seq.count("online") >= 2
+
+
+@pytest.mark.slow
+async def test_a_stalled_stream_is_detected_and_reconnected(rtsp_server) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import signal
+
+    cfg = stream_config([{"name": "hall", "url": rtsp_server.url}],
+                        runtime={"reconnect": {"initial_s": 0.2, "max_s": 1.0, "open_timeout_s": 3,
+                                               "stall_timeout_s": 2}})
+    sink = MemorySink()
+    async with App(cfg, backend=ScriptedBackend(), sinks=[sink]) as app:
+        c = app.counters["hall"]
+        await wait_for(lambda: c.scored >= 1, 60)
+        os.kill(rtsp_server.proc.pid, signal.SIGSTOP)  # alive, connection open, but no more frames
+        try:
+            await wait_for(lambda: statuses(sink, "hall")[-1] == "offline", 60)
+            reason = sink.of("status", "hall")[-1].payload["reason"]  # type: ignore[index]
+            assert "stalled (no frame for 2 s)" in reason, reason
+        finally:
+            os.kill(rtsp_server.proc.pid, signal.SIGCONT)
+        before = c.scored
+        await wait_for(lambda: statuses(sink, "hall")[-1] == "online", 60)
+        await wait_for(lambda: c.scored > before, 60)
