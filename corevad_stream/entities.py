@@ -89,5 +89,5 @@ class CameraCounters:
             "segments_per_s": round(self.segments_per_s, 3), "queue_lag_s": round(self.queue_lag_s, 4),
             "latency_s": round(self.last_latency_s, 4),
             "last_score": None if self.last_score is None else round(self.last_score, 4),
-            "state": self.state,
+            "state": self.state, "last_explanation": self.last_explanation,
         }
