@@ -316,9 +316,10 @@ def generate_responses(
                     if len(got) != len(pending):
                         raise CorevadError(f"backend returned {len(got)} answers for {len(pending)} segments")
                     for text in got:
+                        verdict = parse_answer(text)
                         raw_answers.append(text)
-                        answers.append(one_line(parse_answer(text).text))
-                    report.unparsed += sum(not parse_answer(t).parsed for t in got)
+                        answers.append(one_line(verdict.text))
+                        report.unparsed += not verdict.parsed
                     progress.advance(seg_task, len(pending))
                     pending.clear()
                     atomic_write_json(partial_path, {"video": name, "answers": answers, "raw": raw_answers})
