@@ -15,11 +15,12 @@ Scores come back from the `score` messages and alerts from the `events` messages
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -276,6 +277,60 @@ async def run_replay(
     wrapped = _CameraBackend(backend, video_of)
     order = sorted(inputs, key=lambda i: -i.gt.frames)
     results: dict[str, VideoReplay] = {}
+    async with contextlib.AsyncExitStack() as stack:
+        if mqtt:
+            sinks = [*sinks, await stack.enter_async_context(_mqtt_sink(mqtt))]
+        return await _waves(inputs, order, names, wrapped, backend.name, encoder=encoder, refinement=refinement,
+                            alerts=alerts, runtime=runtime, concurrency=concurrency, sinks=sinks,
+                            on_video=on_video, timeout_s=timeout_s, results=results)
+
+
+@contextlib.asynccontextmanager
+async def _mqtt_sink(mqtt: Mapping[str, Any]) -> AsyncIterator[Sink]:
+    """One MQTT connection for the whole replay, connected before any camera starts.
+
+    The live sink keeps only the latest score per topic while disconnected and bounds its queue (fresh
+    beats complete for cameras); replay wants every message, so scores go at QoS 1 with no live bound,
+    and the waves only start once the broker has accepted the connection.
+    """
+    from .sinks.mqtt import MqttConfig, MqttSink
+
+    data = dict(mqtt)
+    data = {"live_queue": 10_000_000, "drain_timeout_s": 120.0, **data,
+            "qos": {"score": 1, **dict(data.get("qos") or {})}}
+    cfg = MqttConfig.model_validate(data)
+    async with MqttSink(cfg) as sink:
+        try:
+            await sink.wait_connected(cfg.connect_timeout_s)
+        except TimeoutError:
+            raise ReplayError(f"MQTT broker {cfg.host}:{cfg.port} did not accept a connection within "
+                              f"{cfg.connect_timeout_s:g} s") from None
+        yield _Borrowed(sink)
+
+
+class _Borrowed:
+    """A sink the replay owns across waves: each wave's App sends to it but does not close it."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.name = inner.name
+
+    async def __aenter__(self) -> _Borrowed:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def send(self, message: Any) -> None:
+        await self.inner.send(message)
+
+
+async def _waves(inputs: Sequence[ReplayInput], order: list[ReplayInput], names: dict[str, str],
+                 wrapped: VLMBackend, backend_name: str, *, encoder: ImageTextEncoder | None,
+                 refinement: Mapping[str, Any] | None, alerts: Mapping[str, Any] | None,
+                 runtime: Mapping[str, Any], concurrency: int, sinks: Sequence[Sink],
+                 on_video: Callable[[VideoGT], None] | None, timeout_s: float | None,
+                 results: dict[str, VideoReplay]) -> ReplayResult:
     t0 = time.perf_counter()
     segments = drops = 0
     stats: list[dict[str, Any]] = []
@@ -284,7 +339,7 @@ async def run_replay(
     for w in range(0, len(order), concurrency):
         wave = order[w:w + concurrency]
         cfg = replay_config([{"name": names[i.gt.name], "url": i.url, "rate": "fast", "fps": FPS}
-                             for i in wave], refinement=refinement, alerts=alerts, runtime=runtime, mqtt=mqtt)
+                             for i in wave], refinement=refinement, alerts=alerts, runtime=runtime)
         params = cfg.refinement.params()
         alert_params = cfg.alerts.params()
         mem = MemorySink(name="replay")
@@ -307,7 +362,7 @@ async def run_replay(
             results[i.gt.name] = vr
     assert params is not None and alert_params is not None
     ordered = [results[i.gt.name] for i in inputs]
-    return ReplayResult(ordered, params, alert_params, backend.name, use_features, time.perf_counter() - t0,
+    return ReplayResult(ordered, params, alert_params, backend_name, use_features, time.perf_counter() - t0,
                         segments, drops, stats)
 
 
