@@ -116,19 +116,19 @@ class CausalScorer:
             self._refined[i] = (float(self._cleaned[i].label), ((i, 1.0),))
             return
         lo = max(0, i - self.params.refine_window + 1)
-        idx = np.arange(lo, i + 1)
+        idx = list(range(lo, i + 1))
         v = self._visual(self._raw[i].visual)
         desc = np.stack([np.asarray(self._cleaned[j].description_emb, dtype=np.float32) for j in idx])
         w = softmax_weights((desc @ v).astype(np.float64), self.params.tau)
         labels = np.array([self._cleaned[j].label for j in idx], dtype=np.float64)
         order = np.argsort(-w, kind="stable")[: self.top_k]
-        self._refined[i] = (float(w @ labels), tuple((int(idx[k]), float(w[k])) for k in order))
+        self._refined[i] = (float(w @ labels), tuple((idx[k], float(w[k])) for k in order))
 
     def _smooth(self, i: int) -> ScoredSegment:
         p = self.params
         lo, hi = max(0, i - p.smooth_length + 1), min(self._next_clean, i + p.smooth_lookahead + 1)
-        js = np.arange(lo, hi)
-        w = self._taps[i - js + p.smooth_lookahead]
+        js = range(lo, hi)
+        w = self._taps[i - np.arange(lo, hi) + p.smooth_lookahead]
         vals = np.array([self._refined[j][0] for j in js])
         refined, contributors = self._refined[i]
         c = self._cleaned[i]

@@ -85,22 +85,20 @@ def score_video(
     verdicts = [parse_answer(a) for a in answers]
     unparsed = sum(not v.parsed for v in verdicts)
     labels = np.array([v.label for v in verdicts], dtype=np.float64)
-    use = visual is not None and text_encoder is not None
-    resp_emb = desc_emb = None
-    if use:
+    if visual is None or text_encoder is None:
+        visual = resp_emb = desc_emb = None  # text-only
+    else:
         desc_emb = text_encoder([refinement_text(v) for v in verdicts])
-        if apply_lrc:
-            resp_emb = text_encoder([" ".join(a.split()) for a in answers])
+        resp_emb = text_encoder([" ".join(a.split()) for a in answers]) if apply_lrc else None
     if mode == "offline":
-        if use and apply_lrc:
+        if visual is not None and resp_emb is not None and desc_emb is not None:
             lb = la = offline.lrc_window
             choice = lrc_choice(similarity(visual, resp_emb, offline.renormalise_visual), lb, la)
             labels, desc_emb = labels[choice], desc_emb[choice]
-        scores = score_offline(labels, video.frames, offline, visual=visual if use else None,
-                               description_emb=desc_emb)
+        scores = score_offline(labels, video.frames, offline, visual=visual, description_emb=desc_emb)
     else:
-        scores = score_causal(labels, video.frames, causal, visual=visual if use else None,
-                              response_emb=resp_emb, description_emb=desc_emb)
+        scores = score_causal(labels, video.frames, causal, visual=visual, response_emb=resp_emb,
+                              description_emb=desc_emb)
     return scores, unparsed
 
 
@@ -125,7 +123,7 @@ def evaluate(
     kept, frame_scores, per_video = [], [], {}
     segments = unparsed = 0
     for video, answers in pairs:
-        visual = load_segment_features(features_dir, video, seg_len) if use_features else None
+        visual = load_segment_features(features_dir, video, seg_len) if features_dir and use_features else None
         scores, bad = score_video(video, answers, mode, offline, causal, visual=visual,
                                   text_encoder=text_encoder, apply_lrc=apply_lrc)
         kept.append(video)

@@ -56,7 +56,7 @@ def score_offline(
     lab = np.asarray(labels, dtype=np.float64)
     _check_lengths(lab, n_frames, params.segment_len, visual=visual, description_emb=description_emb)
     used = visual is not None and description_emb is not None
-    if used:
+    if visual is not None and description_emb is not None:
         sims = similarity(visual, description_emb, params.renormalise_visual)
         refine = softmax_refine_paper if params.paper_precision else softmax_refine
         refined = np.asarray(refine(sims, lab, params.tau), dtype=np.float64)
@@ -98,7 +98,7 @@ def score_causal(
         lab = lab[choice]
         desc = desc[choice] if desc is not None else None
     used = visual is not None and desc is not None
-    if used:
+    if visual is not None and desc is not None:
         sims = similarity(visual, desc, params.renormalise_visual)
         refined = causal_softmax_refine(sims, lab, params.tau, params.refine_window)
     else:
