@@ -77,3 +77,30 @@ def test_feature_file_problems_are_named(bench, tmp_path):
         load_segment_features(feats, videos[1], 30)
     with pytest.raises(FeatureError, match="no CLIP features for video 'V1'"):
         evaluate(videos, responses, features_dir=tmp_path, text_encoder=text_encoder)
+
+
+def test_eval_cli_refines_with_the_real_tiny_clip_text_encoder(bench, tmp_path, capsys):
+    """`corevad eval --features` loads CLIP through corevad.models (tiny random open_clip here)."""
+    import json
+
+    from corevad.cli import main
+    from corevad.models import load_clip
+
+    videos, responses, _ = bench
+    dim = load_clip(model="tiny", device="cpu").dim
+    feats = tmp_path / "tiny_feats"
+    feats.mkdir()
+    rng = np.random.default_rng(3)
+    for v in videos:
+        np.save(feats / f"{v.name}_CLIP_features.npy", rng.normal(size=(v.frames, dim)).astype(np.float32))
+    ann = tmp_path / "a.tsv"
+    resp = tmp_path / "r.json"
+    resp.write_text(json.dumps(responses))
+    base = ["eval", "--dataset", "ucf-crime", "--annotations", str(ann), "--responses", str(resp), "--json"]
+    assert main([*base, "--features", str(feats), "--clip-model", "tiny", "--device", "cpu", "--apply-lrc"]) == 0
+    refined = json.loads(capsys.readouterr().out)
+    assert refined["used_features"] is True and refined["unparsed"] == 1
+    assert main(base) == 0
+    assert json.loads(capsys.readouterr().out)["used_features"] is False
+    assert main([*base, "--apply-lrc"]) == 2
+    assert "--apply-lrc needs --features" in capsys.readouterr().err
