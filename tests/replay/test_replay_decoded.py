@@ -112,6 +112,7 @@ def test_missing_video_file_is_named(bench, tmp_path: Path) -> None:
     assert found == [] and missing == [v.name for v in videos]
 
 
+@pytest.mark.data
 def test_camera_names_are_topic_safe_and_unique(shared_data: Path) -> None:
     import re
 

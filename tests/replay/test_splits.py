@@ -42,6 +42,7 @@ def test_rejects_duplicates_and_unknown_half() -> None:
         split_videos(VIDEOS, "train")
 
 
+@pytest.mark.data
 def test_ucf_crime_split_is_balanced(shared_data) -> None:
     from corevad.benchmarks import load_benchmark
 
