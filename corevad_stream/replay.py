@@ -205,16 +205,17 @@ def video_inputs(videos: Sequence[VideoGT], folder: str | Path, *, skip_missing:
         if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file():
             index.setdefault(p.stem, p)
             index.setdefault(p.stem.replace("#", ""), p)
-    found, missing = [], []
+    found: list[ReplayInput] = []
+    missing: list[str] = []
     for v in videos:
-        p = index.get(v.name)
-        if p is None:
+        path = index.get(v.name)
+        if path is None:
             if not skip_missing:
                 raise ReplayError(f"video {v.name!r}: no file {v.name}.mp4 (or {'/'.join(VIDEO_EXTENSIONS)}) "
                                   f"under {root}")
             missing.append(v.name)
             continue
-        found.append(ReplayInput(v, str(p)))
+        found.append(ReplayInput(v, str(path)))
     return found, missing
 
 

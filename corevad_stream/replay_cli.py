@@ -18,6 +18,7 @@ from rich.table import Table
 
 from corevad.benchmarks import DATASETS, VideoGT, load_benchmark, load_responses, match_responses
 from corevad.errors import CorevadError
+from corevad.models.base import ImageTextEncoder, VLMBackend
 from corevad.params import OfflineParams
 from corevad.splits import split_videos
 
@@ -129,7 +130,8 @@ def _run(args: argparse.Namespace, *, report: bool, err: Console) -> int:
     if args.limit is not None:
         videos = videos[: args.limit]
     skipped: list[str] = []
-    backend = encoder = None
+    backend: VLMBackend | None = None
+    encoder: ImageTextEncoder | None = None
     if args.responses is not None:
         responses = load_responses(args.responses)
         pairs, bad = match_responses(videos, responses, 30, args.skip_bad)
@@ -150,6 +152,7 @@ def _run(args: argparse.Namespace, *, report: bool, err: Console) -> int:
             model_cfg["tiny"] = True
             err.print(f"[bold white on red] {TINY_NOTICE} [/]")
         backend, encoder = build_models(ModelConfig.model_validate(model_cfg))
+    assert backend is not None
     for s in skipped:
         err.print(f"[yellow]skipped:[/] {s}")
     app_log = logging.getLogger("corevad_stream.app")

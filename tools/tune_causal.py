@@ -97,10 +97,11 @@ def simulate_alerts(seg_scores: np.ndarray, n_frames: int, params: AlertParams) 
     for i, score in enumerate(seg_scores):
         end = min((i + 1) * SEG, n_frames) / FPS
         for ev in tracker.update(index=i, start=i * SEG / FPS, end=end, score=float(score)):
-            if ev.type == "end":
-                out.append((ev.after.start_time, float(ev.after.end_time)))
+            if ev.type == "end" and ev.after.end_time is not None:
+                out.append((ev.after.start_time, ev.after.end_time))
     for ev in tracker.close():
-        out.append((ev.after.start_time, float(ev.after.end_time)))
+        if ev.after.end_time is not None:
+            out.append((ev.after.start_time, ev.after.end_time))
     return out
 
 
@@ -131,8 +132,8 @@ def tune_scores(tune: list[Video]) -> tuple[CausalParams, list[dict[str, Any]]]:
         rows.append({"smooth_length": length, "smooth_sigma": sigma, "smooth_lookahead": la,
                      **score_metrics(tune, seg, la)})
     best = max(rows, key=lambda r: (round(r["laap"], 4), round(r["auc"], 4)))
-    params = CausalParams(smooth_length=best["smooth_length"], smooth_sigma=best["smooth_sigma"],
-                          smooth_lookahead=best["smooth_lookahead"])
+    params = CausalParams(smooth_length=int(best["smooth_length"]), smooth_sigma=float(best["smooth_sigma"]),
+                          smooth_lookahead=int(best["smooth_lookahead"]))
     return params, rows
 
 
@@ -148,7 +149,8 @@ def tune_alerts(tune: list[Video], params: CausalParams, fa_budget: float
     ok = [r for r in rows if r["false_alerts_per_hour"] <= fa_budget] or \
         [min(rows, key=lambda r: r["false_alerts_per_hour"])]
     best = max(ok, key=lambda r: (r["detected"], -_nan_big(r["median_delay_s"]), -r["false_alerts_per_hour"]))
-    return AlertParams(**{k: best[k] for k in _alert_dict(AlertParams())}), rows
+    return AlertParams(open_threshold=best["open_threshold"], close_threshold=best["close_threshold"],
+                       close_after_s=best["close_after_s"], cooldown_s=best["cooldown_s"]), rows
 
 
 def _alert_dict(ap: AlertParams) -> dict[str, float]:
