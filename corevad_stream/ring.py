@@ -19,7 +19,10 @@ class FrameRing:
         if slots < 1 or frames_per_slot < 1 or size < 1:
             raise ValueError(f"slots, frames_per_slot and size must be >= 1 (got {slots}, {frames_per_slot}, "
                              f"{size})")
-        self._buf = np.zeros((slots, frames_per_slot, size, size, 3), dtype=np.uint8)
+        self._buf = np.empty((slots, frames_per_slot, size, size, 3), dtype=np.uint8)
+        # Touch every page now (np.zeros would map them lazily): the camera's memory is committed up front
+        # and stays flat for the whole run instead of creeping up as slots are first used.
+        self._buf.fill(0)
         self._free = list(range(slots - 1, -1, -1))
         self._leased: set[int] = set()
         self._lock = threading.Lock()
