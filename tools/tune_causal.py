@@ -182,8 +182,9 @@ def write_config(path: Path, params: CausalParams, alerts: AlertParams, summary:
         "# Protocol: tune/test split of corevad.splits (sorted names alternate within each class);",
         "# score parameters maximise LaAP≈ on the tune half (lookahead charged as latency), alert",
         f"# parameters maximise detected anomalous videos with <= {fa_budget:g} false alerts/hour of normal",
-        "# video on the tune half. Nothing here was chosen on the test half. Text-only (no CLIP features):",
-        "# tau, refine_window and LRC apply only when features exist and keep their defaults.",
+        "# video on the tune half. Nothing here was chosen on the test half. Tuned text-only (the recorded",
+        "# answers have no CLIP features): tau, refine_window and LRC keep their defaults, and a replay of",
+        "# decoded videos with a CLIP encoder uses them untuned (re-run the protocol with features).",
         f"# tune  half: AUC {tune['auc']:.4f}  AP {tune['ap']:.4f}  LaAP≈ {tune['laap']:.4f}  "
         f"FA/h {tune['false_alerts_per_hour']:.2f}  median delay {tune['median_delay_s']:.1f} s",
         f"# test  half: AUC {test['auc']:.4f}  AP {test['ap']:.4f}  LaAP≈ {test['laap']:.4f}  "
@@ -194,8 +195,7 @@ def write_config(path: Path, params: CausalParams, alerts: AlertParams, summary:
     body = {
         "dataset": "ucf-crime",
         "refinement": {"smooth_length": params.smooth_length, "smooth_sigma": params.smooth_sigma,
-                       "smooth_lookahead": params.smooth_lookahead, "lrc_lookahead": params.lrc_lookahead,
-                       "use_features": False},
+                       "smooth_lookahead": params.smooth_lookahead, "lrc_lookahead": params.lrc_lookahead},
         "alerts": _alert_dict(alerts),
     }
     path.write_text("\n".join(head) + "\n" + yaml.safe_dump(body, sort_keys=False), encoding="utf-8")
