@@ -80,6 +80,7 @@ class _ThreadSource:
         self.counters = counters
         self.on_status = on_status
         self.on_exit: Callable[[], None] | None = None
+        self._published: tuple[CameraStatus, str] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._guarded, name=f"corevad[{cam.name}].source", daemon=True)
 
@@ -99,8 +100,9 @@ class _ThreadSource:
 
     def _status(self, status: CameraStatus, reason: str = "") -> None:
         reason = redact(reason)
-        if status == self.counters.status and reason == self.counters.reason:
+        if (status, reason) == self._published:
             return
+        self._published = (status, reason)
         self.counters.status, self.counters.reason = status, reason
         try:
             self.on_status(StatusChange(self.name, status, reason))

@@ -73,12 +73,12 @@ async def test_bad_cameras_report_clear_errors_and_others_keep_running(tmp_path:
     async with App(cfg, backend=ScriptedBackend(), encoder=HashEncoder(), sinks=[sink]) as app:
         await asyncio.wait_for(app.cameras["good"].finished.wait(), 60)
         await sink.wait_for(lambda ms: any(m.kind == "status" and m.camera == "unreachable" and
-                                           m.payload["status"] == "offline" for m in ms), 30)  # type: ignore[index]
+                                           m.payload["state"] == "offline" for m in ms), 30)  # type: ignore[index]
         await asyncio.sleep(1.0)  # a retry or two of the unreachable camera
         stats = app.stats()
     assert stats["cameras"]["good"]["scored"] == 4  # the 4 s test video
     reasons = {m.camera: m.payload["reason"] for m in sink.of("status")  # type: ignore[index]
-               if m.payload["status"] == "offline" and m.payload["reason"] != "monitor stopped"}  # type: ignore[index]
+               if m.payload["state"] == "offline" and m.payload["reason"] != "monitor stopped"}  # type: ignore[index]
     assert "cannot open or decode file" in reasons["corrupt"] and str(corrupt) in reasons["corrupt"]
     assert "file not found" in reasons["missing"]
     assert "cannot open stream rtsp://***@127.0.0.1:9/stream" in reasons["unreachable"]

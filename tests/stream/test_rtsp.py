@@ -12,7 +12,8 @@ from corevad_stream.messages import Message
 
 
 def statuses(sink: MemorySink, cam: str) -> list[str]:
-    return [m.payload["status"] for m in sink.of("status", cam)]  # type: ignore[index]
+    """The camera's published states: connecting / online / offline / ended."""
+    return [m.payload["state"] for m in sink.of("status", cam)]  # type: ignore[index]
 
 
 async def wait_for(pred, timeout: float) -> None:  # type: ignore[no-untyped-def]
@@ -30,7 +31,7 @@ async def test_camera_recovers_after_the_rtsp_server_is_killed_and_restarted(rts
     async with App(cfg, backend=ScriptedBackend(), encoder=HashEncoder(), sinks=[sink]) as app:
         c = app.counters["door"]
         await wait_for(lambda: c.scored >= 2, 60)
-        assert statuses(sink, "door") == ["online"]
+        assert statuses(sink, "door") == ["connecting", "online"]
         await asyncio.to_thread(rtsp_server.kill)
         await wait_for(lambda: statuses(sink, "door")[-1] == "offline", 60)
         offline: Message = sink.of("status", "door")[-1]
@@ -45,8 +46,8 @@ async def test_camera_recovers_after_the_rtsp_server_is_killed_and_restarted(rts
         indices = [m.payload["index"] for m in sink.of("score", "door")]  # type: ignore[index]
         assert indices == sorted(set(indices))  # numbering keeps going after the reconnect
     seq = statuses(sink, "door")
-    assert seq[0] == "online" and "offline" in seq[1:-1] and seq[-1] == "offline"  # last: monitor stopped
-    assert seq.count("online") >= 2
+    assert seq[:2] == ["connecting", "online"] and "offline" in seq[2:-1] and seq[-1] == "offline"  # stopped
+    assert seq.count("online") >= 2 and seq.count("connecting") >= 2
 
 
 @pytest.mark.slow

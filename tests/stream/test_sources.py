@@ -1,0 +1,84 @@
+"""Sources: backoff, frame-less spec, native-rate pacing vs fast replay on a real file, loop without reconnects."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from corevad_stream.config import CameraConfig, ReconnectConfig
+from corevad_stream.entities import CameraCounters, CameraStatus, SegmentJob, StatusChange
+from corevad_stream.ring import FrameRing
+from corevad_stream.segmenter import Segmenter
+from corevad_stream.sources import Backoff, VideoSource, frameless_spec
+
+
+def test_backoff_grows_exponentially_with_bounded_jitter_and_resets() -> None:
+    b = Backoff(ReconnectConfig(initial_s=1, max_s=8, factor=2, jitter=0.25), random.Random(1))
+    delays = [b.next_delay() for _ in range(6)]
+    for d, base in zip(delays, [1, 2, 4, 8, 8, 8], strict=True):
+        assert base * 0.75 <= d <= base * 1.25
+    assert len({round(d, 6) for d in delays[3:]}) > 1  # jitter spreads retries of many cameras
+    b.reset()
+    assert b.next_delay() <= 1.25
+
+
+def test_frameless_spec() -> None:
+    assert frameless_spec("frameless://1412?fps=25") == (1412, 25.0)
+    assert frameless_spec("frameless://") == (None, 30.0)
+
+
+def run_source(video: Path, **cam: object) -> tuple[list[SegmentJob], list[StatusChange], CameraCounters, float]:
+    jobs: list[SegmentJob] = []
+    statuses: list[StatusChange] = []
+    counters = CameraCounters()
+    ring = FrameRing(64, 8, 32)
+    seg = Segmenter("f", ring=ring, frames_per_segment=8, emit=jobs.append)
+    src = VideoSource(CameraConfig(name="f", url=str(video), **cam), segmenter=seg, counters=counters,  # type: ignore[arg-type]
+                      on_status=statuses.append, reconnect=ReconnectConfig())
+    done = threading.Event()
+    src.on_exit = done.set
+    t0 = time.monotonic()
+    src.start()
+    assert done.wait(120)
+    return jobs, statuses, counters, time.monotonic() - t0
+
+
+def test_native_rate_paces_a_file_like_a_live_camera(video_factory) -> None:  # type: ignore[no-untyped-def]
+    video = video_factory("native.mp4", seconds=3, size=(64, 48))
+    jobs, statuses, counters, took = run_source(video, rate="native")
+    assert [j.index for j in jobs] == [0, 1, 2] and counters.frames == 90
+    assert took >= 2.8  # 3 s of video takes 3 s
+    starts = [j.start for j in jobs]
+    assert all(0.9 < b - a < 1.3 for a, b in zip(starts, starts[1:], strict=False))  # wall-clock timestamps
+    assert [s.status for s in statuses] == [CameraStatus.CONNECTING, CameraStatus.ONLINE, CameraStatus.ENDED]
+
+
+def test_fast_rate_and_loop(video_factory) -> None:  # type: ignore[no-untyped-def]
+    video = video_factory("fast.mp4", seconds=4, size=(64, 48))
+    jobs, _, _, took = run_source(video, rate="fast")
+    assert len(jobs) == 4 and took < 4.0
+    assert jobs[-1].clock == pytest.approx(4.0)
+
+
+def test_looping_file_keeps_numbering_without_reconnects(video_factory) -> None:  # type: ignore[no-untyped-def]
+    video = video_factory("loop.mp4", seconds=2, size=(64, 48))
+    jobs: list[SegmentJob] = []
+    statuses: list[StatusChange] = []
+    counters = CameraCounters()
+    seg = Segmenter("l", ring=None, frames_per_segment=8, emit=jobs.append)
+    src = VideoSource(CameraConfig(name="l", url=str(video), rate="fast", loop=True), segmenter=seg,
+                      counters=counters, on_status=statuses.append, reconnect=ReconnectConfig())
+    src.start()
+    deadline = time.monotonic() + 60
+    while len(jobs) < 7 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    src.stop()
+    src.join(30)
+    assert [j.index for j in jobs[:7]] == list(range(7))
+    assert counters.reconnects == 0 and [s.status for s in statuses][:2] == [CameraStatus.CONNECTING,
+                                                                            CameraStatus.ONLINE]
+    assert CameraStatus.OFFLINE not in [s.status for s in statuses]
