@@ -13,9 +13,11 @@ from pathlib import Path
 from rich.console import Console
 from rich.logging import RichHandler
 
+from corevad.errors import CorevadError, ModelError
+
 from . import replay_cli
-from .errors import ConfigError
-from .redact import install_redaction
+from .errors import ConfigError, StreamError
+from .redact import install_redaction, redact
 
 log = logging.getLogger("corevad_stream")
 
@@ -29,7 +31,9 @@ def _setup_logging(level: str, console: Console) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    # Replace only a handler of ours from an earlier main() (tests call main() in-process).
+    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_corevad", False)] + [handler]
+    handler._corevad = True  # type: ignore[attr-defined]
     root.setLevel(level.upper())
     # Chatty libraries: the embedded broker's state machine logs every client transition at INFO.
     for name in ("transitions", "amqtt", "httpx"):
@@ -118,8 +122,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
-        console.print(f"[red]config error:[/] {exc}", markup=True, highlight=False)
+        console.print(f"[red]config error:[/] {redact(str(exc))}", markup=True, highlight=False, soft_wrap=True)
         return 2
+    except CorevadError as exc:  # models: weights missing, hub unreachable, bad responses file ...
+        console.print(f"[red]model error:[/] {redact(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+        if isinstance(exc, ModelError):
+            console.print("(no weights on this machine? `--tiny-model` runs the whole path with tiny random "
+                          "models, whose explanations are meaningless)", highlight=False, soft_wrap=True)
+        return 1
+    except StreamError as exc:  # broker cannot listen, outbox unusable, ...
+        console.print(f"[red]error:[/] {redact(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+        return 1
     except KeyboardInterrupt:
         return 130
 

@@ -39,6 +39,14 @@ def test_check_reports_ok_and_config_errors_exit_2(tmp_path: Path, capsys: pytes
     assert "cameras.0.fsp" in capsys.readouterr().err
 
 
+def test_model_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = write_config(tmp_path / "c.yaml", [{"name": "a", "url": "frameless://30"}],
+                       model={"vlm": {"backend": "replay", "responses": str(tmp_path / "none.json")}})
+    assert main(["run", "-c", str(cfg), "--no-live"]) == 1
+    err = capsys.readouterr().err
+    assert "model error:" in err and "none.json does not exist" in err and "Traceback" not in err
+
+
 @pytest.mark.slow
 def test_run_tiny_model_end_to_end_with_plain_logs(tmp_path: Path, test_video: Path) -> None:
     cfg = write_config(tmp_path / "c.yaml", [{"name": "lobby", "url": str(test_video), "rate": "fast",
