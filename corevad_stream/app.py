@@ -175,7 +175,7 @@ class App:
         if not frameless:
             # Slots: waiting (per-camera bound) + in the worker (same bound at most) + the one being filled,
             # +1 for the moment between a drop and the source's next acquire.
-            ring = FrameRing(2 * rt.max_pending_per_camera + 2, rt.frames_per_segment, rt.frame_size)
+            ring = FrameRing(2 * rt.max_pending_per_camera + 2, rt.frames_per_segment, size=rt.frame_size)
         refinement = cfg.camera_section(cam_cfg, "refinement")
         alerts = cfg.camera_section(cam_cfg, "alerts")
         use_features = refinement.use_features and self.encoder is not None and not frameless

@@ -30,7 +30,7 @@ class StatusChange:
     at: float = field(default_factory=time.time)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, kw_only=True)
 class SegmentJob:
     """One 1-second segment on its way to the model.
 

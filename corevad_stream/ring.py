@@ -15,7 +15,7 @@ import numpy as np
 class FrameRing:
     """`slots` preallocated arrays of (frames_per_slot, size, size, 3) uint8, leased one segment at a time."""
 
-    def __init__(self, slots: int, frames_per_slot: int, size: int) -> None:
+    def __init__(self, slots: int, frames_per_slot: int, *, size: int) -> None:
         if slots < 1 or frames_per_slot < 1 or size < 1:
             raise ValueError(f"slots, frames_per_slot and size must be >= 1 (got {slots}, {frames_per_slot}, "
                              f"{size})")

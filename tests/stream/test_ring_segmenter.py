@@ -12,7 +12,7 @@ from corevad_stream.segmenter import Segmenter, prepare_frame
 
 
 def test_ring_leases_preallocated_slots_and_refuses_when_full() -> None:
-    ring = FrameRing(3, 8, 16)
+    ring = FrameRing(3, 8, size=16)
     assert ring.nbytes == 3 * 8 * 16 * 16 * 3
     slots = [ring.acquire() for _ in range(3)]
     assert sorted(slots) == [0, 1, 2]  # type: ignore[type-var]
@@ -40,7 +40,7 @@ def _run(seg: Segmenter, n: int, fps: float = 30.0) -> None:
 
 
 def test_segments_are_one_second_with_the_methods_sampled_frames_in_rgb() -> None:
-    ring = FrameRing(8, 8, 32)
+    ring = FrameRing(8, 8, size=32)
     out: list[SegmentJob] = []
     seg = Segmenter("cam", ring=ring, frames_per_segment=8, emit=out.append)
     _run(seg, 75)
@@ -63,14 +63,14 @@ def test_segments_are_one_second_with_the_methods_sampled_frames_in_rgb() -> Non
 
 def test_other_frame_rates_cut_at_one_second() -> None:
     out: list[SegmentJob] = []
-    seg = Segmenter("cam", ring=FrameRing(6, 8, 16), frames_per_segment=8, emit=out.append)
+    seg = Segmenter("cam", ring=FrameRing(6, 8, size=16), frames_per_segment=8, emit=out.append)
     _run(seg, 25, fps=5)
     assert [j.n_frames for j in out] == [5] * 5
     assert all(j.frames is not None and j.frames.shape[0] == 5 for j in out)  # all 5 frames sampled
 
 
 def test_no_per_frame_allocation_frames_live_in_the_ring() -> None:
-    ring = FrameRing(4, 8, 16)
+    ring = FrameRing(4, 8, size=16)
     out: list[SegmentJob] = []
     seg = Segmenter("cam", ring=ring, frames_per_segment=8, emit=out.append)
     _run(seg, 90)
@@ -86,7 +86,7 @@ def test_no_per_frame_allocation_frames_live_in_the_ring() -> None:
 
 
 def test_full_ring_drops_the_segment_and_reports_it() -> None:
-    ring = FrameRing(2, 8, 16)
+    ring = FrameRing(2, 8, size=16)
     out: list[SegmentJob] = []
     lost: list[int] = []
     seg = Segmenter("cam", ring=ring, frames_per_segment=8, emit=out.append, on_no_slot=lost.append)
@@ -96,7 +96,7 @@ def test_full_ring_drops_the_segment_and_reports_it() -> None:
 
 
 def test_abandon_on_reconnect_skips_the_partial_segment_index() -> None:
-    ring = FrameRing(4, 8, 16)
+    ring = FrameRing(4, 8, size=16)
     out: list[SegmentJob] = []
     seg = Segmenter("cam", ring=ring, frames_per_segment=8, emit=out.append)
     _run(seg, 40)  # one full segment + 10 frames

@@ -35,7 +35,7 @@ def run_source(video: Path, **cam: object) -> tuple[list[SegmentJob], list[Statu
     jobs: list[SegmentJob] = []
     statuses: list[StatusChange] = []
     counters = CameraCounters()
-    ring = FrameRing(64, 8, 32)
+    ring = FrameRing(64, 8, size=32)
     seg = Segmenter("f", ring=ring, frames_per_segment=8, emit=jobs.append)
     src = VideoSource(CameraConfig(name="f", url=str(video), **cam), segmenter=seg, counters=counters,  # type: ignore[arg-type]
                       on_status=statuses.append, reconnect=ReconnectConfig())
