@@ -223,6 +223,7 @@ async def main() -> None:
     ap.add_argument("--realtime-probes", type=int, default=4, help="Bisection steps of the capacity search.")
     ap.add_argument("--minutes", type=float, default=1.0, help="Memory-growth run length (default 1).")
     ap.add_argument("--latency-seconds", type=float, default=60.0, help="Alert-latency run length.")
+    ap.add_argument("--latency-cameras", type=int, default=4, help="Cameras in the alert-latency run.")
     ap.add_argument("--only", choices=["overhead", "realtime", "memory", "latency"], action="append")
     ap.add_argument("--json", type=Path, help="Also write the figures here.")
     args = ap.parse_args()
@@ -269,7 +270,7 @@ async def main() -> None:
             res["memory"] = json.loads((work / "mem.json").read_text())["memory"]
         print(json.dumps({"memory": res["memory"]}), flush=True)
     if "latency" in only:
-        res["alert_latency"] = await latency(clip, args.latency_seconds, cameras=4)
+        res["alert_latency"] = await latency(clip, args.latency_seconds, cameras=args.latency_cameras)
         print(json.dumps({"alert_latency": res["alert_latency"]}), flush=True)
     print(json.dumps(res, indent=2))
     if args.json:
