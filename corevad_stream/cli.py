@@ -8,6 +8,7 @@ import contextlib
 import logging
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from rich.console import Console
@@ -22,7 +23,8 @@ from .redact import install_redaction, redact
 log = logging.getLogger("corevad_stream")
 
 
-def _setup_logging(level: str, console: Console) -> None:
+def _setup_logging(level: str, console: Console) -> Callable[[], None]:
+    """Install our handler on the root logger; return a function that takes it off again."""
     handler: logging.Handler
     if console.is_terminal:
         handler = RichHandler(console=console, show_path=False, markup=False)
@@ -31,14 +33,19 @@ def _setup_logging(level: str, console: Console) -> None:
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
-    # Replace only a handler of ours from an earlier main() (tests call main() in-process).
-    root.handlers[:] = [h for h in root.handlers if not getattr(h, "_corevad", False)] + [handler]
-    handler._corevad = True  # type: ignore[attr-defined]
+    old_level = root.level
+    root.addHandler(handler)
     root.setLevel(level.upper())
     # Chatty libraries: the embedded broker's state machine logs every client transition at INFO.
     for name in ("transitions", "amqtt", "httpx"):
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     install_redaction(root)
+
+    def restore() -> None:  # main() may run in-process (tests): leave logging as it was
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+
+    return restore
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -118,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     console = Console(stderr=True)
-    _setup_logging(args.log_level, console)
+    restore_logging = _setup_logging(args.log_level, console)
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
@@ -135,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    finally:
+        restore_logging()
 
 
 if __name__ == "__main__":
