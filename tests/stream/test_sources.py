@@ -82,3 +82,28 @@ def test_looping_file_keeps_numbering_without_reconnects(video_factory) -> None:
     assert counters.reconnects == 0 and [s.status for s in statuses][:2] == [CameraStatus.CONNECTING,
                                                                             CameraStatus.ONLINE]
     assert CameraStatus.OFFLINE not in [s.status for s in statuses]
+
+
+def test_demo_sample_clip_is_generated_once_on_first_use(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import cv2
+
+    from corevad_stream import sample
+
+    monkeypatch.setenv("COREVAD_CACHE", str(tmp_path))
+    calls: list[Path] = []
+    real = sample.make_clip
+
+    def short(path: Path, **kw: object) -> Path:
+        calls.append(path)
+        return real(path, seconds=1.0)
+
+    monkeypatch.setattr(sample, "make_clip", short)
+    path = sample.ensure_sample_clip("demo")
+    assert path == tmp_path / "samples" / "demo.mp4" and sample.ensure_sample_clip("demo") == path
+    assert len(calls) == 1
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    assert (cap.get(cv2.CAP_PROP_FRAME_WIDTH), cap.get(cv2.CAP_PROP_FRAME_HEIGHT)) == (640, 480)
+    n = 0
+    while cap.grab():
+        n += 1
+    assert n == 30
