@@ -11,12 +11,12 @@ import numpy as np
 
 from .benchmarks import VideoGT, match_responses
 from .cleaning import lrc_choice, similarity
-from .errors import FeatureError, ResponseCountError
+from .errors import ResponseCountError
+from .features import load_segment_features
 from .metrics import ClassMetric, frame_ap, frame_auc, per_class_metrics
 from .params import CausalParams, OfflineParams
 from .pipeline import VideoScores, score_causal, score_offline
 from .prompt import parse_answer
-from .segments import segment_means
 from .types import Verdict
 
 Mode = Literal["offline", "causal"]
@@ -51,23 +51,6 @@ class EvalResult:
 def refinement_text(v: Verdict) -> str:
     """What refinement embeds: the description, or the whole answer when there is none (as the authors)."""
     return v.description or v.text
-
-
-def load_segment_features(features_dir: str | Path, video: VideoGT, segment_len: int) -> np.ndarray:
-    """Per-segment visual features from the authors' `<video>_CLIP_features.npy` (frames x dim)."""
-    path = Path(features_dir) / f"{video.name}_CLIP_features.npy"
-    if not path.is_file():
-        raise FeatureError(f"no CLIP features for video {video.name!r}: {path} does not exist")
-    feats = np.load(path)
-    if feats.ndim != 2:
-        raise FeatureError(f"{path}: expected a (frames, dim) array, got shape {feats.shape}")
-    seg = segment_means(feats, segment_len)
-    if seg.shape[0] != video.segments(segment_len):
-        raise FeatureError(
-            f"{path}: {feats.shape[0]} frames give {seg.shape[0]} segments, "
-            f"the video's {video.frames} frames need {video.segments(segment_len)}"
-        )
-    return seg
 
 
 def score_video(
@@ -123,7 +106,8 @@ def evaluate(
     kept, frame_scores, per_video = [], [], {}
     segments = unparsed = 0
     for video, answers in pairs:
-        visual = load_segment_features(features_dir, video, seg_len) if features_dir and use_features else None
+        visual = (load_segment_features(features_dir, video.name, video.segments(seg_len), seg_len)
+                  if features_dir and use_features else None)
         scores, bad = score_video(video, answers, mode, offline, causal, visual=visual,
                                   text_encoder=text_encoder, apply_lrc=apply_lrc)
         kept.append(video)

@@ -18,10 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import CorevadError, DataError, FeatureError
-
-FEATURE_SUFFIX = "_CLIP_features.npy"
-
+from .errors import CorevadError, DataError
+from .features import feature_path, load_segment_features
 
 # ---------------------------------------------------------------------------------------------- io
 
@@ -52,11 +50,6 @@ def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, array, allow_pickle=False)
     atomic_write_bytes(path, buf.getvalue())
-
-
-def feature_path(folder: str | Path, video: str) -> Path:
-    """`<folder>/<video>_CLIP_features.npy`, the authors' naming."""
-    return Path(folder) / f"{video}{FEATURE_SUFFIX}"
 
 
 def one_line(text: str) -> str:
@@ -384,7 +377,6 @@ def lrc_responses(
     from rich.console import Console
 
     from .cleaning import clean_responses, lrc_choice, similarity
-    from .segments import segment_means
 
     console = console or Console(stderr=True)
     report = RunReport()
@@ -398,18 +390,7 @@ def lrc_responses(
                 progress.advance(task)
                 continue
             try:
-                path = feature_path(features_dir, video)
-                if not path.is_file():
-                    raise FeatureError(f"no CLIP features for video {video!r}: {path} does not exist")
-                feats = np.load(path)
-                if feats.ndim != 2:
-                    raise FeatureError(f"{path}: expected a (frames, dim) array, got shape {feats.shape}")
-                visual = segment_means(feats, segment_len)
-                if visual.shape[0] != len(answers):
-                    raise FeatureError(
-                        f"{video}: {feats.shape[0]} feature frames give {visual.shape[0]} segments "
-                        f"but there are {len(answers)} answers"
-                    )
+                visual = load_segment_features(features_dir, video, len(answers), segment_len)
                 texts = [one_line(a) if a else "" for a in answers]
                 emb = encode_texts(texts)
                 choice = lrc_choice(similarity(visual, emb, renormalise_visual), window, window)

@@ -8,7 +8,8 @@ import pytest
 from corevad.benchmarks import load_benchmark
 from corevad.cleaning import lrc_choice
 from corevad.errors import FeatureError
-from corevad.evaluate import evaluate, load_segment_features
+from corevad.evaluate import evaluate
+from corevad.features import load_segment_features
 from corevad.params import OfflineParams
 from corevad.pipeline import score_offline
 from corevad.prompt import parse_answer
@@ -73,8 +74,8 @@ def test_apply_lrc_replaces_answers_by_best_aligned_neighbour(bench):
 def test_feature_file_problems_are_named(bench, tmp_path):
     videos, responses, feats = bench
     np.save(feats / "V2_CLIP_features.npy", np.zeros((200, DIM), dtype=np.float32))
-    with pytest.raises(FeatureError, match=r"200 frames give 7 segments.*need 3"):
-        load_segment_features(feats, videos[1], 30)
+    with pytest.raises(FeatureError, match=r"200 frames give 7 segments, the video needs 3"):
+        load_segment_features(feats, videos[1].name, 3, 30)
     with pytest.raises(FeatureError, match="no CLIP features for video 'V1'"):
         evaluate(videos, responses, features_dir=tmp_path, text_encoder=text_encoder)
 
