@@ -16,6 +16,7 @@ class ClassMetric:
     cls: str
     auc: float
     videos: int
+    ap: float | None = None
 
 
 def frame_auc(gt: np.ndarray, scores: np.ndarray) -> float:
@@ -27,8 +28,9 @@ def frame_ap(gt: np.ndarray, scores: np.ndarray) -> float:
     return float(average_precision_score(np.asarray(gt, dtype=np.int8), scores))
 
 
-def per_class_metrics(videos: Sequence[VideoGT], frame_scores: Sequence[np.ndarray]) -> list[ClassMetric]:
-    """For each anomalous class: AUC over that class's videos together with all normal videos."""
+def per_class_metrics(videos: Sequence[VideoGT], frame_scores: Sequence[np.ndarray], *,
+                      with_ap: bool = False) -> list[ClassMetric]:
+    """For each anomalous class: AUC (and AP) over that class's videos together with all normal videos."""
     normal = [k for k, v in enumerate(videos) if not v.is_anomalous]
     classes = sorted({v.cls for v in videos if v.is_anomalous})
     if not normal:
@@ -41,7 +43,7 @@ def per_class_metrics(videos: Sequence[VideoGT], frame_scores: Sequence[np.ndarr
         s = np.concatenate([frame_scores[k] for k in idx])
         if g.min() == g.max():
             continue
-        out.append(ClassMetric(cls, frame_auc(g, s), len(idx) - len(normal)))
+        out.append(ClassMetric(cls, frame_auc(g, s), len(idx) - len(normal), frame_ap(g, s) if with_ap else None))
     return out
 
 

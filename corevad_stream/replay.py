@@ -30,7 +30,7 @@ import numpy as np
 from corevad.alerts import AlertParams
 from corevad.benchmarks import VideoGT
 from corevad.latency import FPS, delay_stats, detection_delay, false_alerts_per_hour, laap_approx
-from corevad.metrics import frame_ap, frame_auc
+from corevad.metrics import ClassMetric, frame_ap, frame_auc, per_class_metrics
 from corevad.models.base import Clip, ImageTextEncoder, VLMBackend
 from corevad.params import CausalParams, OfflineParams
 from corevad.pipeline import score_offline
@@ -122,23 +122,13 @@ class ReplayResult:
 
 
 @dataclass(frozen=True, slots=True)
-class ClassFigures:
-    """Frame AUC/AP of one anomalous class: its videos together with all normal videos (UCF-Crime convention)."""
-
-    cls: str
-    auc: float
-    ap: float
-    videos: int
-
-
-@dataclass(frozen=True, slots=True)
 class ProtocolFigures:
     """Frame-level and latency-aware figures of one protocol (online or offline) on one set of videos."""
 
     auc: float
     ap: float
     laap: float
-    per_class: list[ClassFigures]
+    per_class: list[ClassMetric]
     latency_frames: int
 
     def to_dict(self) -> dict[str, Any]:
@@ -443,21 +433,7 @@ def _figures(gts: Sequence[VideoGT], frame_scores: Sequence[np.ndarray], latency
     return ProtocolFigures(
         auc=frame_auc(gt, s) if both else float("nan"), ap=frame_ap(gt, s) if both else float("nan"),
         laap=laap_approx(frame_scores, [g.spans for g in gts], latency_frames=latency_frames),
-        per_class=per_class_figures(gts, frame_scores), latency_frames=latency_frames)
-
-
-def per_class_figures(gts: Sequence[VideoGT], frame_scores: Sequence[np.ndarray]) -> list[ClassFigures]:
-    """Per anomalous class: AUC and AP over that class's videos plus every normal video."""
-    normal = [k for k, g in enumerate(gts) if not g.is_anomalous]
-    out = []
-    for cls in sorted({g.cls for g in gts if g.is_anomalous}):
-        idx = [k for k, g in enumerate(gts) if g.cls == cls] + normal
-        gt = np.concatenate([gts[k].gt for k in idx])
-        s = np.concatenate([frame_scores[k] for k in idx])
-        if gt.min() == gt.max():
-            continue
-        out.append(ClassFigures(cls, frame_auc(gt, s), frame_ap(gt, s), len(idx) - len(normal)))
-    return out
+        per_class=per_class_metrics(gts, frame_scores, with_ap=True), latency_frames=latency_frames)
 
 
 def alert_figures(result: ReplayResult, videos: Sequence[VideoReplay] | None = None) -> AlertFigures:
@@ -485,8 +461,8 @@ def alert_figures(result: ReplayResult, videos: Sequence[VideoReplay] | None = N
 
 
 __all__ = [
-    "AlertFigures", "ClassFigures", "ProtocolFigures", "ReplayAlert", "ReplayError", "ReplayInput",
+    "AlertFigures", "ProtocolFigures", "ReplayAlert", "ReplayError", "ReplayInput",
     "ReplayResult", "VideoReplay",
     "alert_figures", "camera_names", "frameless_inputs", "offline_figures", "offline_frame_scores",
-    "online_figures", "per_class_figures", "replay_config", "run_replay", "video_inputs",
+    "online_figures", "replay_config", "run_replay", "video_inputs",
 ]
