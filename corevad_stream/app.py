@@ -116,7 +116,7 @@ class App:
         if self.backend is None:
             from .models import build_models
 
-            backend, self.encoder = await asyncio.to_thread(build_models, cfg.model)
+            backend, self.encoder = await asyncio.to_thread(build_models, cfg.model, with_clip=cfg.uses_features())
             self.backend = backend
             stack.callback(backend.close)
         # Sinks first: they outlive every stage, so teardown flushes stages into them before closing.

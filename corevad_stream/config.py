@@ -41,12 +41,14 @@ class RefinementConfig(_Strict):
     lrc_lookback: int = Field(1, ge=0, description="LRC candidates reach this many segments back.")
     lrc_lookahead: int = Field(0, ge=0, le=1, description="LRC lookahead: 0 or 1 segment (adds delay).")
     refine_window: int = Field(30, gt=0, description="Softmax refinement over the last N cleaned responses.")
-    smooth_length: int = Field(5, gt=0, description="Causal Gaussian over the past N refined scores.")
-    smooth_sigma: float = Field(5.0, gt=0, description="Sigma of the causal Gaussian (segments).")
+    smooth_length: int = Field(12, gt=0, description="Causal Gaussian over the past N refined scores.")
+    smooth_sigma: float = Field(2.0, gt=0, description="Sigma of the causal Gaussian (segments).")
     smooth_lookahead: int = Field(0, ge=0, description="Future taps of the Gaussian (adds delay).")
     renormalise_visual: bool = Field(False, description="Re-normalise the mean frame embedding.")
-    use_features: bool = Field(True, description="Use CLIP features (LRC + softmax refinement) when "
-                                                 "frames are available; False scores labels only.")
+    use_features: bool = Field(False, description="Use CLIP features (LRC + softmax refinement) when "
+                                                  "frames are available; False scores labels only "
+                                                  "(the default: the only form the tuning protocol "
+                                                  "could tune).")
     lrc: bool = Field(True, description="Local response cleaning (needs use_features).")
 
     def params(self) -> CausalParams:
@@ -57,10 +59,10 @@ class RefinementConfig(_Strict):
 class AlertsConfig(_Strict):
     """Alert hysteresis on the refined score (corevad.alerts.AlertParams)."""
 
-    open_threshold: float = Field(0.6, ge=0, le=1, description="An alert opens when the score reaches this.")
-    close_threshold: float = Field(0.4, ge=0, le=1, description="The score must stay below this ...")
-    close_after_s: float = Field(3.0, ge=0, description="... for this many seconds for the alert to end.")
-    cooldown_s: float = Field(10.0, ge=0, description="No new alert on the camera this long after one ends.")
+    open_threshold: float = Field(0.999, ge=0, le=1, description="An alert opens when the score reaches this.")
+    close_threshold: float = Field(0.699, ge=0, le=1, description="The score must stay below this ...")
+    close_after_s: float = Field(30.0, ge=0, description="... for this many seconds for the alert to end.")
+    cooldown_s: float = Field(120.0, ge=0, description="No new alert on the camera this long after one ends.")
     explanation_top_k: int = Field(3, gt=0, description="Descriptions kept in an alert's explanation.")
     update_min_delta: float = Field(0.05, ge=0, description="An update is sent when the peak grows this much.")
     snapshot: bool = Field(True, description="Attach a JPEG of the peak segment's middle frame.")
@@ -244,6 +246,10 @@ class StreamConfig(_Strict):
 
     def enabled_cameras(self) -> list[CameraConfig]:
         return [c for c in self.cameras if c.enabled]
+
+    def uses_features(self) -> bool:
+        """Whether any enabled camera scores with CLIP features (otherwise CLIP need not be loaded)."""
+        return any(self.camera_section(c, "refinement").use_features for c in self.enabled_cameras())
 
 
 def _is_loopback(host: str) -> bool:

@@ -30,11 +30,11 @@ def resolve_model_config(cfg: ModelConfig) -> ModelConfig:
     return cfg.model_copy(update={"vlm": vlm, "clip": clip})
 
 
-def build_models(cfg: ModelConfig) -> tuple[VLMBackend, ImageTextEncoder | None]:
-    """Load the VLM backend and the CLIP encoder (blocking: call in a thread)."""
+def build_models(cfg: ModelConfig, *, with_clip: bool = True) -> tuple[VLMBackend, ImageTextEncoder | None]:
+    """Load the VLM backend and, when scoring uses features, the CLIP encoder (blocking: call in a thread)."""
     if cfg.tiny:
         log.warning(TINY_NOTICE)
     cfg = resolve_model_config(cfg)
     backend = load_vlm(cfg.vlm)
-    encoder = load_clip(cfg.clip) if cfg.clip is not None else None
+    encoder = load_clip(cfg.clip) if with_clip and cfg.clip is not None else None
     return backend, encoder

@@ -68,7 +68,7 @@ async def test_tiny_models_replay_decoded_videos(bench, tmp_path_factory: pytest
         inputs, missing = video_inputs(videos, folder)
         assert not missing
         result = await run_replay(inputs, backend=vlm, encoder=clip, runtime=RUNTIME, concurrency=2,
-                                  timeout_s=300)
+                                  refinement={"use_features": True}, timeout_s=300)
     finally:
         vlm.close()
     assert result.use_features  # decoded frames + a CLIP encoder: LRC and softmax refinement ran

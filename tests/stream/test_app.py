@@ -88,7 +88,8 @@ async def test_bad_cameras_report_clear_errors_and_others_keep_running(tmp_path:
 
 async def test_jsonl_sink_records_lifecycle_and_shutdown_publishes_offline(tmp_path: Path) -> None:
     cfg = stream_config([{"name": "j", "url": "frameless://", "rate": "native"}],
-                        runtime={"segment_seconds": 0.1}, jsonl={"path": str(tmp_path / "out.jsonl")})
+                        runtime={"segment_seconds": 0.1}, jsonl={"path": str(tmp_path / "out.jsonl")},
+                        alerts={"open_threshold": 0.6, "close_threshold": 0.4, "close_after_s": 3, "cooldown_s": 10})
     backend = ScriptedBackend(lambda clip: ANOMALOUS if clip.index >= 3 else NORMAL)
     async with App(cfg, backend=backend) as app:
         while app.counters["j"].scored < 8:

@@ -19,9 +19,24 @@ def test_shipped_configs_validate(monkeypatch: pytest.MonkeyPatch) -> None:
     demo = load_config(REPO / "configs" / "demo.yaml")
     assert demo.cameras[0].url == "sample://demo" and demo.mqtt.embedded_broker.enabled
     example = load_config(REPO / "configs" / "cameras.example.yaml")
-    assert example.camera_section(example.cameras[1], "alerts").open_threshold == 0.7
-    assert example.camera_section(example.cameras[0], "alerts").open_threshold == 0.6
+    assert example.camera_section(example.cameras[1], "alerts").cooldown_s == 300
+    assert example.camera_section(example.cameras[0], "alerts").cooldown_s == demo.alerts.cooldown_s
     assert example.runtime.overload_policy is OverloadPolicy.DROP_OLDEST
+
+
+def test_runtime_defaults_are_the_tuning_protocols_choice() -> None:
+    """configs/stream_defaults.yaml takes its scoring and alert values from tools/tune_causal.py's output."""
+    import yaml
+
+    tuned = yaml.safe_load((REPO / "configs" / "replay_ucf.yaml").read_text())
+    cfg = config_from_dict({"cameras": [{"name": "a", "url": "x.mp4"}]})
+    assert not cfg.refinement.use_features  # tuned text-only: no CLIP features exist for the recorded answers
+    for key, value in tuned["refinement"].items():
+        assert getattr(cfg.refinement, key) == value, key
+    for key, value in tuned["alerts"].items():
+        assert getattr(cfg.alerts, key) == value, key
+    bare = config_from_dict({"cameras": [{"name": "a", "url": "x.mp4"}]}, defaults=False)
+    assert bare.refinement == cfg.refinement and bare.alerts.open_threshold == cfg.alerts.open_threshold
 
 
 @pytest.mark.parametrize(("data", "field"), [

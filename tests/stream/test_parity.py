@@ -68,7 +68,7 @@ async def test_runtime_scores_equal_score_causal_on_the_same_answers_and_feature
         video_factory: Callable[..., Path], tiny_clip, lookahead: int) -> None:  # type: ignore[no-untyped-def]
     video = video_factory("parity.mp4", seconds=10, size=(160, 120))
     texts = answers(10)
-    refinement = {"lrc_lookahead": lookahead, "smooth_lookahead": lookahead, "refine_window": 4,
+    refinement = {"use_features": True, "lrc_lookahead": lookahead, "smooth_lookahead": lookahead, "refine_window": 4,
                   "smooth_length": 3}
     cfg = stream_config([{"name": "parity", "url": str(video), "rate": "fast", "overload_policy": "block"}],
                         refinement=refinement, runtime={"frame_size": SIZE, "max_batch": 3})
