@@ -7,12 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def sample_dir() -> Path:
-    """$COREVAD_CACHE, else $XDG_CACHE_HOME/corevad, else ~/.cache/corevad (read at call time)."""
-    if env := os.environ.get("COREVAD_CACHE"):
-        return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "corevad"
+from corevad.paths import cache_dir
 
 
 def make_clip(path: Path, *, seconds: float = 12.0, size: tuple[int, int] = (640, 480), fps: int = 30) -> Path:
@@ -46,7 +41,7 @@ def make_clip(path: Path, *, seconds: float = 12.0, size: tuple[int, int] = (640
 
 def ensure_sample_clip(name: str = "demo") -> Path:
     """The cached sample clip `name`.mp4, generated the first time it is asked for."""
-    path = sample_dir() / "samples" / f"{name}.mp4"
+    path = cache_dir() / "samples" / f"{name}.mp4"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         make_clip(path)

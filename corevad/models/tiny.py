@@ -8,6 +8,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from ..paths import cache_dir
+
 # Bumped whenever the tiny recipe changes, so stale cached copies are never reused.
 TINY_VERSION = 2
 TINY_CLIP_NAME = "corevad-tiny-clip"
@@ -44,11 +46,8 @@ _CORPUS = [
 
 
 def default_cache_dir() -> Path:
-    """$COREVAD_CACHE, else $XDG_CACHE_HOME/corevad, else ~/.cache/corevad (read at call time)."""
-    if env := os.environ.get("COREVAD_CACHE"):
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "corevad"
+    """Where tiny models are cached (corevad.paths.cache_dir)."""
+    return cache_dir()
 
 
 def _publish(tmp: Path, final: Path) -> None:
