@@ -18,6 +18,10 @@ from corevad.params import CausalParams
 from .errors import ConfigError
 from .redact import redact
 
+# Method defaults live once, in corevad's dataclasses; the schema reads them from there.
+_CAUSAL = CausalParams()
+_ALERTS = AlertParams()
+
 DEFAULTS_PATH = Path(__file__).resolve().parent.parent / "configs" / "stream_defaults.yaml"
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
 
@@ -37,14 +41,18 @@ class OverloadPolicy(enum.StrEnum):
 class RefinementConfig(_Strict):
     """CausalParams fields (see corevad.params.CausalParams); position weighting never applies live."""
 
-    tau: float = Field(0.05, gt=0, description="Softmax temperature of the refinement.")
-    lrc_lookback: int = Field(1, ge=0, description="LRC candidates reach this many segments back.")
-    lrc_lookahead: int = Field(0, ge=0, le=1, description="LRC lookahead: 0 or 1 segment (adds delay).")
-    refine_window: int = Field(30, gt=0, description="Softmax refinement over the last N cleaned responses.")
-    smooth_length: int = Field(12, gt=0, description="Causal Gaussian over the past N refined scores.")
-    smooth_sigma: float = Field(2.0, gt=0, description="Sigma of the causal Gaussian (segments).")
-    smooth_lookahead: int = Field(0, ge=0, description="Future taps of the Gaussian (adds delay).")
-    renormalise_visual: bool = Field(False, description="Re-normalise the mean frame embedding.")
+    tau: float = Field(_CAUSAL.tau, gt=0, description="Softmax temperature of the refinement.")
+    lrc_lookback: int = Field(_CAUSAL.lrc_lookback, ge=0, description="LRC candidates reach this many segments back.")
+    lrc_lookahead: int = Field(_CAUSAL.lrc_lookahead,
+                               ge=0, le=1, description="LRC lookahead: 0 or 1 segment (adds delay).")
+    refine_window: int = Field(_CAUSAL.refine_window,
+                               gt=0, description="Softmax refinement over the last N cleaned responses.")
+    smooth_length: int = Field(_CAUSAL.smooth_length,
+                               gt=0, description="Causal Gaussian over the past N refined scores.")
+    smooth_sigma: float = Field(_CAUSAL.smooth_sigma, gt=0, description="Sigma of the causal Gaussian (segments).")
+    smooth_lookahead: int = Field(_CAUSAL.smooth_lookahead,
+                                  ge=0, description="Future taps of the Gaussian (adds delay).")
+    renormalise_visual: bool = Field(_CAUSAL.renormalise_visual, description="Re-normalise the mean frame embedding.")
     use_features: bool = Field(False, description="Use CLIP features (LRC + softmax refinement) when "
                                                   "frames are available; False scores labels only "
                                                   "(the default: the only form the tuning protocol "
@@ -59,12 +67,17 @@ class RefinementConfig(_Strict):
 class AlertsConfig(_Strict):
     """Alert hysteresis on the refined score (corevad.alerts.AlertParams)."""
 
-    open_threshold: float = Field(0.999, ge=0, le=1, description="An alert opens when the score reaches this.")
-    close_threshold: float = Field(0.699, ge=0, le=1, description="The score must stay below this ...")
-    close_after_s: float = Field(30.0, ge=0, description="... for this many seconds for the alert to end.")
-    cooldown_s: float = Field(120.0, ge=0, description="No new alert on the camera this long after one ends.")
-    explanation_top_k: int = Field(3, gt=0, description="Descriptions kept in an alert's explanation.")
-    update_min_delta: float = Field(0.05, ge=0, description="An update is sent when the peak grows this much.")
+    open_threshold: float = Field(_ALERTS.open_threshold,
+                                  ge=0, le=1, description="An alert opens when the score reaches this.")
+    close_threshold: float = Field(_ALERTS.close_threshold,
+                                   ge=0, le=1, description="The score must stay below this ...")
+    close_after_s: float = Field(_ALERTS.close_after_s,
+                                 ge=0, description="... for this many seconds for the alert to end.")
+    cooldown_s: float = Field(_ALERTS.cooldown_s,
+                              ge=0, description="No new alert on the camera this long after one ends.")
+    explanation_top_k: int = Field(_ALERTS.top_k, gt=0, description="Descriptions kept in an alert's explanation.")
+    update_min_delta: float = Field(_ALERTS.update_min_delta,
+                                    ge=0, description="An update is sent when the peak grows this much.")
     snapshot: bool = Field(True, description="Attach a JPEG of the peak segment's middle frame.")
     snapshot_quality: int = Field(80, ge=10, le=100, description="JPEG quality of snapshots.")
 
