@@ -132,6 +132,8 @@ def load_responses(path: str | Path) -> dict[str, list[str]]:
     p = Path(path)
     try:
         data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"responses file {p} does not exist") from None
     except json.JSONDecodeError as e:
         raise DataError(f"{p}:{e.lineno}: invalid JSON: {e.msg}") from e
     if not isinstance(data, dict):

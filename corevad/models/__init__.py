@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from .base import Clip, ImageTextEncoder, VLMBackend
 from .config import DEFAULT_VLM_MODEL, ClipConfig, OpenAIOptions, VLMConfig
-from .replay import ReplayBackend, load_responses_json
+from .replay import ReplayBackend
 
 if TYPE_CHECKING:
     from .clip import OpenClipEncoder
@@ -52,5 +52,5 @@ def load_clip(config: ClipConfig | None = None, **overrides: Any) -> OpenClipEnc
 
 __all__ = [
     "DEFAULT_VLM_MODEL", "TINY", "Clip", "ClipConfig", "ImageTextEncoder", "OpenAIOptions", "ReplayBackend",
-    "VLMBackend", "VLMConfig", "load_clip", "load_responses_json", "load_vlm",
+    "VLMBackend", "VLMConfig", "load_clip", "load_vlm",
 ]

@@ -2,29 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..errors import DataError, ModelError
+from ..benchmarks import load_responses
+from ..errors import ModelError
 from .base import Clip
-
-
-def load_responses_json(path: str | Path) -> dict[str, list[str]]:
-    """Read a responses JSON (video -> list of answer strings), naming the file and video on bad input."""
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"responses file {p} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise DataError(f"responses file {p} is not valid JSON: {exc}") from exc
-    if not isinstance(data, dict):
-        raise DataError(f"responses file {p}: expected an object mapping video -> list of answers")
-    for video, answers in data.items():
-        if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
-            raise DataError(f"responses file {p}: video {video!r} must map to a list of strings")
-    return data
 
 
 class ReplayBackend:
@@ -39,7 +22,7 @@ class ReplayBackend:
     def __init__(self, responses: str | Path | Mapping[str, Sequence[str]]) -> None:
         if isinstance(responses, (str, Path)):
             self.path: Path | None = Path(responses)
-            data: Mapping[str, Sequence[str]] = load_responses_json(responses)
+            data: Mapping[str, Sequence[str]] = load_responses(responses)
         else:
             self.path = None
             data = responses

@@ -91,3 +91,13 @@ def test_response_count_errors_name_video_and_numbers(tmp_path):
     pairs, skipped = match_responses(videos, {"A": ["x", "y"], "B": ["z"]}, skip_bad=True)
     assert [v.name for v, _ in pairs] == ["B"]
     assert (skipped[0].video, skipped[0].expected, skipped[0].got) == ("A", 3, 2)
+
+
+def test_responses_file_problems_are_data_errors(tmp_path):
+    from corevad.errors import DataError
+
+    with pytest.raises(DataError, match="nope.json does not exist"):
+        load_responses(tmp_path / "nope.json")
+    f = tmp_path / "r.json"
+    f.write_text(json.dumps({"a#1.mp4": ["Normal scenes. x", None]}))
+    assert load_responses(f) == {"a1": ["Normal scenes. x", ""]}
