@@ -9,7 +9,6 @@ broker then refuses anonymous clients; this is enforced both when the config is 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import os
 import shutil
@@ -20,37 +19,13 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 
 from .errors import StreamError
+from .security import is_loopback, read_secret
 
 log = logging.getLogger(__name__)
 
 
 class BrokerError(StreamError):
     """The embedded broker cannot start as configured (exposure without credentials, port in use, ...)."""
-
-
-def is_loopback(host: str) -> bool:
-    """True for 127.0.0.0/8, ::1 and 'localhost'; any other name or address counts as exposed."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def read_secret(*, env: str | None, file: Path | None, field: str) -> SecretStr | None:
-    """A secret from a file (stripped) or an environment variable; the error names the field, not the value."""
-    if file is not None:
-        try:
-            return SecretStr(Path(file).read_text(encoding="utf-8").strip())
-        except OSError as exc:
-            raise BrokerError(f"{field}_file: cannot read {file}: {exc.strerror}") from None
-    if env is not None:
-        value = os.environ.get(env)
-        if value is None:
-            raise BrokerError(f"{field}_env: environment variable {env} is not set")
-        return SecretStr(value)
-    return None
 
 
 class EmbeddedBrokerConfig(BaseModel):

@@ -1,9 +1,8 @@
-"""The runtime config: one validated YAML schema (pydantic, extra fields forbidden) over configs/ defaults."""
+"""The runtime config: one validated YAML schema (pydantic, extra fields forbidden); it is the one home of defaults."""
 
 from __future__ import annotations
 
 import enum
-import os
 from dataclasses import fields as dc_fields
 from pathlib import Path
 from typing import Any, Literal
@@ -12,17 +11,18 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from corevad.alerts import AlertParams
+from corevad.backoff import BackoffPolicy
 from corevad.models.config import ClipConfig, VLMConfig
 from corevad.params import CausalParams
 
 from .errors import ConfigError
 from .redact import redact
+from .security import is_loopback, read_secret
 
 # Method defaults live once, in corevad's dataclasses; the schema reads them from there.
 _CAUSAL = CausalParams()
 _ALERTS = AlertParams()
 
-DEFAULTS_PATH = Path(__file__).resolve().parent.parent / "configs" / "stream_defaults.yaml"
 _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
 
 
@@ -100,9 +100,14 @@ class ReconnectConfig(_Strict):
     initial_s: float = Field(1.0, gt=0, description="First retry delay.")
     max_s: float = Field(30.0, gt=0, description="Retry delays grow up to this.")
     factor: float = Field(2.0, ge=1, description="Growth factor per failed attempt.")
-    jitter: float = Field(0.2, ge=0, le=1, description="Random +/- fraction added to each delay.")
+    jitter: float = Field(0.2, ge=0, le=1, description="Each delay is scaled by a random factor in "
+                                                       "[1 - jitter, 1] so cameras do not retry in step.")
     open_timeout_s: float = Field(10.0, gt=0, description="Give up opening a stream after this.")
     stall_timeout_s: float = Field(10.0, gt=0, description="No frame for this long = stalled; reconnect.")
+
+    def policy(self) -> BackoffPolicy:
+        return BackoffPolicy(initial_s=self.initial_s, max_s=max(self.max_s, self.initial_s), factor=self.factor,
+                             jitter=self.jitter)
 
 
 class CameraConfig(_Strict):
@@ -157,21 +162,14 @@ class MetricsConfig(_Strict):
 
     @model_validator(mode="after")
     def _exposure(self) -> MetricsConfig:
-        if self.enabled and not _is_loopback(self.host) and not (
+        if self.enabled and not is_loopback(self.host) and not (
                 self.username and (self.password_env or self.password_file)):
             raise ValueError(f"metrics.host {self.host!r} is not loopback: set metrics.username and "
                              "metrics.password_env or metrics.password_file")
         return self
 
     def password(self) -> SecretStr | None:
-        if self.password_file is not None:
-            return SecretStr(self.password_file.read_text(encoding="utf-8").strip())
-        if self.password_env is not None:
-            value = os.environ.get(self.password_env)
-            if value is None:
-                raise ConfigError(f"metrics.password_env: environment variable {self.password_env} is not set")
-            return SecretStr(value)
-        return None
+        return read_secret(env=self.password_env, file=self.password_file, field="metrics.password")
 
 
 class JsonlConfig(_Strict):
@@ -265,10 +263,6 @@ class StreamConfig(_Strict):
         return any(self.camera_section(c, "refinement").use_features for c in self.enabled_cameras())
 
 
-def _is_loopback(host: str) -> bool:
-    return host in ("localhost", "::1") or host.startswith("127.")
-
-
 def _errors(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors():
@@ -302,11 +296,10 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return data
 
 
-def config_from_dict(data: dict[str, Any], *, source: str = "<config>", defaults: bool = True) -> StreamConfig:
-    """Validate a config mapping (merged over configs/stream_defaults.yaml unless defaults=False)."""
-    merged = _merge(_read_yaml(DEFAULTS_PATH), data) if defaults and DEFAULTS_PATH.is_file() else data
+def config_from_dict(data: dict[str, Any], *, source: str = "<config>") -> StreamConfig:
+    """Validate a config mapping; every default lives in the schema (method defaults in corevad.params)."""
     try:
-        return StreamConfig.model_validate(merged)
+        return StreamConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{source}: invalid config: {_errors(exc)}") from None
 

@@ -1,18 +1,29 @@
-"""Credentials inside camera URLs never reach a log line or a message: redact them everywhere."""
+"""Credentials inside camera URLs never reach a log line or a message: redact them everywhere.
+
+Camera passwords are typed by hand and often are not percent-encoded, so the user-info part may itself
+hold '@', ':' or '/' ("rtsp://admin:p@ss/w0rd@cam/"): the credentials run up to the LAST '@' that is
+followed by a host. When in doubt this redacts too much (a path with '@'), never too little.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
 
-# scheme://user:password@host or scheme://user@host -> scheme://***@host (also inside longer text).
-_CRED_RE = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<cred>[^/@\s:]+(?::[^/@\s]*)?)@")
-# Query parameters that commonly carry secrets (?password=..., &token=...).
-_QUERY_RE = re.compile(r"(?P<key>[?&](?:password|passwd|pwd|pass|token|auth|key|secret)=)[^&\s]*", re.I)
+# scheme://<anything without spaces>@host -> scheme://***@host, host = name, IPv4 or [IPv6] with an optional port.
+_CRED_RE = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<cred>\S*?)@"
+    r"(?=(?:\[[0-9A-Fa-f:.%\w]*\]|[\w.\-]+)(?::\d*)?(?:[/?#\s'\"),;\]}>]|$))"
+)
+# Query parameters whose name looks like a secret (?password=, &pw=, &apikey=, &access_token=, &X-Signature=).
+_SECRET_WORDS = r"pw|pwd|pass|passwd|password|key|apikey|token|secret|auth|signature|sig|credential|session"
+_QUERY_RE = re.compile(
+    rf"(?P<key>[?&;](?:[\w.\-]*?(?:{_SECRET_WORDS})[\w.\-]*)=)(?P<value>[^&;#\s'\"]*)", re.IGNORECASE
+)
 
 
 def redact(text: str) -> str:
-    """Replace user:password in every URL inside text (and secret-looking query values) with ***."""
+    """Replace the user-info of every URL inside text (and secret-looking query values) with ***."""
     text = _CRED_RE.sub(lambda m: f"{m.group('scheme')}***@", text)
     return _QUERY_RE.sub(lambda m: f"{m.group('key')}***", text)
 

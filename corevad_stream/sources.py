@@ -20,6 +20,8 @@ from urllib.parse import parse_qs, urlparse
 
 import cv2
 
+from corevad.backoff import Backoff
+
 from .config import CameraConfig, ReconnectConfig
 from .entities import CameraCounters, CameraStatus, StatusChange
 from .redact import redact
@@ -44,23 +46,6 @@ class Source(Protocol):
     def stop(self) -> None: ...
 
     def join(self, timeout: float | None = None) -> None: ...
-
-
-class Backoff:
-    """Exponential backoff with +/- jitter; reset() after a successful connection."""
-
-    def __init__(self, cfg: ReconnectConfig, rng: random.Random | None = None) -> None:
-        self.cfg = cfg
-        self.rng = rng or random.Random()
-        self.attempt = 0
-
-    def next_delay(self) -> float:
-        base = min(self.cfg.max_s, self.cfg.initial_s * self.cfg.factor ** self.attempt)
-        self.attempt += 1
-        return max(0.0, base * (1 + self.cfg.jitter * self.rng.uniform(-1, 1)))
-
-    def reset(self) -> None:
-        self.attempt = 0
 
 
 def frameless_spec(url: str) -> tuple[int | None, float]:
@@ -130,7 +115,7 @@ class VideoSource(_ThreadSource):
                  on_status: StatusCallback, reconnect: ReconnectConfig, rng: random.Random | None = None) -> None:
         super().__init__(cam, segmenter=segmenter, counters=counters, on_status=on_status)
         self.reconnect = reconnect
-        self.backoff = Backoff(reconnect, rng)
+        self.backoff = Backoff(reconnect.policy(), rng=rng)
         self.url = cam.url[len("file://"):] if cam.url.startswith("file://") else cam.url
 
     def _open(self) -> cv2.VideoCapture:

@@ -53,7 +53,8 @@ class VLMConfig(_Frozen):
     )
     device: Device = Field(default="auto", description="auto = cuda if available, else cpu.")
     dtype: DType = Field(default="auto", description="auto = bfloat16 on GPU, float32 on CPU.")
-    max_new_tokens: int = Field(default=64, ge=1, description="Answer length cap (two short lines, or a fenced block).")
+    max_new_tokens: int = Field(default=48, ge=1, le=4096,
+                                description="Answer length cap (two short lines fit in 48 tokens).")
     batch_size: int = Field(default=8, ge=1, description="Segments per generate call / per request burst.")
     n_frames: int = Field(default=8, ge=1, description="Frames sampled per segment.")
     prompt_path: Path | None = Field(

@@ -18,7 +18,6 @@ import asyncio
 import collections
 import json
 import logging
-import random
 import socket
 import ssl
 import time
@@ -29,9 +28,12 @@ from typing import Any, Literal
 import aiomqtt
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from ..broker import EmbeddedBroker, EmbeddedBrokerConfig, read_secret
+from corevad.backoff import Backoff, BackoffPolicy
+
+from ..broker import EmbeddedBroker, EmbeddedBrokerConfig
 from ..errors import StreamError
 from ..messages import Message
+from ..security import read_secret
 from .outbox import Outbox, OutboxFullPolicy
 
 log = logging.getLogger(__name__)
@@ -101,9 +103,9 @@ class MqttReconnectConfig(_Strict):
     jitter: float = Field(0.3, ge=0, le=1, description="Each delay is scaled by a random factor in "
                                                        "[1 - jitter, 1] so many monitors do not retry in step.")
 
-    def delay(self, attempt: int) -> float:
-        base = min(self.max_delay_s, self.min_delay_s * self.factor ** min(attempt, 64))
-        return base * random.uniform(1.0 - self.jitter, 1.0)
+    def policy(self) -> BackoffPolicy:
+        return BackoffPolicy(initial_s=self.min_delay_s, max_s=max(self.max_delay_s, self.min_delay_s),
+                             factor=self.factor, jitter=self.jitter)
 
 
 class MqttOutboxConfig(_Strict):
@@ -367,7 +369,7 @@ class MqttSink:
         self._live.append(pub)
 
     async def _run(self) -> None:
-        attempt = 0
+        backoff = Backoff(self.config.reconnect.policy())
         down_since: float | None = None
         while not self._closing.is_set():
             try:
@@ -376,7 +378,8 @@ class MqttSink:
                     if down_since is not None:
                         log.warning("MQTT reconnected after %.1f s; delivering %d pending event(s)",
                                     time.monotonic() - down_since, len(self._outbox or ()))
-                    attempt, down_since = 0, None
+                    down_since = None
+                    backoff.reset()
                     self._connected.set()
                     await self._session(client)
                     return  # graceful close: offline published, DISCONNECT sent by the context exit
@@ -388,7 +391,7 @@ class MqttSink:
             self._on_down()
             if self._closing.is_set():
                 return
-            delay = self.config.reconnect.delay(attempt)
+            delay = backoff.next_delay()
             if down_since is None:
                 down_since = time.monotonic()
                 self._counts["connect_failures"] += 1
@@ -398,7 +401,6 @@ class MqttSink:
             else:
                 self._counts["connect_failures"] += 1
                 log.info("MQTT still unreachable (%s); next attempt in %.1f s", self._last_error, delay)
-            attempt += 1
             try:
                 await asyncio.wait_for(self._closing.wait(), delay)
             except TimeoutError:

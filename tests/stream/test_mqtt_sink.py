@@ -18,6 +18,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 from services import Mosquitto, MqttCollector
 
+from corevad.backoff import Backoff
 from corevad_stream.messages import Message
 from corevad_stream.sinks.base import Sink
 from corevad_stream.sinks.mqtt import MqttConfig, MqttReconnectConfig, MqttSink
@@ -306,12 +307,18 @@ def test_config_is_strict_and_documented() -> None:
 
 def test_reconnect_backoff_grows_with_jitter_and_is_capped() -> None:
     rc = MqttReconnectConfig(min_delay_s=0.5, max_delay_s=8, factor=2, jitter=0.25)
-    delays = [[rc.delay(a) for _ in range(200)] for a in range(8)]
+    delays = [[_nth_delay(rc, a) for _ in range(200)] for a in range(8)]
     for attempt, ds in enumerate(delays):
         base = min(8.0, 0.5 * 2**attempt)
         assert all(0.75 * base <= d <= base for d in ds)
         assert len({round(d, 6) for d in ds}) > 100  # really jittered
     assert max(delays[-1]) <= 8.0
+
+
+def _nth_delay(rc: MqttReconnectConfig, attempt: int) -> float:
+    b = Backoff(rc.policy())
+    b.attempt = attempt
+    return b.next_delay()
 
 
 async def _until(predicate: Callable[[], bool]) -> None:
