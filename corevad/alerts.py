@@ -13,6 +13,11 @@ from typing import Any, Literal
 
 EventType = Literal["new", "update", "end"]
 
+# Why an alert ended (the `end_reason` of its end event).
+END_SCORE = "score below close threshold"
+END_STREAM = "end of stream"
+END_UNSCORED = "model unavailable"
+
 
 @dataclass(frozen=True, slots=True)
 class AlertParams:
@@ -26,13 +31,16 @@ class AlertParams:
     top_k: int = 3
     # An update is emitted when the peak grows by at least this much (or the explanation changes).
     update_min_delta: float = 0.05
+    # An open alert whose camera gets no valid model answer waits (neither updated nor ended by the gap)
+    # for this long on the alert clock, then ends with reason "model unavailable".
+    max_unscored_s: float = 120.0
 
     def __post_init__(self) -> None:
         if not 0 <= self.close_threshold <= self.open_threshold <= 1:
             raise ValueError(f"need 0 <= close_threshold ({self.close_threshold}) <= open_threshold "
                              f"({self.open_threshold}) <= 1")
-        if self.close_after_s < 0 or self.cooldown_s < 0:
-            raise ValueError("close_after_s and cooldown_s must be >= 0")
+        if self.close_after_s < 0 or self.cooldown_s < 0 or self.max_unscored_s < 0:
+            raise ValueError("close_after_s, cooldown_s and max_unscored_s must be >= 0")
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
 
@@ -52,6 +60,7 @@ class Alert:
     explanation: tuple[str, ...]
     end_index: int | None = None
     end_time: float | None = None
+    end_reason: str | None = None
 
     @property
     def active(self) -> bool:
@@ -64,7 +73,7 @@ class Alert:
             "start_segment": self.start_index, "end_segment": self.end_index,
             "last_segment": self.last_index, "peak_segment": self.peak_index,
             "peak_score": self.peak_score, "score": self.score,
-            "explanation": list(self.explanation),
+            "explanation": list(self.explanation), "end_reason": self.end_reason,
         }
 
 
@@ -87,16 +96,22 @@ class _Open:
     relevance: dict[str, float] = field(default_factory=dict)
     order: dict[str, int] = field(default_factory=dict)
     last_above_clock: float = 0.0
+    last_scored_clock: float = 0.0
     announced_peak: float = 0.0
     last_end: float = 0.0
 
 
 class AlertTracker:
-    """Per-camera hysteresis state machine."""
+    """Per-camera hysteresis state machine.
 
-    def __init__(self, camera: str, params: AlertParams = AlertParams()) -> None:
+    run_id: goes into alert ids (<camera>-<run_id>-<start segment>) so ids of two runs of a live monitor
+    never collide; without it ids are <camera>-<start segment> (deterministic, for offline replays).
+    """
+
+    def __init__(self, camera: str, params: AlertParams = AlertParams(), *, run_id: str | None = None) -> None:
         self.camera = camera
         self.params = params
+        self.run_id = run_id
         self._open: _Open | None = None
         self._cooldown_until = float("-inf")
 
@@ -121,15 +136,18 @@ class AlertTracker:
         if self._open is None:
             if score < p.open_threshold or now < self._cooldown_until:
                 return []
-            alert = Alert(id=f"{self.camera}-{index}", camera=self.camera, start_index=index, start_time=start,
+            alert_id = f"{self.camera}-{self.run_id}-{index}" if self.run_id else f"{self.camera}-{index}"
+            alert = Alert(id=alert_id, camera=self.camera, start_index=index, start_time=start,
                           peak_index=index, peak_score=score, score=score, last_index=index, explanation=())
-            self._open = _Open(alert, last_above_clock=now, announced_peak=score, last_end=end)
+            self._open = _Open(alert, last_above_clock=now, last_scored_clock=now, announced_peak=score,
+                               last_end=end)
             self._add_drivers(drivers)
             self._open.alert = replace(self._open.alert, explanation=self._explanation())
             return [AlertEvent("new", None, self._open.alert)]
         op = self._open
         before = op.alert
         op.last_end = end
+        op.last_scored_clock = now
         self._add_drivers(drivers)
         peak = score > before.peak_score
         after = replace(before, score=score, last_index=index, explanation=self._explanation(),
@@ -139,24 +157,33 @@ class AlertTracker:
         if score >= p.close_threshold:
             op.last_above_clock = now
         elif now - op.last_above_clock >= p.close_after_s:
-            return [self._end(before, index, end, now)]
+            return [self._end(before, index, end, now, END_SCORE)]
         grew = after.peak_score >= op.announced_peak + p.update_min_delta
         if grew or after.explanation[:1] != before.explanation[:1]:
             op.announced_peak = after.peak_score if grew else op.announced_peak
             return [AlertEvent("update", before, after)]
         return []
 
-    def close(self, *, index: int | None = None, end: float | None = None) -> list[AlertEvent]:
-        """End of stream: end an open alert now (at `end`, default its last segment)."""
+    def unscored(self, *, clock: float) -> list[AlertEvent]:
+        """No valid model answer up to `clock` (same clock as update()): an open alert waits, neither updated
+        nor ended by the gap, until max_unscored_s have passed since its last scored segment; then it ends."""
+        op = self._open
+        if op is None or clock - op.last_scored_clock < self.params.max_unscored_s:
+            return []
+        return [self._end(op.alert, op.alert.last_index, op.last_end, clock, END_UNSCORED)]
+
+    def close(self, *, index: int | None = None, end: float | None = None, reason: str = END_STREAM
+              ) -> list[AlertEvent]:
+        """End of stream or shutdown: end an open alert now (at `end`, default its last segment)."""
         if self._open is None:
             return []
         before = self._open.alert
         last = before.last_index if index is None else index
-        return [self._end(before, last, end if end is not None else self._open.last_end, None)]
+        return [self._end(before, last, end if end is not None else self._open.last_end, None, reason)]
 
-    def _end(self, before: Alert, index: int, end: float, now: float | None) -> AlertEvent:
+    def _end(self, before: Alert, index: int, end: float, now: float | None, reason: str) -> AlertEvent:
         assert self._open is not None
-        after = replace(self._open.alert, end_index=index, end_time=end)
+        after = replace(self._open.alert, end_index=index, end_time=end, end_reason=reason)
         self._open = None
         if now is not None:
             self._cooldown_until = now + self.params.cooldown_s

@@ -39,4 +39,12 @@ class FeatureError(DataError):
 
 
 class ModelError(CorevadError):
-    """A model could not be loaded or failed to answer."""
+    """A model could not be loaded or failed to answer.
+
+    kind: a short, stable category for counting failures (timeout, connection, rate_limited, server_error,
+    client_error, malformed, error).
+    """
+
+    def __init__(self, message: str, *, kind: str = "error") -> None:
+        super().__init__(message)
+        self.kind = kind

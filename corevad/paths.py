@@ -1,4 +1,4 @@
-"""Where corevad keeps generated files (tiny models, the demo clip)."""
+"""Where corevad keeps generated files (tiny models, the demo clip) and runtime state (outbox, open alerts)."""
 
 from __future__ import annotations
 
@@ -11,3 +11,9 @@ def cache_dir() -> Path:
     if env := os.environ.get("COREVAD_CACHE"):
         return Path(env)
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "corevad"
+
+
+def state_dir() -> Path:
+    """$XDG_STATE_HOME/corevad, else ~/.local/state/corevad (read at call time): the MQTT outbox and the
+    open-alert record live here, so they survive a restart."""
+    return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "corevad"

@@ -1,8 +1,10 @@
 """Wiring: sources -> ring buffers -> segments -> batcher -> model worker -> per-camera scoring -> sinks.
 
-One App owns everything: its long-lived tasks run in one TaskGroup (named corevad[<camera>].<stage>),
+One App wires everything: its long-lived tasks run in one TaskGroup (named corevad[<camera>].<stage>),
 and an AsyncExitStack tears down in the reverse order of setup. Stages never import each other; this
-module joins them with bounded queues. Programmatic use (replay, tests):
+module joins them with bounded queues; what belongs to one camera lives in its CameraPipeline.
+Each run has a run id that goes into alert ids; alerts a killed run left open end at the next start.
+Programmatic use (replay, tests):
 
     async with App(config, backend=my_backend, encoder=my_encoder, sinks=[MemorySink()]) as app:
         await app.wait_finished()        # every finite source ended and every segment was scored
@@ -11,9 +13,11 @@ module joins them with bounded queues. Programmatic use (replay, tests):
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
-import contextlib
+import functools
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -24,13 +28,18 @@ import cv2
 import numpy as np
 
 from corevad.models.base import ImageTextEncoder, VLMBackend
+from corevad.threads import DaemonPool
 
+from .alert_state import OpenAlerts
 from .batcher import Batcher
+from .camera import CameraPipeline
 from .config import CameraConfig, OverloadPolicy, StreamConfig
 from .entities import CameraCounters, CameraStatus, SegmentJob, StatusChange
+from .health import HealthChange, ModelHealth, ModelState
 from .messages import Message
 from .metrics import Metrics, MetricsServer
 from .publisher import Publisher
+from .redact import redact
 from .ring import FrameRing
 from .scoring import CameraScoring, ScoringOutput
 from .segmenter import Segmenter
@@ -42,27 +51,28 @@ from .worker import ModelWorker, SegmentResult
 log = logging.getLogger(__name__)
 
 SourceFactory = Callable[[CameraConfig, Segmenter, CameraCounters, StatusCallback], Source]
-_END = object()
+RESTART_REASON = "monitor restarted"
+STOP_REASON = "monitor stopped"
 
 
-class _Camera:
-    """Everything the app keeps for one camera."""
+def new_run_id() -> str:
+    """A short id unique to this run of the monitor (UTC start time + random), part of every alert id."""
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(2)
 
-    def __init__(self, cfg: CameraConfig, counters: CameraCounters, scoring: CameraScoring,
-                 ring: FrameRing | None, results: asyncio.Queue[Any]) -> None:
-        self.cfg = cfg
-        self.name = cfg.name
-        self.counters = counters
-        self.scoring = scoring
-        self.ring = ring
-        self.results = results
-        self.source: Source | None = None
-        self.emitted = 0
-        self.accounted = 0
-        self.source_done = False
-        self.end_sent = False
-        self.finished = asyncio.Event()
-        self.task: asyncio.Task[None] | None = None
+
+class _RateWindow:
+    """Events per second over a sliding window (10 s): steady under batching, unlike a 1 s difference."""
+
+    def __init__(self, window_s: float = 10.0) -> None:
+        self.window_s = window_s
+        self._points: collections.deque[tuple[float, int]] = collections.deque()
+
+    def rate(self, now: float, total: int) -> float:
+        self._points.append((now, total))
+        while len(self._points) > 2 and now - self._points[1][0] >= self.window_s:
+            self._points.popleft()
+        t0, n0 = self._points[0]
+        return (total - n0) / (now - t0) if now > t0 else 0.0
 
 
 class App:
@@ -76,7 +86,7 @@ class App:
     def __init__(self, config: StreamConfig, *, backend: VLMBackend | None = None,
                  encoder: ImageTextEncoder | None = None, sinks: Sequence[Sink] = (),
                  config_sinks: bool = True, source_factory: SourceFactory | None = None,
-                 prefix: str | None = None) -> None:
+                 prefix: str | None = None, run_id: str | None = None) -> None:
         self.config = config
         self.backend = backend
         self.encoder = encoder
@@ -84,14 +94,18 @@ class App:
         self._config_sinks = config_sinks
         self._source_factory = source_factory
         self.prefix = prefix or (config.mqtt.prefix if config.mqtt is not None else "corevad")
-        self.cameras: dict[str, _Camera] = {}
+        self.run_id = run_id or new_run_id()
+        self.cameras: dict[str, CameraPipeline] = {}
         self.counters: dict[str, CameraCounters] = {}
         self.sinks: list[Sink] = []
         self.metrics_server: MetricsServer | None = None
+        self.model_health = ModelHealth(down_after_s=config.runtime.model_down_after_s)
+        self.open_alerts = OpenAlerts(config.runtime.alert_state_path(self.prefix))
         self._stack: AsyncExitStack | None = None
         self._closing = threading.Event()
         self._started = 0.0
         self._stopped = False
+        self._inflight_since: float | None = None  # monotonic start of the batch in the model, if any
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def __aenter__(self) -> App:
@@ -113,6 +127,7 @@ class App:
         rt = cfg.runtime
         self._loop = asyncio.get_running_loop()
         self._started = time.monotonic()
+        left_open = self.open_alerts.load()  # read before anything is published: a bad file fails early
         if self.backend is None:
             from .models import build_models
 
@@ -127,13 +142,14 @@ class App:
                                max_pending_per_camera=rt.max_pending_per_camera,
                                max_pending_total=rt.max_pending_total, on_drop=self._on_drop,
                                default_policy=rt.overload_policy)
-        self.metrics = Metrics(self.counters, self.batcher.lag)
+        self.metrics = Metrics(self.counters, self._lag, self.model_health)
         if cfg.metrics.enabled:
             pw = cfg.metrics.password()
             self.metrics_server = await stack.enter_async_context(MetricsServer(
                 self.metrics, host=cfg.metrics.host, port=cfg.metrics.port, username=cfg.metrics.username,
                 password=pw.get_secret_value() if pw is not None else None))
-        executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="corevad[worker].model")
+        # Daemon threads: a model call that hangs must not keep the process alive after shutdown.
+        executor = DaemonPool(1, name="corevad[worker].model")
         stack.callback(executor.shutdown, wait=False, cancel_futures=True)
         self._executor = executor
         assert self.backend is not None
@@ -147,13 +163,28 @@ class App:
         self._lane_tasks = self.publisher.start(self._tg)
         self._worker_task = self._tg.create_task(self._worker_loop(), name="corevad[worker].model")
         for cam in self.cameras.values():
-            cam.task = self._tg.create_task(self._score_loop(cam), name=f"corevad[{cam.name}].score")
+            cam.task = self._tg.create_task(cam.run(functools.partial(self._publish_scoring, cam)),
+                                            name=f"corevad[{cam.name}].score")
         self._stats_task = self._tg.create_task(self._stats_loop(), name="corevad[stats].tick")
         self.publisher.publish(Message("available", "online", retain=True))
+        self._end_left_open(left_open)
+        self.publisher.publish(Message("model", self.model_health.snapshot(), retain=True))
         for cam in self.cameras.values():
-            self.publisher.publish(Message("state", "normal", camera=cam.name, retain=True))
+            self.publisher.publish(Message("state", cam.scoring.state, camera=cam.name, retain=True))
+            self.publisher.publish(Message("model", cam.health.snapshot(), camera=cam.name, retain=True))
             assert cam.source is not None
             cam.source.start()
+
+    def _end_left_open(self, left_open: dict[str, dict[str, Any]]) -> None:
+        """End the alerts a previous run left open (it crashed or was killed) with reason "monitor restarted"."""
+        now = time.time()
+        for camera, alert in left_open.items():
+            after = {**alert, "active": False, "end_time": alert.get("end_time") or now,
+                     "end_reason": RESTART_REASON}
+            log.warning("camera %s: ending alert %s left open by the previous run (%s)", camera,
+                        alert.get("id"), RESTART_REASON)
+            self.publisher.publish(Message("events", {"type": "end", "before": alert, "after": after}))
+        self.open_alerts.clear()
 
     def _make_sinks(self) -> list[Sink]:
         sinks: list[Sink] = []
@@ -181,9 +212,9 @@ class App:
         use_features = refinement.use_features and self.encoder is not None and not frameless
         scoring = CameraScoring(cam_cfg.name, params=refinement.params(), alerts=alerts.params(),
                                 use_features=use_features, lrc=refinement.lrc, counters=counters,
-                                top_k=alerts.explanation_top_k)
-        results: asyncio.Queue[Any] = asyncio.Queue(maxsize=2 * rt.max_batch)  # policy: worker waits
-        cam = _Camera(cam_cfg, counters, scoring, ring, results)
+                                top_k=alerts.explanation_top_k, run_id=self.run_id)
+        cam = CameraPipeline(cam_cfg, counters=counters, scoring=scoring, ring=ring,
+                             results_bound=2 * rt.max_batch, down_after_s=rt.model_down_after_s)
         self.cameras[cam.name] = cam
         self.counters[cam.name] = counters
         policy = cfg.policy_for(cam_cfg)
@@ -198,32 +229,33 @@ class App:
         if self._source_factory is not None:
             cam.source = self._source_factory(cam_cfg, segmenter, counters, on_status)
         elif frameless:
-            cam.source = FramelessSource(cam_cfg, segmenter=segmenter, counters=counters, on_status=on_status)
+            cam.source = FramelessSource(cam_cfg, segmenter=segmenter, counters=counters, on_status=on_status,
+                                         restart=rt.reconnect.policy())
         else:
             cam.source = VideoSource(cam_cfg, segmenter=segmenter, counters=counters, on_status=on_status,
                                      reconnect=rt.reconnect)
-        def on_exit() -> None:
-            self._loop.call_soon_threadsafe(self._on_source_exit, cam)
+
+        def on_exit() -> None:  # the source thread is done: its end marker queues behind its segments
+            self._loop.call_soon_threadsafe(self.batcher.end_of_stream, cam.name)
 
         cam.source.on_exit = on_exit
 
     # -- source side (called from source threads) ------------------------------------------------------
-    def _emitter(self, cam: _Camera, policy: OverloadPolicy) -> Callable[[SegmentJob], None]:
+    def _emitter(self, cam: CameraPipeline, policy: OverloadPolicy) -> Callable[[SegmentJob], None]:
         loop = self._loop
 
         def offer(job: SegmentJob) -> None:
-            cam.emitted += 1
-            cam.counters.segments += 1
+            cam.cut(job)
             self.batcher.offer(job)
 
         async def put(job: SegmentJob) -> None:
-            cam.emitted += 1
-            cam.counters.segments += 1
+            cam.cut(job)
             await self.batcher.put(job)
 
         def emit(job: SegmentJob) -> None:
             if self._closing.is_set():
                 job.release()
+                loop.call_soon_threadsafe(cam.lost, None)
                 return
             if policy is not OverloadPolicy.BLOCK:
                 loop.call_soon_threadsafe(offer, job)
@@ -240,15 +272,9 @@ class App:
 
         return emit
 
-    def _no_slot(self, cam: _Camera) -> Callable[[int], None]:
+    def _no_slot(self, cam: CameraPipeline) -> Callable[[int], None]:
         def lost(index: int) -> None:
-            def count() -> None:
-                cam.emitted += 1
-                cam.counters.segments += 1
-                cam.counters.drops += 1
-                cam.accounted += 1
-                self._check_done(cam)
-            self._loop.call_soon_threadsafe(count)
+            self._loop.call_soon_threadsafe(cam.lost, None)
 
         return lost
 
@@ -257,29 +283,29 @@ class App:
         cam = self.cameras.get(job.camera)
         if cam is None:
             return
-        cam.counters.drops += 1
-        cam.accounted += 1
+        cam.lost(job.index)
         log.debug("camera %s: dropped segment %d (%s)", cam.name, job.index, reason)
-        self._check_done(cam)
 
-    def _on_status(self, cam: _Camera, change: StatusChange) -> None:
+    def _lag(self, camera: str) -> float:
+        cam = self.cameras.get(camera)
+        return cam.lag() if cam is not None else 0.0
+
+    def _on_status(self, cam: CameraPipeline, change: StatusChange) -> None:
         level = logging.WARNING if change.status is CameraStatus.OFFLINE else logging.INFO
         log.log(level, "camera %s: %s%s", cam.name, change.status.value,
                 f" ({change.reason})" if change.reason else "")
         self.publisher.publish(Message("status", {
             "status": "online" if change.status is CameraStatus.ONLINE else "offline",
-            "state": change.status.value, "reason": change.reason, "url": cam.cfg.safe_url,
+            "state": change.status.value, "reason": redact(change.reason), "url": cam.cfg.safe_url,
             "reconnects": cam.counters.reconnects, "time": change.at,
         }, camera=cam.name, retain=True))
 
-    def _on_source_exit(self, cam: _Camera) -> None:
-        cam.source_done = True
-        self._check_done(cam)
-
-    def _check_done(self, cam: _Camera) -> None:
-        if cam.source_done and not cam.end_sent and cam.accounted >= cam.emitted:
-            cam.end_sent = True
-            self._tg.create_task(cam.results.put(_END), name=f"corevad[{cam.name}].end")
+    def _publish_model(self, change: HealthChange | None) -> None:
+        if change is None:
+            return
+        level = logging.WARNING if change.state is not ModelState.OK else logging.INFO
+        log.log(level, "model %s%s", change.state.value, f" ({change.reason})" if change.reason else "")
+        self.publisher.publish(Message("model", self.model_health.snapshot(), retain=True))
 
     async def _worker_loop(self) -> None:
         loop = asyncio.get_running_loop()
@@ -287,41 +313,43 @@ class App:
             batch = await self.batcher.next_batch()
             if not batch:
                 return
-            try:
-                results: list[SegmentResult] = await loop.run_in_executor(self._executor, self.worker.infer, batch)
-            except Exception:  # noqa: BLE001 - never lose the worker; the segments count as dropped
-                log.exception("model worker failed on a batch of %d", len(batch))
-                for job in batch:
-                    job.release()
-                    self._on_drop(job, "worker error")
-                continue
-            self.metrics.model_time.observe(results[0].model_s)
-            for r in results:
-                await self.cameras[r.job.camera].results.put(r)
+            jobs = [j for j in batch if not j.end_of_stream]
+            results: list[SegmentResult] = []
+            if jobs:
+                self._inflight_since = time.monotonic()
+                try:
+                    results = await loop.run_in_executor(self._executor, self.worker.infer, jobs)
+                except Exception:  # noqa: BLE001 - never lose the worker; the segments count as dropped
+                    log.exception("model worker failed on a batch of %d", len(jobs))
+                    for job in jobs:
+                        job.release()
+                        self._on_drop(job, "worker error")
+                finally:
+                    self._inflight_since = None
+                if results:
+                    self.metrics.model_time.observe(results[0].model_s)
+                    answered = [r for r in results if r.answered]
+                    if answered:
+                        self._publish_model(self.model_health.success())
+                    else:
+                        r0 = results[0]
+                        self._publish_model(self.model_health.failure(r0.error_kind or "error", r0.error or ""))
+            pending = iter(results)
+            for item in batch:  # markers keep their place behind their camera's segments
+                if item.end_of_stream:
+                    await self.cameras[item.camera].results.put(item)
+                else:
+                    r = next(pending, None)
+                    if r is not None:
+                        await self.cameras[r.job.camera].results.put(r)
 
-    async def _score_loop(self, cam: _Camera) -> None:
-        while True:
-            item = await cam.results.get()
-            if item is _END:
-                break
-            try:
-                out = cam.scoring.process(item)
-            except Exception:  # noqa: BLE001 - one camera's scoring bug must not stop the others
-                log.exception("camera %s: scoring failed on segment %d", cam.name, item.job.index)
-                out = ScoringOutput()
-            cam.accounted += 1
-            await self._publish_scoring(cam, out)
-            self._check_done(cam)
-        try:
-            await self._publish_scoring(cam, cam.scoring.finish())
-        except Exception:  # noqa: BLE001 - same boundary as process()
-            log.exception("camera %s: final scoring failed", cam.name)
-        cam.finished.set()
-
-    async def _publish_scoring(self, cam: _Camera, out: ScoringOutput) -> None:
+    async def _publish_scoring(self, cam: CameraPipeline, out: ScoringOutput) -> None:
         for m in out.messages:
-            if m.kind == "score" and isinstance(m.payload, dict):
+            if m.kind == "score" and isinstance(m.payload, dict) and m.payload.get("available", True):
                 self.metrics.latency.labels(cam.name).observe(max(0.0, float(m.payload["latency_s"])))
+            elif m.kind == "events" and isinstance(m.payload, dict):
+                after = m.payload["after"]
+                self.open_alerts.set(cam.name, after if after.get("active") else None)
         self.publisher.publish_all(out.messages)
         if out.snapshot is not None:
             quality = self.config.camera_section(cam.cfg, "alerts").snapshot_quality
@@ -332,32 +360,48 @@ class App:
     async def _stats_loop(self) -> None:
         interval = self.config.runtime.stats_interval_s
         last_pub = time.monotonic()
-        prev = {name: (c.frames, c.scored) for name, c in self.counters.items()}
-        prev_t = time.monotonic()
+        windows = {name: (_RateWindow(), _RateWindow()) for name in self.counters}
         while True:
             await asyncio.sleep(1.0)
             now = time.monotonic()
-            dt = max(now - prev_t, 1e-6)
             for name, c in self.counters.items():
-                f0, s0 = prev[name]
-                c.fps_in, c.segments_per_s = (c.frames - f0) / dt, (c.scored - s0) / dt
-                c.queue_lag_s = self.batcher.lag(name, now)
-                prev[name] = (c.frames, c.scored)
-            prev_t = now
+                fw, sw = windows[name]
+                c.fps_in, c.segments_per_s = fw.rate(now, c.frames), sw.rate(now, c.scored)
+                c.queue_lag_s = self._lag(name)
+            await self._watchdog(now)
             if now - last_pub >= interval:
                 last_pub = now
                 self.publisher.publish(Message("stats", self.stats()))
+
+    async def _watchdog(self, now: float) -> None:
+        """A hung model produces no outcome at all: mark it down, and end alerts that waited too long."""
+        if self._inflight_since is not None:
+            stuck = now - self._inflight_since
+            self._publish_model(self.model_health.stalled(stuck))
+            for cam in self.cameras.values():
+                if cam.busy():
+                    msgs = cam.model_message(cam.health.stalled(stuck))
+                    self.publisher.publish_all(msgs)
+        for cam in self.cameras.values():
+            if cam.scoring.tracker.active is not None and not cam.finished.is_set():
+                await self._publish_scoring(cam, cam.scoring.unscored_until(cam.latest_clock))
 
     # -- public ----------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Per-camera counters and runtime totals (what <prefix>/stats carries)."""
         return {
             "uptime_s": round(time.monotonic() - self._started, 1),
+            "run_id": self.run_id,
             "cameras": {name: c.snapshot() for name, c in self.counters.items()},
             "model": {"backend": getattr(self.backend, "name", "?"), "batches": self.worker.batches,
-                      "errors": self.worker.errors, "pending": self.batcher.pending()},
+                      "errors": self.worker.errors, "pending": self.batcher.pending(),
+                      **self.model_health.snapshot()},
             "sinks": {"dropped": self.publisher.dropped, "errors": self.publisher.errors},
         }
+
+    def failed_cameras(self) -> list[str]:
+        """Cameras whose source is offline (gave up or never connected): a finished run with these failed."""
+        return [n for n, c in self.counters.items() if c.status is CameraStatus.OFFLINE]
 
     async def wait_finished(self, timeout: float | None = None) -> None:
         """Wait until every camera's source ended and all its segments were scored and published."""
@@ -375,38 +419,50 @@ class App:
                 f.cancel()
 
     async def _shutdown(self) -> None:
-        """Stop sources, flush in-flight segments through the model and scoring, publish offline."""
+        """Stop sources, flush in-flight segments through the model and scoring, publish offline.
+
+        Bounded: sources get shutdown_timeout_s to stop, the model and scoring together get another
+        shutdown_timeout_s; what is left after that is dropped (counted) and open alerts end.
+        """
         if self._stopped:
             return
         self._stopped = True
         timeout = self.config.runtime.shutdown_timeout_s
         self._closing.set()
         for cam in self.cameras.values():
+            cam.stop_reason = STOP_REASON
             if cam.source is not None:
                 cam.source.stop()
-        for cam in self.cameras.values():
-            if cam.source is not None:
-                await asyncio.to_thread(cam.source.join, timeout)
+        await asyncio.gather(*(asyncio.to_thread(cam.source.join, timeout)
+                               for cam in self.cameras.values() if cam.source is not None))
+        await asyncio.sleep(0)  # let the sources' last callbacks (end markers) run
+        for cam in self.cameras.values():  # a source thread that did not stop in time has no marker yet
+            if cam.source is not None and getattr(cam.source, "alive", False):
+                self.batcher.end_of_stream(cam.name)
         await self.batcher.close()
+        deadline = time.monotonic() + timeout
         try:
             await asyncio.wait_for(asyncio.shield(self._worker_task), timeout)
         except TimeoutError:
             log.warning("shutdown: model still busy after %.0f s; dropping what is left", timeout)
             self._worker_task.cancel()
             for job in self.batcher.drain():
-                self._on_drop(job, "shutdown")
+                if not job.end_of_stream:
+                    self._on_drop(job, "shutdown")
+        left = max(0.5, deadline - time.monotonic())
+        try:
+            await asyncio.wait_for(asyncio.gather(*(c.finished.wait() for c in self.cameras.values())), left)
+        except TimeoutError:
+            log.warning("shutdown: scoring did not finish in time; ending open alerts now")
         for cam in self.cameras.values():
-            cam.source_done = True
-            cam.accounted = max(cam.accounted, cam.emitted)  # what never reached the scorer is gone
-            self._check_done(cam)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*(c.finished.wait() for c in self.cameras.values())), timeout)
+            if cam.task is not None and not cam.task.done():
+                cam.task.cancel()
+            if not cam.finished.is_set():
+                await cam.finish(functools.partial(self._publish_scoring, cam), reason=STOP_REASON)
         self._stats_task.cancel()
         for cam in self.cameras.values():
             if cam.counters.status in (CameraStatus.ONLINE, CameraStatus.CONNECTING):
                 self._on_status(cam, StatusChange(cam.name, CameraStatus.OFFLINE, "monitor stopped"))
-            if cam.task is not None and not cam.task.done():
-                cam.task.cancel()
         self.publisher.publish(Message("stats", self.stats()))
         self.publisher.publish(Message("available", "offline", retain=True))
         self.publisher.close()

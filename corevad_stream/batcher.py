@@ -5,6 +5,8 @@ Each camera has its own bounded queue; batches take the oldest segment of each c
 faster than the model answers, the camera's overload policy decides: drop_oldest keeps the freshest
 segments (live), stride keeps every k-th segment of a backlogged camera, block makes the source wait
 (lossless replay). Every drop is reported through on_drop and counted by the caller.
+A camera's end-of-stream marker (end_of_stream()) queues behind its segments, bypasses every bound and is
+never dropped, so it leaves the batcher after the camera's last surviving segment.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ class Batcher:
         self._order: list[str] = []
         self._turn = 0
         self._total = 0
+        self._markers = 0
         self._closed = False
         # Events, not a Condition: every waiter re-checks its predicate, and setters stay synchronous.
         self._items = asyncio.Event()
@@ -59,7 +62,10 @@ class Batcher:
         return self._policy.get(camera, self.default_policy)
 
     def pending(self, camera: str | None = None) -> int:
-        return self._total if camera is None else len(self._queues.get(camera, ()))
+        """Segments waiting (end-of-stream markers not counted)."""
+        if camera is None:
+            return self._total - self._markers
+        return sum(not j.end_of_stream for j in self._queues.get(camera, ()))
 
     def stride(self, camera: str) -> int:
         return self._stride.get(camera, 1)
@@ -67,7 +73,7 @@ class Batcher:
     def lag(self, camera: str, now: float | None = None) -> float:
         """Seconds the camera's oldest waiting segment has waited."""
         q = self._queues.get(camera)
-        if not q:
+        if not q or q[0].end_of_stream:
             return 0.0
         return (time.monotonic() if now is None else now) - q[0].enqueued
 
@@ -91,12 +97,19 @@ class Batcher:
             if policy is OverloadPolicy.STRIDE:
                 self._stride[cam] = min(_MAX_STRIDE, self._stride[cam] * 2)
             self._pop_drop(cam, "overload")
-        if self._total >= self.total_cap:
+        if self.pending() >= self.total_cap:
             # The global bound: take from the camera with the longest backlog, so cameras stay fair.
-            busiest = max(self._order, key=lambda c: (len(self._queues[c]), -self._queues[c][0].enqueued
-                                                      if self._queues[c] else 0))
+            busiest = max(self._order, key=lambda c: (self.pending(c), -self._queues[c][0].enqueued
+                                                      if self.pending(c) else 0))
             self._pop_drop(busiest, "overload")
         self._append(job)
+
+    def end_of_stream(self, camera: str) -> None:
+        """Queue the camera's end marker behind its segments (also after close(): it drains like them)."""
+        if camera not in self._queues:
+            self.add_camera(camera)
+        self._markers += 1
+        self._append(SegmentJob.end_marker(camera))
 
     async def put(self, job: SegmentJob) -> None:
         """Lossless put: wait for room (policy block). Other policies behave like offer()."""
@@ -106,7 +119,7 @@ class Batcher:
             self.offer(job)
             return
         q = self._queues[job.camera]
-        await _wait(self._room, lambda: self._closed or (len(q) < self.per_camera and self._total < self.total_cap))
+        await _wait(self._room, lambda: self._closed or (len(q) < self.per_camera and self.pending() < self.total_cap))
         if self._closed:
             self._drop(job, "shutdown")
             return
@@ -143,8 +156,10 @@ class Batcher:
                 cam = cams[(self._turn + k) % len(cams)]
                 q = self._queues[cam]
                 if q:
-                    batch.append(q.popleft())
+                    job = q.popleft()
+                    batch.append(job)
                     self._total -= 1
+                    self._markers -= job.end_of_stream
                     if not q and self._stride[cam] > 1:
                         self._stride[cam] //= 2  # caught up: relax the stride
                     if len(batch) == n:
@@ -162,7 +177,7 @@ class Batcher:
 
     def _pop_drop(self, camera: str, reason: str) -> None:
         q = self._queues[camera]
-        if q:
+        if q and not q[0].end_of_stream:  # a marker is last in its queue: nothing before it to drop
             self._total -= 1
             self._drop(q.popleft(), reason)
 

@@ -14,6 +14,7 @@ from corevad.alerts import AlertParams
 from corevad.backoff import BackoffPolicy
 from corevad.models.config import ClipConfig, VLMConfig
 from corevad.params import CausalParams
+from corevad.paths import state_dir
 
 from .errors import ConfigError
 from .redact import redact
@@ -27,7 +28,8 @@ _NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # No inf/nan: `fps: .inf` or `shutdown_timeout_s: 1e308`-style values must fail here, not crash later.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class OverloadPolicy(enum.StrEnum):
@@ -42,16 +44,17 @@ class RefinementConfig(_Strict):
     """CausalParams fields (see corevad.params.CausalParams); position weighting never applies live."""
 
     tau: float = Field(_CAUSAL.tau, gt=0, description="Softmax temperature of the refinement.")
-    lrc_lookback: int = Field(_CAUSAL.lrc_lookback, ge=0, description="LRC candidates reach this many segments back.")
+    lrc_lookback: int = Field(_CAUSAL.lrc_lookback, ge=0, le=1000,
+                              description="LRC candidates reach this many segments back.")
     lrc_lookahead: int = Field(_CAUSAL.lrc_lookahead,
                                ge=0, le=1, description="LRC lookahead: 0 or 1 segment (adds delay).")
     refine_window: int = Field(_CAUSAL.refine_window,
-                               gt=0, description="Softmax refinement over the last N cleaned responses.")
+                               gt=0, le=10_000, description="Softmax refinement over the last N cleaned responses.")
     smooth_length: int = Field(_CAUSAL.smooth_length,
-                               gt=0, description="Causal Gaussian over the past N refined scores.")
+                               gt=0, le=10_000, description="Causal Gaussian over the past N refined scores.")
     smooth_sigma: float = Field(_CAUSAL.smooth_sigma, gt=0, description="Sigma of the causal Gaussian (segments).")
     smooth_lookahead: int = Field(_CAUSAL.smooth_lookahead,
-                                  ge=0, description="Future taps of the Gaussian (adds delay).")
+                                  ge=0, le=100, description="Future taps of the Gaussian (adds delay).")
     renormalise_visual: bool = Field(_CAUSAL.renormalise_visual, description="Re-normalise the mean frame embedding.")
     use_features: bool = Field(False, description="Use CLIP features (LRC + softmax refinement) when "
                                                   "frames are available; False scores labels only "
@@ -72,12 +75,16 @@ class AlertsConfig(_Strict):
     close_threshold: float = Field(_ALERTS.close_threshold,
                                    ge=0, le=1, description="The score must stay below this ...")
     close_after_s: float = Field(_ALERTS.close_after_s,
-                                 ge=0, description="... for this many seconds for the alert to end.")
-    cooldown_s: float = Field(_ALERTS.cooldown_s,
-                              ge=0, description="No new alert on the camera this long after one ends.")
-    explanation_top_k: int = Field(_ALERTS.top_k, gt=0, description="Descriptions kept in an alert's explanation.")
+                                 ge=0, le=86400, description="... for this many seconds for the alert to end.")
+    cooldown_s: float = Field(_ALERTS.cooldown_s, ge=0, le=86400,
+                              description="No new alert on the camera this long after one ends.")
+    explanation_top_k: int = Field(_ALERTS.top_k, gt=0, le=100,
+                                   description="Descriptions kept in an alert's explanation.")
     update_min_delta: float = Field(_ALERTS.update_min_delta,
                                     ge=0, description="An update is sent when the peak grows this much.")
+    max_unscored_s: float = Field(_ALERTS.max_unscored_s, ge=0, le=86400,
+                                  description="An open alert whose camera gets no valid model answer waits "
+                                              "this long, then ends with reason 'model unavailable'.")
     snapshot: bool = Field(True, description="Attach a JPEG of the peak segment's middle frame.")
     snapshot_quality: int = Field(80, ge=10, le=100, description="JPEG quality of snapshots.")
 
@@ -91,19 +98,21 @@ class AlertsConfig(_Strict):
     def params(self) -> AlertParams:
         return AlertParams(open_threshold=self.open_threshold, close_threshold=self.close_threshold,
                            close_after_s=self.close_after_s, cooldown_s=self.cooldown_s,
-                           top_k=self.explanation_top_k, update_min_delta=self.update_min_delta)
+                           top_k=self.explanation_top_k, update_min_delta=self.update_min_delta,
+                           max_unscored_s=self.max_unscored_s)
 
 
 class ReconnectConfig(_Strict):
     """Exponential backoff with jitter for cameras that fail, stall or end unexpectedly."""
 
-    initial_s: float = Field(1.0, gt=0, description="First retry delay.")
-    max_s: float = Field(30.0, gt=0, description="Retry delays grow up to this.")
-    factor: float = Field(2.0, ge=1, description="Growth factor per failed attempt.")
+    initial_s: float = Field(1.0, gt=0, le=3600, description="First retry delay.")
+    max_s: float = Field(30.0, gt=0, le=3600, description="Retry delays grow up to this.")
+    factor: float = Field(2.0, ge=1, le=100, description="Growth factor per failed attempt.")
     jitter: float = Field(0.2, ge=0, le=1, description="Each delay is scaled by a random factor in "
                                                        "[1 - jitter, 1] so cameras do not retry in step.")
-    open_timeout_s: float = Field(10.0, gt=0, description="Give up opening a stream after this.")
-    stall_timeout_s: float = Field(10.0, gt=0, description="No frame for this long = stalled; reconnect.")
+    open_timeout_s: float = Field(10.0, gt=0, le=600, description="Give up opening a stream after this.")
+    stall_timeout_s: float = Field(10.0, gt=0, le=600, description="No complete segment for this long = "
+                                                                   "stalled; reconnect.")
 
     def policy(self) -> BackoffPolicy:
         return BackoffPolicy(initial_s=self.initial_s, max_s=max(self.max_s, self.initial_s), factor=self.factor,
@@ -114,10 +123,11 @@ class CameraConfig(_Strict):
     """One camera (RTSP or any URL FFmpeg opens) or video file."""
 
     name: str = Field(..., pattern=_NAME_PATTERN, description="Topic-safe name: letters, digits, _ and -.")
-    url: str = Field(..., min_length=1, description="rtsp://..., http(s)://..., a file path, or sample://demo "
+    url: str = Field(..., min_length=1, max_length=4096,
+                     description="rtsp://..., http(s)://..., a file path, or sample://demo "
                                                     "(a clip generated on first use).")
     enabled: bool = Field(True, description="False skips the camera.")
-    fps: float | None = Field(None, gt=0, description="Override the stream's reported frame rate.")
+    fps: float | None = Field(None, gt=0, le=240, description="Override the stream's reported frame rate.")
     rate: Literal["native", "fast"] = Field("native", description="Files: play at the native frame rate "
                                                                   "(live simulation) or as fast as possible.")
     loop: bool = Field(False, description="Files: start again at the end (demo cameras).")
@@ -182,22 +192,33 @@ class JsonlConfig(_Strict):
 class RuntimeConfig(_Strict):
     """Segmenting, batching and overload behaviour."""
 
-    frames_per_segment: int = Field(8, gt=0, description="Frames sampled per 1-second segment for the VLM.")
-    frame_size: int = Field(448, ge=16, description="Sampled frames are resized once at ingest to this "
-                                                    "square size (RGB).")
-    segment_seconds: float = Field(1.0, gt=0, description="Segment length in seconds of stream.")
-    max_batch: int = Field(8, gt=0, description="Most segments per model call.")
+    frames_per_segment: int = Field(8, gt=0, le=64, description="Frames sampled per 1-second segment for the VLM.")
+    frame_size: int = Field(448, ge=16, le=2048, description="Sampled frames are resized once at ingest to this "
+                                                             "square size (RGB).")
+    segment_seconds: float = Field(1.0, gt=0, le=60, description="Segment length in seconds of stream.")
+    max_batch: int = Field(8, gt=0, le=1024, description="Most segments per model call.")
     # 0 by default: while the model is busy, segments queue up and form batches anyway; waiting when it is
     # idle only adds latency (alert latency is a target, see tools/bench_stream.py).
-    max_wait_s: float = Field(0.0, ge=0, description="Longest wait for a batch to fill once one segment is in.")
+    max_wait_s: float = Field(0.0, ge=0, le=60, description="Longest wait for a batch to fill once one segment is in.")
     overload_policy: OverloadPolicy = Field(OverloadPolicy.DROP_OLDEST, description="drop_oldest, stride "
                                                                                     "or block (lossless).")
-    max_pending_per_camera: int = Field(3, gt=0, description="Segments a camera may have waiting.")
-    max_pending_total: int = Field(64, gt=0, description="Segments waiting over all cameras.")
+    max_pending_per_camera: int = Field(3, gt=0, le=1000, description="Segments a camera may have waiting.")
+    max_pending_total: int = Field(64, gt=0, le=100_000, description="Segments waiting over all cameras.")
     reconnect: ReconnectConfig = Field(default_factory=ReconnectConfig, description="Camera retries.")
-    stats_interval_s: float = Field(10.0, gt=0, description="Period of <prefix>/stats messages.")
-    sink_queue: int = Field(1000, gt=0, description="Messages buffered per sink (oldest non-event dropped).")
-    shutdown_timeout_s: float = Field(10.0, gt=0, description="Time to flush in-flight work on shutdown.")
+    stats_interval_s: float = Field(10.0, gt=0, le=3600, description="Period of <prefix>/stats messages "
+                                                                     "and of the plain stats log line.")
+    sink_queue: int = Field(1000, gt=0, le=100_000_000, description="Messages buffered per sink (oldest "
+                                                                  "non-event dropped).")
+    shutdown_timeout_s: float = Field(10.0, gt=0, le=600, description="Time to flush in-flight work on shutdown "
+                                                                      "(sources and model get this much each).")
+    model_down_after_s: float = Field(15.0, gt=0, le=3600, description="The model state goes `down` when no "
+                                      "valid answer came for this long (failures, or a batch in flight).")
+    state_dir: Path | None = Field(None, description="Where the record of open alerts is kept across restarts "
+                                                     "(default $XDG_STATE_HOME/corevad or ~/.local/state/corevad, "
+                                                     "beside the MQTT outbox).")
+
+    def alert_state_path(self, prefix: str) -> Path:
+        return (self.state_dir or state_dir()) / f"open-alerts-{prefix.replace('/', '-')}.json"
 
 
 class StreamConfig(_Strict):

@@ -47,7 +47,15 @@ class SegmentJob:
     n_frames: int
     frames: np.ndarray | None = None
     enqueued: float = 0.0  # time.monotonic() when the batcher accepted it
+    # The end-of-stream marker: the last item of a camera that finished. It travels the same path as the
+    # camera's segments (batcher queue, worker, results queue), so it arrives after every one of them and
+    # nothing has to count segments to know a stream is done. Never dropped, never sent to the model.
+    end_of_stream: bool = False
     _release: Callable[[], None] | None = None
+
+    @classmethod
+    def end_marker(cls, camera: str) -> SegmentJob:
+        return cls(camera=camera, index=-1, start=0.0, end=0.0, clock=0.0, n_frames=0, end_of_stream=True)
 
     def release(self) -> None:
         """Give the ring slot back (idempotent)."""
@@ -69,7 +77,9 @@ class CameraCounters:
     reconnects: int = 0
     drops: int = 0
     unparsed: int = 0
+    unanswered: int = 0  # segments the model gave no valid answer for (errors, timeouts, empty answers)
     scored: int = 0
+    source_restarts: int = 0
     status: CameraStatus = CameraStatus.CONNECTING
     reason: str = ""
     fps_in: float = 0.0
@@ -79,12 +89,16 @@ class CameraCounters:
     last_score: float | None = None
     state: str = "normal"
     last_explanation: str = ""
+    model_state: str = "unknown"
+    model_reason: str = ""
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def snapshot(self) -> dict[str, object]:
         return {
             "frames": self.frames, "segments": self.segments, "reconnects": self.reconnects,
-            "drops": self.drops, "unparsed": self.unparsed, "scored": self.scored,
+            "drops": self.drops, "unparsed": self.unparsed, "unanswered": self.unanswered, "scored": self.scored,
+            "source_restarts": self.source_restarts, "model_state": self.model_state,
+            "model_reason": self.model_reason,
             "status": self.status.value, "reason": self.reason, "fps_in": round(self.fps_in, 2),
             "segments_per_s": round(self.segments_per_s, 3), "queue_lag_s": round(self.queue_lag_s, 4),
             "latency_s": round(self.last_latency_s, 4),

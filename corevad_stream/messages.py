@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["available", "events", "score", "state", "status", "snapshot", "stats"]
+Kind = Literal["available", "events", "score", "state", "status", "snapshot", "stats", "model"]
 
-# Kinds published once for the whole monitor (<prefix>/<kind>); the rest are per camera.
+# Kinds published once for the whole monitor (<prefix>/<kind>); "model" is both (<prefix>/model for the
+# model as a whole, <prefix>/<camera>/model for one camera's segments); the rest are per camera.
 GLOBAL_KINDS: frozenset[str] = frozenset({"available", "events", "stats"})
+EITHER_KINDS: frozenset[str] = frozenset({"model"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,7 +23,7 @@ class Message:
     retain: bool = False
 
     def __post_init__(self) -> None:
-        if (self.kind in GLOBAL_KINDS) != (self.camera is None):
+        if self.kind not in EITHER_KINDS and (self.kind in GLOBAL_KINDS) != (self.camera is None):
             raise ValueError(f"message kind {self.kind!r} {'takes no' if self.camera else 'needs a'} camera")
 
     def topic(self, prefix: str) -> str:

@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .entities import CameraCounters, CameraStatus
+from .health import ModelHealth, ModelState
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +28,18 @@ _COUNTERS = {
     "reconnects": "Reconnection attempts.",
     "drops": "Segments dropped (overload, stride, ring full, shutdown).",
     "unparsed": "Model answers that could not be parsed (scored as normal).",
+    "unanswered": "Segments the model gave no valid answer for (errors, timeouts, empty answers); never scored.",
     "scored": "Segments with a final causal score.",
+    "source_restarts": "Source threads restarted after a crash.",
 }
 
 
 class _CameraCollector(Collector):
-    def __init__(self, counters: Mapping[str, CameraCounters], lag: Callable[[str], float]) -> None:
+    def __init__(self, counters: Mapping[str, CameraCounters], lag: Callable[[str], float],
+                 health: ModelHealth | None) -> None:
         self.counters = counters
         self.lag = lag
+        self.health = health
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         for key, doc in _COUNTERS.items():
@@ -45,7 +50,9 @@ class _CameraCollector(Collector):
         gauges = {
             "fps_in": ("Frames per second read.", lambda cam, c: c.fps_in),
             "segments_per_second": ("Segments per second scored.", lambda cam, c: c.segments_per_s),
-            "queue_lag_seconds": ("Age of the oldest segment waiting for the model.", lambda cam, c: self.lag(cam)),
+            "queue_lag_seconds": ("Age of the oldest segment not yet scored (waiting or in the model).",
+                                  lambda cam, c: self.lag(cam)),
+            "model_up": ("0 while this camera's model state is down.", lambda cam, c: float(c.model_state != "down")),
             "last_score": ("Last final anomaly score.", lambda cam, c: c.last_score or 0.0),
             "anomalous": ("1 while an alert is open.", lambda cam, c: float(c.state == "anomalous")),
             "online": ("1 while the camera delivers frames.", lambda cam, c: float(c.status == CameraStatus.ONLINE)),
@@ -55,14 +62,37 @@ class _CameraCollector(Collector):
             for cam, c in self.counters.items():
                 g.add_metric([cam], float(fn(cam, c)))
             yield g
+        yield from self._model()
+
+    def _model(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        h = self.health
+        if h is None:
+            return
+        up = GaugeMetricFamily("corevad_model_up", "0 while the model is down (no valid answer for "
+                               "runtime.model_down_after_s), 1 otherwise.")
+        up.add_metric([], float(h.state is not ModelState.DOWN))
+        yield up
+        state = GaugeMetricFamily("corevad_model_state", "1 for the model's current state.", labels=["state"])
+        for st in ModelState:
+            state.add_metric([st.value], float(h.state is st))
+        yield state
+        errors = CounterMetricFamily("corevad_model_errors", "Failed model batches by kind.", labels=["kind"])
+        for kind, n in sorted(h.errors.items()):
+            errors.add_metric([kind], float(n))
+        yield errors
+        last = GaugeMetricFamily("corevad_model_last_success_timestamp_seconds",
+                                 "Unix time of the last valid model answer (0: none yet).")
+        last.add_metric([], h.last_success or 0.0)
+        yield last
 
 
 class Metrics:
     """A private registry (several apps may live in one process) with the per-camera collector."""
 
-    def __init__(self, counters: Mapping[str, CameraCounters], lag: Callable[[str], float]) -> None:
+    def __init__(self, counters: Mapping[str, CameraCounters], lag: Callable[[str], float],
+                 health: ModelHealth | None = None) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_CameraCollector(counters, lag))
+        self.registry.register(_CameraCollector(counters, lag, health))
         self.latency = Histogram("corevad_segment_latency_seconds",
                                  "Segment end to final score (wall clock), model time included.",
                                  ["camera"], registry=self.registry,

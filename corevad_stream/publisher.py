@@ -18,7 +18,7 @@ from .sinks.base import Sink
 
 log = logging.getLogger(__name__)
 
-KEEP_KINDS = frozenset({"events", "state", "status", "available"})
+KEEP_KINDS = frozenset({"events", "state", "status", "available", "model"})
 
 
 class _SinkLane:

@@ -2,7 +2,11 @@
 
 Wraps corevad.causal.CausalScorer (LRC + sliding-window softmax refinement + causal Gaussian) and
 corevad.alerts.AlertTracker for one camera, and turns what they return into Messages. Segments dropped
-under overload simply never reach the scorer: it sees the camera's surviving segments in order.
+under overload simply never reach the scorer: it sees the camera's surviving segments in order. Segments
+the model gave no valid answer for never reach it either: they are published with `score: null,
+available: false` and the error, and an open alert waits for answers to resume (bounded by
+alerts.max_unscored_s). The retained `state` is `unknown` until the first score and while the camera's
+model is down with no alert open.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from corevad.alerts import AlertEvent, AlertParams, AlertTracker
+from corevad.alerts import END_STREAM, AlertEvent, AlertParams, AlertTracker
 from corevad.causal import CausalScorer, ScoredSegment
 from corevad.params import CausalParams
 
@@ -47,12 +51,15 @@ class CameraScoring:
     """One camera's CausalScorer + AlertTracker."""
 
     def __init__(self, camera: str, *, params: CausalParams, alerts: AlertParams, use_features: bool,
-                 lrc: bool = True, counters: CameraCounters | None = None, top_k: int = 3) -> None:
+                 lrc: bool = True, counters: CameraCounters | None = None, top_k: int = 3,
+                 run_id: str | None = None) -> None:
         self.camera = camera
         self.params = params
         self.use_features = use_features
         self.scorer = CausalScorer(params, use_features=use_features, lrc=lrc, top_k=max(top_k, 3))
-        self.tracker = AlertTracker(camera, alerts)
+        self.tracker = AlertTracker(camera, alerts, run_id=run_id)
+        self.state = "unknown"  # the last published retained state
+        self.model_down = False
         self.counters = counters or CameraCounters()
         self._cleaned: dict[int, tuple[int, str]] = {}  # scorer index -> (label, description) after LRC
         self._metas: dict[int, _Meta] = {}  # scorer index -> meta, kept for LRC choices and contributors
@@ -61,6 +68,8 @@ class CameraScoring:
 
     def process(self, result: SegmentResult) -> ScoringOutput:
         """Push one model result; return the messages for every segment whose score became final."""
+        if not result.answered:
+            return self._unanswered(result)
         job, v = result.job, result.verdict
         if not v.parsed:
             self.counters.unparsed += 1
@@ -75,12 +84,49 @@ class CameraScoring:
                 kwargs["response_emb"] = result.response_emb
         return self._emit(self.scorer.push(v.label, **kwargs))
 
-    def finish(self) -> ScoringOutput:
+    def finish(self, reason: str = END_STREAM) -> ScoringOutput:
         """End of stream or shutdown: finalise pending segments and end an open alert."""
         out = self._emit(self.scorer.flush())
-        for ev in self.tracker.close():
+        for ev in self.tracker.close(reason=reason):
             out.messages.extend(self._event_messages(ev, None))
         return out
+
+    def unscored_until(self, clock: float) -> ScoringOutput:
+        """No valid answer up to `clock` (stream seconds): end an open alert that has waited too long."""
+        out = ScoringOutput()
+        for ev in self.tracker.unscored(clock=clock):
+            out.messages.extend(self._event_messages(ev, None))
+        return out
+
+    def set_model_down(self, down: bool) -> ScoringOutput:
+        """The camera's model went down or came back: `unknown` while down (an open alert stays anomalous)."""
+        self.model_down = down
+        out = ScoringOutput()
+        self._sync_state(out.messages)
+        return out
+
+    def _unanswered(self, result: SegmentResult) -> ScoringOutput:
+        job = result.job
+        self.counters.unanswered += 1
+        out = self.unscored_until(job.clock)
+        out.messages.insert(0, Message("score", {
+            "index": job.index, "start": job.start, "end": job.end, "score": None, "available": False,
+            "error": result.error_kind, "reason": result.error, "latency_s": round(time.time() - job.end, 4),
+            "model_s": round(result.model_s, 4),
+        }, camera=self.camera))
+        return out
+
+    def _sync_state(self, messages: list[Message]) -> None:
+        if self.tracker.state == "anomalous":
+            state = "anomalous"
+        elif self.model_down or self.counters.scored == 0:
+            state = "unknown"
+        else:
+            state = "normal"
+        self.counters.state = state
+        if state != self.state:
+            self.state = state
+            messages.append(Message("state", state, camera=self.camera, retain=True))
 
     def _emit(self, scored: list[ScoredSegment]) -> ScoringOutput:
         out = ScoringOutput(scored=scored)
@@ -101,7 +147,7 @@ class CameraScoring:
                 "refined": s.refined, "label": s.label, "raw_label": meta.label,
                 "parsed": meta.parsed, "description": chosen.description, "chosen": self._metas[s.chosen].index
                 if s.chosen in self._metas else meta.index, "latency_s": round(latency, 4),
-                "model_s": round(meta.model_s, 4),
+                "model_s": round(meta.model_s, 4), "available": True,
             }, camera=self.camera))
             for ev in self.tracker.update(index=meta.index, start=meta.start, end=meta.end, score=s.score,
                                           drivers=drivers, clock=meta.clock):
@@ -110,6 +156,7 @@ class CameraScoring:
                     peak = next((m for m in self._metas.values() if m.index == ev.after.peak_index), None)
                     if peak is not None and peak.snapshot is not None:
                         out.snapshot = peak.snapshot
+            self._sync_state(out.messages)
         self._prune()
         return out
 
@@ -120,12 +167,7 @@ class CameraScoring:
             payload["timing"] = {"segment_end": meta.end, "model_s": round(meta.model_s, 6),
                                  "scored_at": time.time()}
         msgs = [Message("events", payload)]
-        if ev.type == "new":
-            self.counters.state = "anomalous"
-            msgs.append(Message("state", "anomalous", camera=self.camera, retain=True))
-        elif ev.type == "end":
-            self.counters.state = "normal"
-            msgs.append(Message("state", "normal", camera=self.camera, retain=True))
+        self._sync_state(msgs)
         if ev.after.explanation:
             self.counters.last_explanation = ev.after.explanation[0]
         return msgs

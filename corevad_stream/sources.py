@@ -2,12 +2,15 @@
 
 Decoding blocks, so it never runs on the event loop. Every failure (cannot open, stalled, unexpected end)
 becomes a status change with a redacted reason and a retry after an exponential backoff with jitter;
-a failing camera only ever touches its own thread. Files either play at their native rate (live
+a failing camera only ever touches its own thread. A source thread that crashes (a bug, not a camera
+failure) is restarted by its supervisor loop with its own backoff and counted; only a file that ends
+(or a stop) finishes a source. Files either play at their native rate (live
 simulation) or as fast as the pipeline takes them (replay), and may loop (demo).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -20,7 +23,7 @@ from urllib.parse import parse_qs, urlparse
 
 import cv2
 
-from corevad.backoff import Backoff
+from corevad.backoff import Backoff, BackoffPolicy
 
 from .config import CameraConfig, ReconnectConfig
 from .entities import CameraCounters, CameraStatus, StatusChange
@@ -58,8 +61,9 @@ def frameless_spec(url: str) -> tuple[int | None, float]:
 
 class _ThreadSource:
     def __init__(self, cam: CameraConfig, *, segmenter: Segmenter, counters: CameraCounters,
-                 on_status: StatusCallback) -> None:
+                 on_status: StatusCallback, restart: BackoffPolicy | None = None) -> None:
         self.cam = cam
+        self.restart_policy = restart or BackoffPolicy()
         self.name = cam.name
         self.segmenter = segmenter
         self.counters = counters
@@ -95,11 +99,23 @@ class _ThreadSource:
             log.exception("camera %s: status observer failed", self.name)
 
     def _guarded(self) -> None:
+        """The supervisor: run the source; after a crash, restart it with backoff until stopped."""
+        backoff = Backoff(self.restart_policy)
         try:
-            self._run()
-        except Exception as exc:  # noqa: BLE001 - the thread's boundary: log, report, never crash others
-            log.exception("camera %s: source crashed", self.name)
-            self._status(CameraStatus.OFFLINE, f"source crashed: {exc}")
+            while not self._stop.is_set():
+                try:
+                    self._run()
+                    return
+                except Exception as exc:  # noqa: BLE001 - the thread's boundary: log, count, restart
+                    self.counters.source_restarts += 1
+                    delay = backoff.next_delay()
+                    log.exception("camera %s: source crashed (restart %d in %.1f s)", self.name,
+                                  self.counters.source_restarts, delay)
+                    with contextlib.suppress(Exception):
+                        self.segmenter.abandon()
+                    self._status(CameraStatus.OFFLINE, f"source crashed: {type(exc).__name__}: {exc}; restarting")
+                    if self._stop.wait(delay):
+                        return
         finally:
             if self.on_exit is not None:
                 self.on_exit()
@@ -113,7 +129,8 @@ class VideoSource(_ThreadSource):
 
     def __init__(self, cam: CameraConfig, *, segmenter: Segmenter, counters: CameraCounters,
                  on_status: StatusCallback, reconnect: ReconnectConfig, rng: random.Random | None = None) -> None:
-        super().__init__(cam, segmenter=segmenter, counters=counters, on_status=on_status)
+        super().__init__(cam, segmenter=segmenter, counters=counters, on_status=on_status,
+                         restart=reconnect.policy())
         self.reconnect = reconnect
         self.backoff = Backoff(reconnect.policy(), rng=rng)
         self.url = cam.url[len("file://"):] if cam.url.startswith("file://") else cam.url
@@ -233,8 +250,8 @@ class FramelessSource(_ThreadSource):
     """
 
     def __init__(self, cam: CameraConfig, *, segmenter: Segmenter, counters: CameraCounters,
-                 on_status: StatusCallback) -> None:
-        super().__init__(cam, segmenter=segmenter, counters=counters, on_status=on_status)
+                 on_status: StatusCallback, restart: BackoffPolicy | None = None) -> None:
+        super().__init__(cam, segmenter=segmenter, counters=counters, on_status=on_status, restart=restart)
         self.n_frames, self.fps = frameless_spec(cam.url)
         if cam.fps:
             self.fps = float(cam.fps)

@@ -1,8 +1,10 @@
 """The model worker: one batch of segments -> VLM answers, parsed verdicts and CLIP features (blocking).
 
-Called off the event loop (one dedicated thread), so model time never stalls sources or sinks.
-A backend failure does not stop the monitor: the batch's answers become unparsed (scored as normal,
-counted) and the error is logged with the cameras concerned.
+Called off the event loop (one dedicated daemon thread), so model time never stalls sources or sinks.
+A backend failure does not stop the monitor, and it is never read as an answer: the batch's results carry
+the error (and its kind) instead of a verdict, and scoring publishes them as unavailable, not as "Normal".
+An empty answer is a failure of its segment alone; a non-empty answer that cannot be parsed is an answer
+(counted as unparsed, label 0) as before.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from corevad.errors import ModelError
 from corevad.models.base import Clip, ImageTextEncoder, VLMBackend
 from corevad.prompt import parse_answer
 from corevad.types import Verdict
@@ -33,7 +36,12 @@ class SegmentResult:
     description_emb: np.ndarray | None
     snapshot: np.ndarray | None
     model_s: float
-    error: str | None = None
+    error: str | None = None  # set: the model gave no valid answer for this segment (verdict is a placeholder)
+    error_kind: str | None = None
+
+    @property
+    def answered(self) -> bool:
+        return self.error is None
 
 
 class ModelWorker:
@@ -52,18 +60,23 @@ class ModelWorker:
         t0 = time.perf_counter()
         try:
             clips = [Clip(job.camera, job.index, job.frames) for job in batch]
-            error = None
+            errors: list[tuple[str, str] | None] = [None] * len(batch)
             try:
                 answers = list(self.backend.answer(clips))
                 if len(answers) != len(clips):
-                    raise ValueError(f"backend {self.backend.name} returned {len(answers)} answers "
-                                     f"for {len(clips)} segments")
-            except Exception as exc:  # noqa: BLE001 - model failure: score as unparsed, keep running
+                    raise ModelError(f"backend {self.backend.name} returned {len(answers)} answers "
+                                     f"for {len(clips)} segments", kind="malformed")
+            except Exception as exc:  # noqa: BLE001 - model failure: no answers for this batch, keep running
                 self.errors += 1
-                error = f"{type(exc).__name__}: {exc}"
+                kind = exc.kind if isinstance(exc, ModelError) else "error"
+                message = str(exc) or type(exc).__name__
                 log.error("model backend failed on %s: %s",
-                          ", ".join(f"{j.camera}#{j.index}" for j in batch), error)
+                          ", ".join(f"{j.camera}#{j.index}" for j in batch), message)
                 answers = [""] * len(batch)
+                errors = [(kind, message)] * len(batch)
+            for i, a in enumerate(answers):
+                if errors[i] is None and not (a or "").strip():
+                    errors[i] = ("empty", "the model returned an empty answer")
             verdicts = [parse_answer(a) for a in answers]
             visual, resp, desc = self._features(batch, verdicts)
             snaps = [self._snapshot(job) for job in batch]
@@ -72,8 +85,12 @@ class ModelWorker:
                 job.release()
         self.batches += 1
         model_s = time.perf_counter() - t0
-        return [SegmentResult(job, verdicts[i], visual[i], resp[i], desc[i], snaps[i], model_s, error)
-                for i, job in enumerate(batch)]
+        out = []
+        for i, job in enumerate(batch):
+            err = errors[i]
+            out.append(SegmentResult(job, verdicts[i], visual[i], resp[i], desc[i], snaps[i], model_s,
+                                     error=None if err is None else err[1], error_kind=None if err is None else err[0]))
+        return out
 
     def _features(self, batch: list[SegmentJob], verdicts: list[Verdict]
                   ) -> tuple[list[np.ndarray | None], list[np.ndarray | None], list[np.ndarray | None]]:

@@ -20,3 +20,10 @@ def shared_data() -> Path:
             pytest.fail(f"benchmark data missing in CI: {marker} (set COREVAD_SHARED_DATA)")
         pytest.skip(f"benchmark data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _private_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test gets its own $XDG_STATE_HOME: the MQTT outbox and the open-alert record of one test's
+    monitor must never be picked up by another's (a restarted monitor ends the alerts it finds there)."""
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path_factory.mktemp("state")))

@@ -16,7 +16,8 @@ DType = Literal["auto", "float32", "bfloat16", "float16"]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # No inf/nan anywhere: `timeout_s: .inf` would pass `gt=0` and then wait forever.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class OpenAIOptions(_Frozen):
@@ -27,11 +28,14 @@ class OpenAIOptions(_Frozen):
     api_key_env: str | None = Field(
         default="OPENAI_API_KEY", description="Environment variable holding the API key (unset: no key sent)."
     )
-    timeout_s: float = Field(default=120.0, gt=0, description="Per-request timeout in seconds.")
-    connect_timeout_s: float = Field(default=10.0, gt=0, description="TCP connect timeout in seconds.")
-    max_retries: int = Field(default=3, ge=0, description="Retries on timeouts, connection errors, 429 and 5xx.")
-    backoff_s: float = Field(default=1.0, ge=0, description="First retry delay; doubles each retry.")
-    concurrency: int = Field(default=4, ge=1, description="Requests in flight at once.")
+    timeout_s: float = Field(default=120.0, gt=0, le=3600, description="Per-request timeout in seconds.")
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=600, description="TCP connect timeout in seconds.")
+    max_retries: int = Field(default=3, ge=0, le=100,
+                             description="Retries on timeouts, connection errors, 429 and 5xx.")
+    backoff_s: float = Field(default=1.0, ge=0, le=3600, description="First retry delay; doubles each retry.")
+    max_backoff_s: float = Field(default=30.0, ge=0, le=3600,
+                                 description="Longest wait between retries, a server's Retry-After included.")
+    concurrency: int = Field(default=4, ge=1, le=256, description="Requests in flight at once.")
     jpeg_quality: int = Field(default=90, ge=1, le=100, description="JPEG quality of the frames sent.")
     max_side: int | None = Field(
         default=448, ge=16, description="Downscale frames so their longer side is at most this (None: send as is)."
@@ -55,8 +59,8 @@ class VLMConfig(_Frozen):
     dtype: DType = Field(default="auto", description="auto = bfloat16 on GPU, float32 on CPU.")
     max_new_tokens: int = Field(default=48, ge=1, le=4096,
                                 description="Answer length cap (two short lines fit in 48 tokens).")
-    batch_size: int = Field(default=8, ge=1, description="Segments per generate call / per request burst.")
-    n_frames: int = Field(default=8, ge=1, description="Frames sampled per segment.")
+    batch_size: int = Field(default=8, ge=1, le=1024, description="Segments per generate call / per request burst.")
+    n_frames: int = Field(default=8, ge=1, le=64, description="Frames sampled per segment.")
     prompt_path: Path | None = Field(
         default=None, description="Prompt template with $Data (default: configs/prompt.txt)."
     )

@@ -29,6 +29,7 @@ import aiomqtt
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from corevad.backoff import Backoff, BackoffPolicy
+from corevad.paths import state_dir
 
 from ..broker import EmbeddedBroker, EmbeddedBrokerConfig
 from ..errors import StreamError
@@ -39,7 +40,7 @@ from .outbox import Outbox, OutboxFullPolicy
 log = logging.getLogger(__name__)
 
 QoS = Literal[0, 1, 2]
-RETAINED_KINDS = frozenset({"available", "state", "status", "snapshot"})
+RETAINED_KINDS = frozenset({"available", "state", "status", "snapshot", "model"})
 
 
 class MqttSinkError(StreamError):
@@ -47,7 +48,7 @@ class MqttSinkError(StreamError):
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class MqttTlsConfig(_Strict):
@@ -92,6 +93,8 @@ class MqttQosConfig(_Strict):
     available: QoS = Field(1, description="Retained monitor availability (and its last will).")
     snapshot: QoS = Field(0, description="Retained per-camera JPEG snapshot.")
     stats: QoS = Field(0, description="Periodic counters on <prefix>/stats.")
+    model: QoS = Field(1, description="Retained model health (ok/degraded/down) on <prefix>/model and "
+                                      "<prefix>/<camera>/model.")
 
 
 class MqttReconnectConfig(_Strict):
@@ -111,8 +114,9 @@ class MqttReconnectConfig(_Strict):
 class MqttOutboxConfig(_Strict):
     """The on-disk queue of undelivered events."""
 
-    path: Path | None = Field(None, description="sqlite file; default ~/.local/state/corevad/"
-                                                "mqtt-outbox-<prefix>.sqlite3. One monitor per file.")
+    path: Path | None = Field(None, description="sqlite file; default $XDG_STATE_HOME/corevad (else "
+                                                "~/.local/state/corevad)/mqtt-outbox-<prefix>.sqlite3. One "
+                                                "monitor per file.")
     max_messages: int = Field(10_000, gt=0, description="Most undelivered events kept (about a day of "
                                                         "alerts from 100 cameras).")
     when_full: OutboxFullPolicy = Field(OutboxFullPolicy.DROP_OLDEST, description="drop_oldest or "
@@ -124,7 +128,8 @@ class MqttConfig(_Strict):
 
     host: str = Field("127.0.0.1", description="Broker host (ignored when embedded_broker.enabled).")
     port: int = Field(1883, ge=1, le=65535, description="Broker port (ignored when embedded_broker.enabled).")
-    prefix: str = Field("corevad", description="Topic prefix: <prefix>/events, <prefix>/<camera>/score, ...")
+    prefix: str = Field("corevad", max_length=128,
+                        description="Topic prefix: <prefix>/events, <prefix>/<camera>/score, ...")
     client_id: str | None = Field(None, description="MQTT client id; default corevad-<prefix>-<hostname>.")
     keepalive_s: int = Field(30, ge=5, le=65535, description="MQTT keepalive; the broker publishes the "
                                                             "offline will about 1.5x this after a silent death.")
@@ -170,7 +175,7 @@ class MqttConfig(_Strict):
     def outbox_path(self) -> Path:
         if self.outbox.path is not None:
             return self.outbox.path
-        return Path.home() / ".local" / "state" / "corevad" / f"mqtt-outbox-{self.prefix.replace('/', '-')}.sqlite3"
+        return state_dir() / f"mqtt-outbox-{self.prefix.replace('/', '-')}.sqlite3"
 
 
 @dataclass(frozen=True, slots=True)

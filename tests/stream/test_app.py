@@ -106,9 +106,12 @@ async def test_jsonl_sink_records_lifecycle_and_shutdown_publishes_offline(tmp_p
     events = [r["payload"] for r in recs if r["topic"] == "corevad/events"]
     assert events and events[0]["type"] == "new" and events[0]["before"] is None
     assert events[0]["after"]["explanation"] == ["A man smashes the shop window."]
-    assert events[-1]["type"] == "end"  # an alert open at shutdown is ended
+    assert events[-1]["type"] == "end"  # an alert open at shutdown is ended, and says why
+    assert events[-1]["after"]["end_reason"] == "monitor stopped"
+    assert events[0]["after"]["id"].startswith(f"j-{app.run_id}-")
     states = [r["payload"] for r in recs if r["topic"] == "corevad/j/state"]
-    assert states[0] == "normal" and "anomalous" in states
+    # Truthful retained state: unknown until the first score, then normal, then the alert.
+    assert states[:3] == ["unknown", "normal", "anomalous"]
 
 
 async def test_extra_sinks_are_entered_and_a_failing_sink_does_not_stop_others(tmp_path: Path) -> None:
