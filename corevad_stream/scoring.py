@@ -60,6 +60,7 @@ class CameraScoring:
         self.tracker = AlertTracker(camera, alerts, run_id=run_id)
         self.state = "unknown"  # the last published retained state
         self.model_down = False
+        self.finished = False  # nobody watches after the stream ended or the monitor stopped: unknown
         self.counters = counters or CameraCounters()
         self._cleaned: dict[int, tuple[int, str]] = {}  # scorer index -> (label, description) after LRC
         self._metas: dict[int, _Meta] = {}  # scorer index -> meta, kept for LRC choices and contributors
@@ -87,8 +88,10 @@ class CameraScoring:
     def finish(self, reason: str = END_STREAM) -> ScoringOutput:
         """End of stream or shutdown: finalise pending segments and end an open alert."""
         out = self._emit(self.scorer.flush())
+        self.finished = True
         for ev in self.tracker.close(reason=reason):
             out.messages.extend(self._event_messages(ev, None))
+        self._sync_state(out.messages)
         return out
 
     def unscored_until(self, clock: float) -> ScoringOutput:
@@ -119,7 +122,7 @@ class CameraScoring:
     def _sync_state(self, messages: list[Message]) -> None:
         if self.tracker.state == "anomalous":
             state = "anomalous"
-        elif self.model_down or self.counters.scored == 0:
+        elif self.model_down or self.finished or self.counters.scored == 0:
             state = "unknown"
         else:
             state = "normal"

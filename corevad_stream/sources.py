@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -113,7 +114,8 @@ class _ThreadSource:
                                   self.counters.source_restarts, delay)
                     with contextlib.suppress(Exception):
                         self.segmenter.abandon()
-                    self._status(CameraStatus.OFFLINE, f"source crashed: {type(exc).__name__}: {exc}; restarting")
+                    self._status(CameraStatus.OFFLINE, f"source crashed: {type(exc).__name__}: {exc}; "
+                                                       f"restart {self.counters.source_restarts}")
                     if self._stop.wait(delay):
                         return
         finally:
@@ -138,6 +140,7 @@ class VideoSource(_ThreadSource):
     def _open(self) -> cv2.VideoCapture:
         # TCP interleaving for RTSP: UDP loses packets on busy hosts and gives grey frames.
         os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+        # The read timeout is the stall timeout: one grab that blocks that long is a stall (see _read).
         params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.reconnect.open_timeout_s * 1000),
                   cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.reconnect.stall_timeout_s * 1000)]
         return cv2.VideoCapture(self.url, cv2.CAP_FFMPEG, params)
@@ -175,7 +178,8 @@ class VideoSource(_ThreadSource):
             try:
                 if not cap.isOpened():
                     reason = (f"cannot open or decode file {self.url}" if is_file
-                              else f"cannot open stream {redact(self.url)}")
+                              else f"cannot open stream {redact(self.url)}: "
+                                   f"{open_failure_cause(self.url, self.reconnect.open_timeout_s)}")
                     log.error("camera %s: %s", self.name, reason)
                     self._status(CameraStatus.OFFLINE, reason)
                     if is_file:
@@ -209,14 +213,24 @@ class VideoSource(_ThreadSource):
         seg.start_stream(fps)
         native = is_file and self.cam.rate == "native"
         period = 1.0 / fps
+        stall = self.reconnect.stall_timeout_s
         t0 = time.monotonic()
+        # Progress, not mere return values: OpenCV's grab() returns True twice after its read timeout
+        # (measured: a SIGSTOPped RTSP server was noticed after 3x stall_timeout_s), and a stray frame every
+        # few seconds is not a live stream. A grab that took about the read timeout is not a frame; a stream
+        # without a complete segment for stall_timeout_s + one segment is stalled.
+        last_frame = last_segment = t0
+        index = seg.index
         n = 0
         while not self._stop.is_set():
             if native:
                 delay = t0 + n * period - time.monotonic()
                 if delay > 0 and self._wait(delay):
                     break
-            if not cap.grab():
+            g0 = time.monotonic()
+            ok = cap.grab()
+            now = time.monotonic()
+            if not ok:
                 if n == 0:
                     return "lost:no frame could be decoded" if is_file else "lost:stream gave no frame"
                 if is_file:
@@ -226,7 +240,20 @@ class VideoSource(_ThreadSource):
                     seg.flush_partial(t)
                     return "ended"
                 seg.abandon()
-                return f"lost:stream ended or stalled (no frame for {self.reconnect.stall_timeout_s:g} s)"
+                gap = now - last_frame
+                if gap >= 0.9 * stall:
+                    return f"lost:stream stalled (no frame for {gap:.0f} s)"
+                return f"lost:stream ended: the connection closed ({gap:.1f} s after the last frame)"
+            if not is_file:
+                if now - g0 < 0.9 * stall:
+                    last_frame = now
+                elif now - last_frame >= stall:
+                    seg.abandon()
+                    return f"lost:stream stalled (no frame for {now - last_frame:.0f} s)"
+                if now - last_segment >= stall + seg.segment_seconds:
+                    seg.abandon()
+                    return (f"lost:stream stalled (no complete segment for {now - last_segment:.0f} s: "
+                            f"{n} frames in {now - t0:.0f} s)")
             t = time.time()
             if n == 0:
                 self.backoff.reset()
@@ -237,10 +264,40 @@ class VideoSource(_ThreadSource):
                 if not ok:
                     frame = None
             seg.push(frame, t)
+            if seg.index != index:
+                index, last_segment = seg.index, now
             counters.frames += 1
             n += 1
         seg.abandon()
         return "stopped"
+
+
+def open_failure_cause(url: str, timeout_s: float) -> str:
+    """Why a stream does not open, as FFmpeg says it (404, connection refused, unauthorized, timeout).
+
+    OpenCV only reports "not opened"; the cause is in FFmpeg's stderr. PyAV's open raises FFmpeg's error
+    with its message, so one bounded probe names it. Never raises.
+    """
+    parsed = urlparse(url)
+    if parsed.hostname:
+        try:
+            socket.getaddrinfo(parsed.hostname, parsed.port or None)
+        except (socket.gaierror, UnicodeError) as exc:
+            return f"cannot resolve host {parsed.hostname} ({getattr(exc, 'strerror', None) or exc})"
+        except OSError:
+            pass
+    try:
+        import av
+
+        options = {"rtsp_transport": "tcp"} if parsed.scheme.startswith("rtsp") else {}
+        container = av.open(url, options=options, timeout=(timeout_s, timeout_s))
+        container.close()
+    except Exception as exc:  # noqa: BLE001 - any failure here is the answer we want
+        cause = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+        if isinstance(exc, TimeoutError) or "timed out" in cause.lower():
+            return f"timeout after {timeout_s:g} s ({cause})"
+        return redact(str(cause))
+    return "FFmpeg opens it but OpenCV could not (unsupported codec?)"
 
 
 class FramelessSource(_ThreadSource):

@@ -111,7 +111,7 @@ async def test_jsonl_sink_records_lifecycle_and_shutdown_publishes_offline(tmp_p
     assert events[0]["after"]["id"].startswith(f"j-{app.run_id}-")
     states = [r["payload"] for r in recs if r["topic"] == "corevad/j/state"]
     # Truthful retained state: unknown until the first score, then normal, then the alert.
-    assert states[:3] == ["unknown", "normal", "anomalous"]
+    assert states == ["unknown", "normal", "anomalous", "unknown"]  # unknown again once stopped
 
 
 async def test_extra_sinks_are_entered_and_a_failing_sink_does_not_stop_others(tmp_path: Path) -> None:

@@ -96,3 +96,61 @@ def test_demo_sample_clip_is_generated_once_on_first_use(tmp_path: Path, monkeyp
     while cap.grab():
         n += 1
     assert n == 30
+
+
+@pytest.mark.slow
+def test_a_camera_past_2000_failed_reconnects_still_recovers(rtsp_server_factory, test_video: Path) -> None:  # type: ignore[no-untyped-def]
+    from services import free_port
+
+    port = free_port()
+    statuses: list[StatusChange] = []
+    counters = CameraCounters()
+    seg = Segmenter("c", ring=FrameRing(8, 8, size=32), frames_per_segment=8, emit=lambda job: job.release())
+    src = VideoSource(CameraConfig(name="c", url=f"rtsp://127.0.0.1:{port}/cam"), segmenter=seg, counters=counters,
+                      on_status=statuses.append,
+                      reconnect=ReconnectConfig(initial_s=0.001, max_s=0.05, open_timeout_s=2, stall_timeout_s=2))
+    src.backoff.attempt = 2000  # 2.0**2000 overflowed a float and killed the thread before the one Backoff
+    src.start()
+    try:
+        deadline = time.monotonic() + 30
+        while counters.reconnects < 20 and time.monotonic() < deadline:  # still trying, past attempt 2,000
+            time.sleep(0.05)
+        assert counters.reconnects >= 20 and src.alive and src.backoff.attempt > 2000
+        rtsp_server_factory(file=test_video, port=port)
+        deadline = time.monotonic() + 30
+        while counters.frames < 30 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert counters.frames >= 30 and statuses[-1].status is CameraStatus.ONLINE
+        assert counters.source_restarts == 0  # recovered by reconnecting, not by crashing
+    finally:
+        src.stop()
+        src.join(10)
+
+
+def test_a_crashing_source_is_restarted_by_its_supervisor_and_counted() -> None:
+    from corevad.backoff import BackoffPolicy
+    from corevad_stream.sources import FramelessSource
+
+    class Flaky(FramelessSource):
+        crashes = 0
+
+        def _run(self) -> None:
+            if Flaky.crashes < 2:
+                Flaky.crashes += 1
+                raise RuntimeError("decoder bug")
+            super()._run()
+
+    jobs: list[SegmentJob] = []
+    statuses: list[StatusChange] = []
+    counters = CameraCounters()
+    exits: list[float] = []
+    seg = Segmenter("f", ring=None, frames_per_segment=8, emit=jobs.append)
+    src = Flaky(CameraConfig(name="f", url="frameless://90", rate="fast"), segmenter=seg, counters=counters,
+                on_status=statuses.append, restart=BackoffPolicy(initial_s=0.01, max_s=0.05, jitter=0))
+    src.on_exit = lambda: exits.append(time.monotonic())
+    src.start()
+    src.join(10)
+    assert counters.source_restarts == 2 and len(exits) == 1  # one exit: when the stream really ended
+    crashed = [s.reason for s in statuses if s.status is CameraStatus.OFFLINE]
+    assert crashed == [f"source crashed: RuntimeError: decoder bug; restart {k}" for k in (1, 2)]
+    assert statuses[-1].status is CameraStatus.ENDED and [j.index for j in jobs] == [0, 1, 2]

@@ -1,0 +1,180 @@
+"""Model faults through the real openai backend, against a scriptable OpenAI-compatible server (issue 8).
+
+A model that did not answer is never published as a model that said "Normal": no score 0, a model state
+that goes down and comes back, open alerts that wait, and a shutdown that finishes during a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from model_server import ScriptedModelServer
+from stream_doubles import stream_config
+
+from corevad.models import Clip, OpenAIOptions, VLMConfig, load_vlm
+from corevad.models.openai_backend import OpenAIError, retry_after_s
+from corevad_stream import App, MemorySink
+
+ANOMALOUS = "Anomalous scenes.\nA man smashes the shop window."
+NORMAL = "Normal scenes.\nPeople walk past the shop."
+
+
+@pytest.fixture
+def model_server() -> Iterator[ScriptedModelServer]:
+    with ScriptedModelServer(lambda body: ANOMALOUS) as srv:
+        yield srv
+
+
+def _openai(srv: ScriptedModelServer, **opts: Any) -> dict[str, Any]:
+    options = {"base_url": srv.base_url, "model": "m", "api_key_env": None, "max_side": 32, "timeout_s": 30,
+               "max_retries": 0, "backoff_s": 0.05, "max_backoff_s": 0.5, **opts}
+    return {"tiny": False, "clip": None, "vlm": {"backend": "openai", "max_new_tokens": 16, "openai": options}}
+
+
+def _clip() -> Clip:
+    return Clip("cam", 3, np.zeros((2, 16, 16, 3), np.uint8))
+
+
+def test_retry_after_is_capped_and_close_interrupts_the_wait(model_server: ScriptedModelServer) -> None:
+    model_server.set("rate_limit")  # Retry-After: 3600
+    backend = load_vlm(VLMConfig(backend="openai", openai=OpenAIOptions(**_openai(
+        model_server, max_retries=2, max_backoff_s=0.3)["vlm"]["openai"])))
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(OpenAIError, match="HTTP 429") as info:
+            backend.answer([_clip()])
+        assert time.monotonic() - t0 < 3.0  # two waits of at most 0.3 s, not two hours
+        assert info.value.kind == "rate_limited" and model_server.requests == 3
+    finally:
+        backend.close()
+    slow = load_vlm(VLMConfig(backend="openai", openai=OpenAIOptions(**_openai(
+        model_server, max_retries=3, backoff_s=60, max_backoff_s=60)["vlm"]["openai"])))
+    box: dict[str, BaseException] = {}
+
+    def call() -> None:
+        try:
+            slow.answer([_clip()])
+        except BaseException as exc:  # noqa: BLE001 - handed to the test
+            box["exc"] = exc
+
+    import threading
+
+    t = threading.Thread(target=call, daemon=True)
+    t.start()
+    time.sleep(0.5)  # in its 60 s wait now
+    t0 = time.monotonic()
+    slow.close()
+    t.join(5)
+    assert not t.is_alive() and time.monotonic() - t0 < 2.0
+    assert isinstance(box.get("exc"), OpenAIError) and box["exc"].kind == "closed"  # type: ignore[attr-defined]
+
+
+def test_retry_after_header_forms() -> None:
+    assert retry_after_s("3") == 3.0 and retry_after_s(" 1.5 ") == 1.5
+    assert retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert retry_after_s("soon") is None and retry_after_s(None) is None and retry_after_s("-5") == 0.0
+
+
+async def _wait(sink: MemorySink, pred: Callable[[list[Any]], bool], timeout: float, what: str) -> None:
+    try:
+        await sink.wait_for(pred, timeout)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
+
+
+def _models(sink: MemorySink, camera: str | None = None) -> list[str]:
+    return [m.payload["state"] for m in sink.messages if m.kind == "model" and m.camera == camera]
+
+
+@pytest.mark.slow
+async def test_outage_is_published_as_unavailable_never_as_normal_and_the_alert_waits(
+        model_server: ScriptedModelServer, video_factory: Callable[..., Path]) -> None:
+    video = video_factory("shop.mp4", seconds=2, size=(64, 64), fps=20)
+    cfg = stream_config([{"name": "shop", "url": str(video), "rate": "native", "loop": True}],
+                        model=_openai(model_server), refinement={"smooth_length": 2},
+                        alerts={"close_after_s": 1.0, "cooldown_s": 0, "max_unscored_s": 60},
+                        runtime={"segment_seconds": 0.25, "frames_per_segment": 2, "model_down_after_s": 1.0})
+    sink = MemorySink()
+    async with App(cfg, sinks=[sink]):
+        await _wait(sink, lambda ms: any(m.kind == "events" for m in ms), 30, "the alert to open")
+        await _wait(sink, lambda ms: "ok" in _models(sink), 5, "model ok")
+        n_before = len(sink.messages)
+        t_outage = time.monotonic()
+        model_server.set("error500")
+        await _wait(sink, lambda ms: "down" in _models(sink), 10, "model down")
+        t_down = time.monotonic() - t_outage
+        await _wait(sink, lambda ms: "down" in _models(sink, "shop"), 5, "camera model down")
+        await asyncio.sleep(2.0)  # longer than close_after_s: a 'normal' reading would end the alert
+        outage = sink.messages[n_before:]
+        n_recovery = len(sink.messages)
+        model_server.set("answer")
+        await _wait(sink, lambda ms: _models(sink)[-1:] == ["ok"], 10, "model ok again")
+        await _wait(sink, lambda ms: sum(m.kind == "score" and m.payload["available"]
+                                         for m in ms[n_recovery:]) >= 3, 10, "scores after recovery")
+        model_server.answer = lambda body: NORMAL  # scoring resumes where the answers resume
+        await _wait(sink, lambda ms: any(m.kind == "events" and m.payload["type"] == "end" for m in ms), 20,
+                    "the alert to end on normal answers")
+
+    scores = [m.payload for m in outage if m.kind == "score"]
+    assert scores, "segments kept coming during the outage"
+    unavailable = [s for s in scores if not s["available"]]
+    assert len(unavailable) >= 4 and all(s["score"] is None and s["error"] == "server_error" for s in unavailable)
+    assert not any(s["available"] and s["score"] == 0.0 for s in scores[len(scores) // 2:])
+    assert not any(m.kind == "events" and m.payload["type"] == "end" for m in outage)  # the alert waited
+    assert [m.payload for m in outage if m.kind == "state"] == []  # still anomalous, never "normal"
+    assert t_down < 1.0 + 3.0  # down after model_down_after_s (+ one batch, + slack for a noisy machine)
+    events = [m.payload for m in sink.of("events")]
+    assert [e["type"] for e in events][0] == "new" and events[-1]["type"] == "end"
+    assert events[-1]["after"]["end_reason"] == "score below close threshold"
+    assert len({e["after"]["id"] for e in events}) == 1
+    down = next(m.payload for m in sink.messages if m.kind == "model" and m.payload["state"] == "down")
+    assert down["reason"].startswith("server_error") and down["errors"]["server_error"] >= 1
+
+
+@pytest.mark.slow
+async def test_an_alert_that_waits_too_long_for_answers_ends_with_a_reason(
+        model_server: ScriptedModelServer, video_factory: Callable[..., Path]) -> None:
+    video = video_factory("shop.mp4", seconds=2, size=(64, 64), fps=20)
+    cfg = stream_config([{"name": "shop", "url": str(video), "rate": "native", "loop": True}],
+                        model=_openai(model_server), refinement={"smooth_length": 2},
+                        alerts={"close_after_s": 60, "max_unscored_s": 1.5},
+                        runtime={"segment_seconds": 0.25, "frames_per_segment": 2, "model_down_after_s": 1.0})
+    sink = MemorySink()
+    async with App(cfg, sinks=[sink]):
+        await _wait(sink, lambda ms: any(m.kind == "events" for m in ms), 30, "the alert to open")
+        model_server.set("empty")  # answers, but empty ones: not an answer
+        await _wait(sink, lambda ms: any(m.kind == "events" and m.payload["type"] == "end" for m in ms), 10,
+                    "the alert to end")
+        unavailable = [m.payload for m in sink.of("score", "shop") if not m.payload["available"]]
+    end = [m.payload for m in sink.of("events")][-1]
+    assert end["after"]["end_reason"] == "model unavailable"
+    assert unavailable and {s["error"] for s in unavailable} == {"empty"}
+
+
+@pytest.mark.slow
+async def test_a_hung_model_goes_down_and_shutdown_finishes_in_time(
+        model_server: ScriptedModelServer, video_factory: Callable[..., Path]) -> None:
+    video = video_factory("shop.mp4", seconds=2, size=(64, 64), fps=20)
+    cfg = stream_config([{"name": "shop", "url": str(video), "rate": "native", "loop": True}],
+                        model=_openai(model_server, timeout_s=120), refinement={"smooth_length": 2},
+                        runtime={"segment_seconds": 0.25, "frames_per_segment": 2, "model_down_after_s": 1.5,
+                                 "shutdown_timeout_s": 1.0})
+    sink = MemorySink()
+    app = App(cfg, sinks=[sink])
+    async with app:
+        await _wait(sink, lambda ms: "ok" in _models(sink), 30, "model ok")
+        model_server.set("hang")
+        await _wait(sink, lambda ms: "down" in _models(sink), 10, "model down (watchdog)")
+        assert app.counters["shop"].queue_lag_s >= 1.0 or app.cameras["shop"].lag() >= 1.0  # honest lag
+        t0 = time.monotonic()
+    shutdown_s = time.monotonic() - t0
+    assert shutdown_s < 2 * 1.0 + 2.0, shutdown_s  # sources + model each get shutdown_timeout_s, plus slack
+    down = [m.payload for m in sink.messages if m.kind == "model" and m.payload["state"] == "down"]
+    assert "no answer for" in down[0]["reason"]
+    assert sink.messages[-1].kind == "available" and sink.messages[-1].payload == "offline"
