@@ -7,6 +7,7 @@ keep the annotation file's order, so concatenated per-frame arrays line up with 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Mapping
@@ -16,6 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import AnnotationError, DataError, ResponseCountError
+from .files import MIB, read_text_checked
+
+ANNOTATION_LIMIT = 64 * MIB  # XD-Violence's 800 videos take well under 1 MB
 
 DATASETS = ("ucf-crime", "xd-violence")
 NORMAL_CLASS = "Normal"
@@ -69,8 +73,8 @@ def load_ucf_crime(path: str | Path) -> list[VideoGT]:
     """UCF-Crime from the tab-separated `video, class, frames, start1, end1, start2, end2` file."""
     p = str(path)
     videos = []
-    with open(p, encoding="utf-8", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t"))
+    rows = list(csv.reader(io.StringIO(read_text_checked(p, limit=ANNOTATION_LIMIT, what="annotation file"),
+                                       newline=""), delimiter="\t"))
     if not rows or [c.strip().lower() for c in rows[0][:3]] != ["video", "class", "frames"]:
         raise AnnotationError(p, 1, "expected a header row starting 'video<TAB>class<TAB>frames'")
     for n, row in enumerate(rows[1:], start=2):
@@ -91,7 +95,7 @@ def load_xd_violence(path: str | Path) -> list[VideoGT]:
     """XD-Violence from the authors' JSON list of {video, temporal_label, length, label}."""
     p = str(path)
     try:
-        items = json.loads(Path(p).read_text(encoding="utf-8"))
+        items = json.loads(read_text_checked(p, limit=ANNOTATION_LIMIT, what="annotation file"))
     except json.JSONDecodeError as e:
         raise AnnotationError(p, e.lineno, f"invalid JSON: {e.msg}") from e
     if not isinstance(items, list):
@@ -127,13 +131,14 @@ def concat_gt(videos: list[VideoGT]) -> np.ndarray:
     return np.concatenate([v.gt for v in videos]) if videos else np.zeros(0, dtype=np.float32)
 
 
+RESPONSES_LIMIT = 512 * MIB  # the UCF-Crime file is 3.6 MB
+
+
 def load_responses(path: str | Path) -> dict[str, list[str]]:
     """The authors' responses JSON: video name -> one answer per 30-frame segment."""
     p = Path(path)
     try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataError(f"responses file {p} does not exist") from None
+        data = json.loads(read_text_checked(p, limit=RESPONSES_LIMIT, what="responses file"))
     except json.JSONDecodeError as e:
         raise DataError(f"{p}:{e.lineno}: invalid JSON: {e.msg}") from e
     if not isinstance(data, dict):

@@ -7,6 +7,7 @@ from typing import Any
 
 import yaml
 
+from .files import MIB, read_text_checked
 from .params import CausalParams, OfflineParams, params_from_mapping
 
 
@@ -21,7 +22,7 @@ def load_method_params(path: str | Path | None = None) -> tuple[OfflineParams, C
         if path is None:
             return OfflineParams(), CausalParams()
         raise FileNotFoundError(f"config file {p} does not exist")
-    data: Any = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    data: Any = yaml.safe_load(read_text_checked(p, limit=MIB, what="config file", allow_empty=True)) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{p}: expected a mapping with 'offline' and/or 'causal' sections")
     unknown = sorted(set(data) - {"offline", "causal"})

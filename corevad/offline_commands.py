@@ -20,6 +20,7 @@ import numpy as np
 
 from .errors import CorevadError, DataError
 from .features import feature_path, load_segment_features
+from .files import MIB, read_text_checked
 
 # ---------------------------------------------------------------------------------------------- io
 
@@ -241,7 +242,7 @@ def _read_json(path: Path, default: Any) -> Any:
     if not path.is_file():
         return default
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(read_text_checked(path, limit=512 * MIB, what="state file", allow_empty=True) or "null")
     except json.JSONDecodeError as exc:
         raise DataError(f"{path}: not valid JSON ({exc}); move it away to start over") from exc
 
@@ -463,7 +464,8 @@ def _vlm_config(args: argparse.Namespace) -> Any:
 
     data: dict[str, Any] = {}
     if args.vlm_config:
-        loaded = yaml.safe_load(Path(args.vlm_config).read_text(encoding="utf-8")) or {}
+        text = read_text_checked(args.vlm_config, limit=MIB, what="VLM config", allow_empty=True)
+        loaded = yaml.safe_load(text) or {}
         if not isinstance(loaded, dict):
             raise DataError(f"{args.vlm_config}: expected a mapping of VLM settings")
         data = loaded.get("vlm", loaded)

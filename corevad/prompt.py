@@ -2,24 +2,62 @@
 
 from __future__ import annotations
 
+import json
 import re
 from importlib import resources
 from pathlib import Path
 
+from .files import KIB, InputFileError, read_text_checked
 from .types import Verdict
 
 DATA_PLACEHOLDER = "$Data"
 
-# Line 1 of the answer contract. "Abnormal" is accepted as a synonym some models drift to.
+# Line 1 of the answer contract. "Abnormal" is accepted as a synonym some models drift to; a label such as
+# "Answer:" or "**Verdict:**" may precede it.
 _VERDICT_RE = re.compile(
-    r"^[\s>*_#`\"'(\[\-]*(?:\d[.)]\s*)?(?:line\s*1\s*[:.)-]\s*)?[*_\"']*"
-    r"(?P<word>anomalous|abnormal|normal)\s+scenes?\b[\s*_\"'.!:;,]*",
+    r"^[\s>*_#`\"'(\[\-]*(?:\d[.)]\s*)?"
+    r"(?:(?:line\s*1|answer|verdict|label|result|classification|output|response|assessment|final answer)"
+    r"[\s*_]*[:.)\-][\s*_\"']*)?[*_\"']*"
+    r"(?P<word>anomalous|abnormal|normal)\s+scenes?\b(?P<after>[\s*_\"'.!:;,]*)",
     re.IGNORECASE,
 )
+# "Anomalous scenes were not observed", "Anomalous scenes: none", "Anomalous scenes? No": the words of the
+# contract, negated. Only after ':', '?', a dash or a verb, so "Anomalous scenes. No one helps" stays anomalous.
+_NEGATED_RE = re.compile(
+    r"^[\s*_\"']*(?:(?:[:?\-\u2013\u2014]|\b(?:were|are|was|is|have\s+been|has\s+been))[\s*_\"']*"
+    r"(?:not|no|none|never|nothing)\b|(?:not|never)\b)",
+    re.IGNORECASE,
+)
+_NO_ANOMALY_RE = re.compile(r"^[\W_]*(?:there\s+(?:are|were)\s+)?no\s+(?:anomalous|abnormal)\s+scenes?\b", re.I)
 # The common, clean one-line form ("Normal scenes. A man walks.") skips the general parser.
-_FAST_RE = re.compile(r"(anomalous|normal) scenes\.[ \t]*([^\n`]*)\Z", re.IGNORECASE)
+_FAST_RE = re.compile(r"(anomalous|normal) scenes\.[ \t]*([^\n`<{]*)\Z", re.IGNORECASE)
 _FENCE_RE = re.compile(r"^\s*(```|~~~)")
-_LEAD_RE = re.compile(r"^[\s>*_#`\"'\-]*(?:\d[.)]\s*)?(?:line\s*2\s*[:.)-]\s*)?")
+_LEAD_RE = re.compile(r"^[\s>*_#`\"'\-]*(?:\d[.)]\s*)?(?:(?:line\s*2|description)\s*[:.)-]\s*)?")
+_INVISIBLE_RE = re.compile("[\ufeff\u200b\u200c\u200d\u2060\u00ad]")
+_TAG_RE = re.compile(r"</?[A-Za-z][A-Za-z0-9]{0,10}(?:\s[^<>]{0,80})?/?>")
+_LABEL_KEYS = ("label", "verdict", "answer", "result", "classification", "line1", "line_1")
+_DESC_KEYS = ("description", "reason", "explanation", "line2", "line_2", "details")
+
+
+def _from_json(text: str) -> str | None:
+    """{"label": "Anomalous scenes.", "description": "..."} (optionally fenced) -> the two-line form."""
+    body = "\n".join(ln for ln in text.strip().splitlines() if not _FENCE_RE.match(ln)).strip()
+    if not body.startswith("{") or len(body) > 20_000:
+        return None
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    lower = {str(k).lower(): v for k, v in data.items() if isinstance(v, str)}
+    label = next((lower[k] for k in _LABEL_KEYS if k in lower), None)
+    if label is None:
+        return None
+    if label.strip().lower() in ("anomalous", "abnormal", "normal"):
+        label = f"{label.strip()} scenes."
+    desc = next((lower[k] for k in _DESC_KEYS if k in lower), "")
+    return f"{label}\n{desc}"
 
 
 def default_prompt_path() -> Path:
@@ -30,12 +68,15 @@ def default_prompt_path() -> Path:
     return Path(str(resources.files("corevad") / "prompt.txt"))
 
 
+PROMPT_LIMIT = 64 * KIB  # the paper's prompt is under 1 KiB
+
+
 def load_prompt(path: str | Path | None = None) -> str:
-    """Read a prompt template; it must contain the $Data placeholder where the frames go."""
+    """Read a prompt template (size-checked UTF-8 text); it must contain the $Data placeholder."""
     p = Path(path) if path is not None else default_prompt_path()
-    text = p.read_text(encoding="utf-8")
+    text = read_text_checked(p, limit=PROMPT_LIMIT, what="prompt file")
     if DATA_PLACEHOLDER not in text:
-        raise ValueError(f"prompt file {p} has no {DATA_PLACEHOLDER} placeholder for the frames")
+        raise InputFileError(f"prompt file {p} has no {DATA_PLACEHOLDER} placeholder for the frames")
     return text
 
 
@@ -52,20 +93,32 @@ def _clean_line(line: str) -> str:
 def parse_answer(raw: str | None) -> Verdict:
     """Parse a VLM answer. Never raises: an unreadable answer is label 0 with parsed=False.
 
-    Tolerates code fences, case, extra whitespace, markdown emphasis, text before or after the two
-    lines, a missing second line, and the one-line form "Normal scenes. <description>".
+    Tolerates code fences, case, extra whitespace, markdown emphasis, a label before the verdict
+    ("Answer:", "**Verdict:**"), HTML tags, a JSON object, invisible characters, text before or after the
+    two lines, a missing second line, and the one-line form "Normal scenes. <description>". A negated
+    verdict ("Anomalous scenes were not observed", "Anomalous scenes: none") reads as normal.
     """
-    text = raw or ""
+    raw = raw or ""
+    # Invisible characters (a BOM, zero-width spaces) and HTML tags around the words are not content.
+    text = _TAG_RE.sub("", _INVISIBLE_RE.sub("", raw))
+    text = _from_json(text) or text
     fast = _FAST_RE.match(text.strip())
     if fast and "  " not in fast.group(2):
         label = 0 if fast.group(1).lower() == "normal" else 1
-        return Verdict(label=label, description=fast.group(2).strip(), raw=text, parsed=True)
+        return Verdict(label=label, description=fast.group(2).strip(), raw=raw, parsed=True)
     lines = [ln for ln in text.replace("\r", "\n").split("\n") if ln.strip() and not _FENCE_RE.match(ln)]
+    negated: Verdict | None = None
     for k, line in enumerate(lines):
         m = _VERDICT_RE.match(line)
         if not m:
+            if negated is None and _NO_ANOMALY_RE.match(line):
+                negated = Verdict(label=0, description=_clean_line(line), raw=raw, parsed=True)
             continue
         label = 0 if m.group("word").lower() == "normal" else 1
+        if label == 1 and _NEGATED_RE.match(line[m.start("after"):]):
+            # Negated: read as "no anomaly", unless a later line gives an explicit verdict.
+            negated = negated or Verdict(label=0, description=_clean_line(line), raw=raw, parsed=True)
+            continue
         rest = _clean_line(line[m.end():])
         if not rest:
             for nxt in lines[k + 1:]:
@@ -74,8 +127,10 @@ def parse_answer(raw: str | None) -> Verdict:
                 rest = _clean_line(_LEAD_RE.sub("", nxt, count=1))
                 if rest:
                     break
-        return Verdict(label=label, description=rest, raw=text, parsed=True)
-    return Verdict(label=0, description=_clean_line(" ".join(lines)), raw=text, parsed=False)
+        return Verdict(label=label, description=rest, raw=raw, parsed=True)
+    if negated is not None:
+        return negated
+    return Verdict(label=0, description=_clean_line(" ".join(lines)), raw=raw, parsed=False)
 
 
 def parse_answers(raws: list[str]) -> tuple[list[Verdict], int]:

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from corevad.alerts import AlertParams
 from corevad.backoff import BackoffPolicy
+from corevad.files import MIB, InputFileError, read_text_checked
 from corevad.models.config import ClipConfig, VLMConfig
 from corevad.params import CausalParams
 from corevad.paths import state_dir
@@ -305,9 +306,9 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 
 def _read_yaml(path: Path) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc.strerror or exc}") from exc
+        data = yaml.safe_load(read_text_checked(path, limit=MIB, what="config file", allow_empty=True))
+    except InputFileError as exc:
+        raise ConfigError(str(exc)) from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML: {redact(str(exc))}") from exc
     if data is None:

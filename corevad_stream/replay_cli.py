@@ -18,6 +18,7 @@ from rich.table import Table
 
 from corevad.benchmarks import DATASETS, VideoGT, load_benchmark, load_responses, match_responses
 from corevad.errors import CorevadError
+from corevad.files import MIB, read_text_checked
 from corevad.models.base import ImageTextEncoder, VLMBackend
 from corevad.params import OfflineParams
 from corevad.splits import split_videos
@@ -90,7 +91,7 @@ def _add_args(p: argparse.ArgumentParser) -> None:
 def _load_config(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"replay config {path} does not exist")
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    data = yaml.safe_load(read_text_checked(path, limit=MIB, what="replay config", allow_empty=True)) or {}
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping with refinement / alerts / runtime / model / mqtt sections")
     unknown = sorted(set(data) - _SECTIONS)

@@ -1,5 +1,6 @@
 import pytest
 
+from corevad.files import InputFileError
 from corevad.prompt import load_prompt, parse_answer, parse_answers, render_prompt
 
 
@@ -54,5 +55,27 @@ def test_default_prompt_renders_eight_frames(tmp_path):
     assert "Anomalous scenes." in text and "Normal scenes." in text
     bad = tmp_path / "p.txt"
     bad.write_text("no placeholder")
-    with pytest.raises(ValueError, match=r"\$Data"):
+    with pytest.raises(InputFileError, match=r"\$Data"):
         load_prompt(bad)
+
+
+@pytest.mark.parametrize(("raw", "label", "desc"), [
+    ("Anomalous scenes were not observed.\nNormal scenes.", 0, ""),
+    ("Anomalous scenes: none.", 0, "Anomalous scenes: none."),
+    ("Anomalous scenes? No.", 0, "Anomalous scenes? No."),
+    ("No anomalous scenes. A quiet parking lot.", 0, "No anomalous scenes. A quiet parking lot."),
+    ("Answer: Anomalous scenes.", 1, ""),
+    ("**Verdict:** Anomalous scenes.\nA man climbs the fence.", 1, "A man climbs the fence."),
+    ('{"label": "Anomalous scenes.", "description": "Two cars collide."}', 1, "Two cars collide."),
+    ('```json\n{"verdict": "normal", "reason": "People queue."}\n```', 0, "People queue."),
+    ("<b>Anomalous scenes.</b>", 1, ""),
+    ("\ufeffAnomalous scenes.\nSmoke fills the room.", 1, "Smoke fills the room."),
+    ("\u200bAnomalous scenes. A man falls.", 1, "A man falls."),
+    # Not negations: the verdict ends with a full stop and the description starts with "No"/"not".
+    ("Anomalous scenes. No one helps the injured man.", 1, "No one helps the injured man."),
+    ("Anomalous scenes.\nNot a normal day: a fire.", 1, "Not a normal day: a fire."),
+])
+def test_red_team_answers_read_as_meant(raw: str, label: int, desc: str) -> None:
+    v = parse_answer(raw)
+    assert (v.parsed, v.label, v.description) == (True, label, desc), v
+    assert v.raw == raw

@@ -70,7 +70,7 @@ def test_yaml_errors_name_the_file(tmp_path: Path) -> None:
     bad.write_text("cameras: [\n")
     with pytest.raises(ConfigError, match="bad.yaml: not valid YAML"):
         load_config(bad)
-    with pytest.raises(ConfigError, match="cannot read config"):
+    with pytest.raises(ConfigError, match="missing.yaml does not exist"):
         load_config(tmp_path / "missing.yaml")
 
 

@@ -1,0 +1,51 @@
+"""Reading the user's text files safely: the size is checked before anything is read.
+
+Why one helper: a 500 MB file given as a prompt or responses file was read whole (1 GB RSS) before any
+check; a binary or empty prompt gave a traceback. Every text input of both packages goes through here and
+fails with one line naming the file and what is wrong with it.
+"""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+from .errors import DataError
+
+KIB = 1024
+MIB = 1024 * KIB
+
+
+class InputFileError(DataError):
+    """A user-supplied file is missing, not a regular file, too large, empty or not UTF-8 text."""
+
+
+def read_text_checked(path: str | Path, *, limit: int, what: str, allow_empty: bool = False) -> str:
+    """The file's UTF-8 text; InputFileError (naming `what` and the file) for anything else."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise InputFileError(f"{what} {p} does not exist") from None
+    except OSError as exc:
+        raise InputFileError(f"{what} {p}: cannot read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputFileError(f"{what} {p} is not a regular file")
+    if st.st_size > limit:
+        raise InputFileError(f"{what} {p} is {st.st_size:,} bytes; the limit is {limit:,} bytes")
+    try:
+        with p.open("rb") as fh:
+            data = fh.read(limit + 1)  # the file may have grown since stat()
+    except OSError as exc:
+        raise InputFileError(f"{what} {p}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise InputFileError(f"{what} {p} is over the limit of {limit:,} bytes")
+    if b"\x00" in data:
+        raise InputFileError(f"{what} {p} is a binary file, not text")
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputFileError(f"{what} {p} is not UTF-8 text (byte {exc.start})") from None
+    if not allow_empty and not text.strip():
+        raise InputFileError(f"{what} {p} is empty")
+    return text
