@@ -49,3 +49,19 @@ def read_text_checked(path: str | Path, *, limit: int, what: str, allow_empty: b
     if not allow_empty and not text.strip():
         raise InputFileError(f"{what} {p} is empty")
     return text
+
+
+def check_file(path: str | Path, *, limit: int, what: str) -> Path:
+    """Stat-only check that a file exists, is a regular file and is not over `limit` bytes (nothing is read)."""
+    p = Path(path)
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise InputFileError(f"{what} {p} does not exist") from None
+    except OSError as exc:
+        raise InputFileError(f"{what} {p}: cannot read: {exc.strerror or exc}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise InputFileError(f"{what} {p} is not a regular file")
+    if st.st_size > limit:
+        raise InputFileError(f"{what} {p} is {st.st_size:,} bytes; the limit is {limit:,} bytes")
+    return p

@@ -18,6 +18,7 @@ from corevad.errors import CorevadError, ModelError
 
 from . import replay_cli
 from .errors import ConfigError, StreamError
+from .preflight import preflight
 from .redact import install_redaction, redact
 
 log = logging.getLogger("corevad_stream")
@@ -62,6 +63,7 @@ async def _run(args: argparse.Namespace) -> int:
     if args.metrics_port is not None:
         overrides["metrics"] = {"port": args.metrics_port}
     cfg = load_config(args.config, overrides=overrides)
+    preflight(cfg, source=str(args.config))  # before any model loads: what check says is what run meets
     console = Console(stderr=True)
     notice = None
     if cfg.model.tiny:
@@ -73,8 +75,11 @@ async def _run(args: argparse.Namespace) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     async with App(cfg) as app:
-        viewer = None if args.no_live else asyncio.create_task(
-            show(app, console=console, notice=notice, plain_every=cfg.runtime.stats_interval_s),
+        # The live table when asked for and on a terminal; the periodic plain stats line otherwise
+        # (--no-live only turns the table off, never the stats line).
+        live_console = console if not args.no_live else Console(stderr=True, force_terminal=False)
+        viewer = asyncio.create_task(
+            show(app, console=live_console, notice=notice, plain_every=cfg.runtime.stats_interval_s),
             name="corevad[live].view")
         try:
             if args.duration:
@@ -83,13 +88,16 @@ async def _run(args: argparse.Namespace) -> int:
             else:
                 await app.run_until(stop)
         finally:
-            if viewer is not None:
-                viewer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await viewer
+            viewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await viewer
             log.info("shutting down: flushing in-flight segments, publishing offline")
+        failed = app.failed_cameras()
     if notice:
         console.print(f"[bold white on red] {TINY_NOTICE} [/]")
+    if failed and not stop.is_set():
+        log.error("camera(s) %s stopped without a valid stream; see their status reasons above", ", ".join(failed))
+        return 1
     return 0
 
 
@@ -97,6 +105,7 @@ def _check(args: argparse.Namespace) -> int:
     from .config import load_config
 
     cfg = load_config(args.config)
+    preflight(cfg, source=str(args.config))
     print(f"{args.config}: OK ({len(cfg.enabled_cameras())} camera(s): "
           f"{', '.join(c.name + ' ' + c.safe_url for c in cfg.enabled_cameras())})")
     return 0
@@ -115,7 +124,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, help="Override metrics.port (0 = any free port).")
     run.add_argument("--duration", type=float, help="Stop after this many seconds.")
     run.set_defaults(func=lambda a: asyncio.run(_run(a)))
-    check = sub.add_parser("check", help="Validate a config and exit.")
+    check = sub.add_parser("check", help="Validate a config and everything run needs from this machine "
+                                         "(secrets, files, ports), then exit.")
     check.add_argument("-c", "--config", type=Path, required=True)
     check.set_defaults(func=_check)
     replay_cli.add_commands(sub)

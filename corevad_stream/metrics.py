@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .entities import CameraCounters, CameraStatus
+from .errors import ConfigError
 from .health import ModelHealth, ModelState
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,11 @@ class MetricsServer:
         self._server: asyncio.Server | None = None
 
     async def __aenter__(self) -> MetricsServer:
-        self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        try:
+            self._server = await asyncio.start_server(self._handle, self.host, self.port)
+        except OSError as exc:
+            raise ConfigError(f"metrics.port: cannot listen on {self.host}:{self.port} ({exc.strerror or exc}); "
+                              "set metrics.port (or --metrics-port) to a free port, 0 = any") from None
         self.port = self._server.sockets[0].getsockname()[1]
         log.info("metrics on http://%s:%d/metrics", self.host, self.port)
         return self

@@ -40,11 +40,82 @@ def test_check_reports_ok_and_config_errors_exit_2(tmp_path: Path, capsys: pytes
 
 
 def test_model_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    responses = tmp_path / "r.json"
+    responses.write_text('{"a": "not a list"}')
     cfg = write_config(tmp_path / "c.yaml", [{"name": "a", "url": "frameless://30"}],
-                       model={"vlm": {"backend": "replay", "responses": str(tmp_path / "none.json")}})
+                       model={"vlm": {"backend": "replay", "responses": str(responses)}})
     assert main(["run", "-c", str(cfg), "--no-live"]) == 1
     err = capsys.readouterr().err
-    assert "model error:" in err and "none.json does not exist" in err and "Traceback" not in err
+    assert "model error:" in err and "expected a list of answers" in err and "Traceback" not in err
+
+
+def _sparse(path: Path, size: int) -> Path:
+    with path.open("wb") as fh:  # a 500 MB file that takes no disk and must never be read whole
+        fh.truncate(size)
+    return path
+
+
+BAD_INPUTS: list[tuple[str, object, str]] = [
+    # (what, how it breaks the config, what the one-line error must say)
+    ("missing prompt", {"model": {"vlm": {"prompt_path": "{tmp}/none.txt"}}}, "none.txt does not exist"),
+    ("empty prompt", {"model": {"vlm": {"prompt_path": "{tmp}/empty.txt"}}}, "empty.txt is empty"),
+    ("binary prompt", {"model": {"vlm": {"prompt_path": "{tmp}/binary.txt"}}}, "binary.txt is a binary file"),
+    ("500 MB prompt", {"model": {"vlm": {"prompt_path": "{tmp}/huge.txt"}}}, "huge.txt is 500,000,000 bytes"),
+    ("prompt without $Data", {"model": {"vlm": {"prompt_path": "{tmp}/nodata.txt"}}}, "no $Data placeholder"),
+    ("500 MB responses", {"model": {"vlm": {"backend": "replay", "responses": "{tmp}/huge.txt"}}},
+     "model.vlm.responses: responses file"),
+    ("frame_size 100000", {"runtime": {"frame_size": 100000}}, "runtime.frame_size"),
+    ("shutdown_timeout_s 1e308", {"runtime": {"shutdown_timeout_s": 1e308}}, "runtime.shutdown_timeout_s"),
+    ("fps .inf", {"cameras": [{"name": "a", "url": "frameless://30", "fps": float("inf")}]}, "cameras.0.fps"),
+    ("70,000-character prefix", {"mqtt": {"prefix": "p" * 70_000}}, "mqtt.prefix"),
+    ("password env not set", {"metrics": {"enabled": True, "port": 0, "host": "0.0.0.0", "username": "u",
+                                          "password_env": "COREVAD_TEST_UNSET_PW"}},
+     "metrics.password_env: environment variable COREVAD_TEST_UNSET_PW is not set"),
+    ("camera file missing", {"cameras": [{"name": "a", "url": "{tmp}/nope.mp4"}]}, "cameras.0.url: video file"),
+    ("metrics port busy", {"metrics": {"enabled": True, "port": "{busy}"}}, "metrics.port: port {busy} on "
+                                                                             "127.0.0.1 is already in use"),
+    ("broker port busy", {"mqtt": {"embedded_broker": {"enabled": True, "port": "{busy}"}}},
+     "mqtt.embedded_broker.port: port {busy}"),
+]
+
+
+@pytest.mark.parametrize(("what", "change", "message"), BAD_INPUTS, ids=[b[0] for b in BAD_INPUTS])
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_bad_input_is_one_line_exit_2_before_anything_loads(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], command: str, what: str, change: object,
+        message: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    (tmp_path / "empty.txt").write_text("  \n")
+    (tmp_path / "binary.txt").write_bytes(b"\x7fELF\x00\x01$Data")
+    (tmp_path / "nodata.txt").write_text("Is this anomalous?")
+    _sparse(tmp_path / "huge.txt", 500_000_000)
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    text = json.dumps(change).replace("{tmp}", str(tmp_path)).replace('"{busy}"', str(port))
+    data = {"cameras": [{"name": "a", "url": "frameless://30"}], "metrics": {"enabled": False},
+            "model": {"vlm": {"backend": "openai"}, "clip": None}}
+    for key, value in json.loads(text).items():
+        data[key] = {**data[key], **value} if isinstance(data.get(key), dict) else value
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(yaml.safe_dump(data))
+    import corevad_stream.models
+
+    loaded: list[object] = []
+    monkeypatch.setattr(corevad_stream.models, "build_models", lambda *a, **k: loaded.append(a))
+    try:
+        t0 = time.monotonic()
+        rc = main([command, "-c", str(cfg), *(["--no-live"] if command == "run" else [])])
+        took = time.monotonic() - t0
+    finally:
+        busy.close()
+    err = capsys.readouterr().err
+    want = message.replace("{busy}", str(port))
+    assert rc == 2, err
+    assert want in " ".join(err.split()), err  # rich may wrap the line on a narrow terminal
+    assert "Traceback" not in err and loaded == [] and took < 5.0
 
 
 @pytest.mark.slow
@@ -88,3 +159,4 @@ def test_sigterm_flushes_and_publishes_offline(tmp_path: Path) -> None:
     assert status[-1]["status"] == "offline" and status[-1]["reason"] == "monitor stopped"
     assert recs[-1]["payload"] == "offline"
     assert "shutting down" in err
+    assert "live: " in err and "seg/s=" in err  # the periodic stats line, although --no-live
