@@ -159,4 +159,4 @@ def test_sigterm_flushes_and_publishes_offline(tmp_path: Path) -> None:
     assert status[-1]["status"] == "offline" and status[-1]["reason"] == "monitor stopped"
     assert recs[-1]["payload"] == "offline"
     assert "shutting down" in err
-    assert "live: " in err and "seg/s=" in err  # the periodic stats line, although --no-live
+    assert "model: ok" in err and "live: " in err and "seg/s=" in err  # the periodic stats line, despite --no-live
