@@ -97,6 +97,7 @@ class _Open:
     order: dict[str, int] = field(default_factory=dict)
     last_above_clock: float = 0.0
     last_scored_clock: float = 0.0
+    unscored_until: float | None = None  # clock of the last unanswered segment since the last scored one
     announced_peak: float = 0.0
     last_end: float = 0.0
 
@@ -147,6 +148,10 @@ class AlertTracker:
         op = self._open
         before = op.alert
         op.last_end = end
+        if op.unscored_until is not None:
+            # The close countdown pauses while answers were missing: that stretch was not "below".
+            op.last_above_clock += max(0.0, op.unscored_until - op.last_scored_clock)
+            op.unscored_until = None
         op.last_scored_clock = now
         self._add_drivers(drivers)
         peak = score > before.peak_score
@@ -164,11 +169,16 @@ class AlertTracker:
             return [AlertEvent("update", before, after)]
         return []
 
-    def unscored(self, *, clock: float) -> list[AlertEvent]:
+    def unscored(self, *, clock: float, segment: bool = True) -> list[AlertEvent]:
         """No valid model answer up to `clock` (same clock as update()): an open alert waits, neither updated
-        nor ended by the gap, until max_unscored_s have passed since its last scored segment; then it ends."""
+        nor ended by the gap (its close countdown pauses), until max_unscored_s have passed since its last
+        scored segment; then it ends. segment=False: a timer check only, no unanswered segment to record."""
         op = self._open
-        if op is None or clock - op.last_scored_clock < self.params.max_unscored_s:
+        if op is None:
+            return []
+        if segment:
+            op.unscored_until = max(op.unscored_until or clock, clock)
+        if clock - op.last_scored_clock < self.params.max_unscored_s:
             return []
         return [self._end(op.alert, op.alert.last_index, op.last_end, clock, END_UNSCORED)]
 

@@ -61,7 +61,7 @@ class ModelHealth:
         """The watchdog: a batch has been in flight this long without any outcome."""
         if seconds < self.down_after_s:
             return None
-        return self._set(ModelState.DOWN, f"no answer for {seconds:.0f} s (model busy or hung)")
+        return self._set(ModelState.DOWN, f"no answer for over {self.down_after_s:g} s (model busy or hung)")
 
     def _set(self, state: ModelState, reason: str) -> HealthChange | None:
         if state == self.state and (state is ModelState.OK or reason.split(":")[0] == self.reason.split(":")[0]):

@@ -94,10 +94,11 @@ class CameraScoring:
         self._sync_state(out.messages)
         return out
 
-    def unscored_until(self, clock: float) -> ScoringOutput:
-        """No valid answer up to `clock` (stream seconds): end an open alert that has waited too long."""
+    def unscored_until(self, clock: float, *, segment: bool = False) -> ScoringOutput:
+        """No valid answer up to `clock` (stream seconds): end an open alert that has waited too long.
+        segment: an unanswered segment ends at `clock` (False: a timer check)."""
         out = ScoringOutput()
-        for ev in self.tracker.unscored(clock=clock):
+        for ev in self.tracker.unscored(clock=clock, segment=segment):
             out.messages.extend(self._event_messages(ev, None))
         return out
 
@@ -111,7 +112,7 @@ class CameraScoring:
     def _unanswered(self, result: SegmentResult) -> ScoringOutput:
         job = result.job
         self.counters.unanswered += 1
-        out = self.unscored_until(job.clock)
+        out = self.unscored_until(job.clock, segment=True)
         out.messages.insert(0, Message("score", {
             "index": job.index, "start": job.start, "end": job.end, "score": None, "available": False,
             "error": result.error_kind, "reason": result.error, "latency_s": round(time.time() - job.end, 4),

@@ -33,7 +33,8 @@ class OpenAIOptions(_Frozen):
     max_retries: int = Field(default=3, ge=0, le=100,
                              description="Retries on timeouts, connection errors, 429 and 5xx.")
     backoff_s: float = Field(default=1.0, ge=0, le=3600, description="First retry delay; doubles each retry.")
-    max_backoff_s: float = Field(default=30.0, ge=0, le=3600,
+    # 10 s: a live monitor must not sit out a long Retry-After while the server may be back already.
+    max_backoff_s: float = Field(default=10.0, ge=0, le=3600,
                                  description="Longest wait between retries, a server's Retry-After included.")
     concurrency: int = Field(default=4, ge=1, le=256, description="Requests in flight at once.")
     jpeg_quality: int = Field(default=90, ge=1, le=100, description="JPEG quality of the frames sent.")

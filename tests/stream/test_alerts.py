@@ -98,3 +98,29 @@ def test_clock_decouples_hysteresis_from_wall_time() -> None:
 def test_invalid_params_are_refused(kw: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         AlertParams(**kw)  # type: ignore[arg-type]
+
+
+def test_missing_answers_neither_update_nor_end_and_pause_the_close_countdown() -> None:
+    p = AlertParams(open_threshold=0.6, close_threshold=0.4, close_after_s=2.0, cooldown_s=0.0,
+                    max_unscored_s=10.0)
+    t = AlertTracker("cam", p, run_id="r1")
+    assert [e.type for _, e in feed(t, [0.9])] == ["new"] and t.active is not None
+    assert t.active.id == "cam-r1-0"
+    for clock in (2.0, 3.0, 4.0, 5.0, 6.0):  # five segments without an answer (clock = segment end)
+        assert t.unscored(clock=clock) == []
+    # Answers resume below the close threshold: the 5 s gap does not count as "below" (without the pause the
+    # first answer would end it at once); as without a gap, the second segment below ends it.
+    assert feed(t, [0.1], first=6) == []
+    evs = feed(t, [0.1], first=7)
+    assert [e.type for _, e in evs] == ["end"] and evs[0][1].after.end_reason == "score below close threshold"
+
+
+def test_an_alert_without_answers_for_max_unscored_s_ends_with_a_reason() -> None:
+    p = AlertParams(open_threshold=0.6, close_threshold=0.4, close_after_s=2.0, max_unscored_s=10.0)
+    t = AlertTracker("cam", p)
+    feed(t, [0.9, 0.9])
+    assert t.unscored(clock=11.9, segment=False) == []  # a timer check: 9.9 s since the last score
+    evs = t.unscored(clock=12.0, segment=False)
+    assert [e.type for e in evs] == ["end"] and t.active is None
+    assert evs[0].after.end_reason == "model unavailable" and evs[0].after.end_index == 1
+    assert t.close() == []  # nothing left to end
