@@ -22,17 +22,7 @@ class InputFileError(DataError):
 
 def read_text_checked(path: str | Path, *, limit: int, what: str, allow_empty: bool = False) -> str:
     """The file's UTF-8 text; InputFileError (naming `what` and the file) for anything else."""
-    p = Path(path)
-    try:
-        st = p.stat()
-    except FileNotFoundError:
-        raise InputFileError(f"{what} {p} does not exist") from None
-    except OSError as exc:
-        raise InputFileError(f"{what} {p}: cannot read: {exc.strerror or exc}") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise InputFileError(f"{what} {p} is not a regular file")
-    if st.st_size > limit:
-        raise InputFileError(f"{what} {p} is {st.st_size:,} bytes; the limit is {limit:,} bytes")
+    p = check_file(path, limit=limit, what=what)
     try:
         with p.open("rb") as fh:
             data = fh.read(limit + 1)  # the file may have grown since stat()

@@ -11,10 +11,11 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import stat
 from pathlib import Path
 
 from pydantic import SecretStr
+
+from corevad.files import InputFileError, read_text_checked
 
 from .errors import ConfigError
 
@@ -54,28 +55,11 @@ def read_secret(*, env: str | None, file: Path | str | None, field: str) -> Secr
     Errors name the field and the variable or file, never the value.
     """
     if file is not None:
-        path = Path(file)
         try:
-            st = path.stat()
-        except OSError as exc:
-            raise SecretError(f"{field}_file: cannot read {path}: {exc.strerror or exc}") from None
-        if not stat.S_ISREG(st.st_mode):
-            raise SecretError(f"{field}_file: {path} is not a regular file")
-        if st.st_size > MAX_SECRET_BYTES:
-            raise SecretError(f"{field}_file: {path} is {st.st_size} bytes; a secret file holds one line "
-                              f"(at most {MAX_SECRET_BYTES} bytes)")
-        try:
-            with path.open("rb") as fh:
-                data = fh.read(MAX_SECRET_BYTES + 1)
-            text = data.decode("utf-8")
-        except OSError as exc:
-            raise SecretError(f"{field}_file: cannot read {path}: {exc.strerror or exc}") from None
-        except UnicodeDecodeError:
-            raise SecretError(f"{field}_file: {path} is not UTF-8 text") from None
-        value = text.strip()
-        if not value:
-            raise SecretError(f"{field}_file: {path} is empty")
-        return SecretStr(value)
+            text = read_text_checked(file, limit=MAX_SECRET_BYTES, what=f"{field}_file:")
+        except InputFileError as exc:
+            raise SecretError(str(exc)) from None
+        return SecretStr(text.strip())
     if env is not None:
         env_value = os.environ.get(env)
         if env_value is None:

@@ -20,6 +20,7 @@ from stream_doubles import stream_config
 from corevad.models import Clip, OpenAIOptions, VLMConfig, load_vlm
 from corevad.models.openai_backend import OpenAIError, retry_after_s
 from corevad_stream import App, MemorySink
+from corevad_stream.config import StreamConfig
 
 ANOMALOUS = "Anomalous scenes.\nA man smashes the shop window."
 NORMAL = "Normal scenes.\nPeople walk past the shop."
@@ -88,6 +89,16 @@ async def _wait(sink: MemorySink, pred: Callable[[list[Any]], bool], timeout: fl
         raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
 
 
+def _shop(srv: ScriptedModelServer, video_factory: Callable[..., Path], *, openai: dict[str, Any] | None = None,
+          alerts: dict[str, Any] | None = None, runtime: dict[str, Any] | None = None) -> StreamConfig:
+    """A looping 2 s clip at 4 segments/s of 2 frames, answered through the openai backend by `srv`."""
+    video = video_factory("shop.mp4", seconds=2, size=(64, 64), fps=20)
+    return stream_config([{"name": "shop", "url": str(video), "rate": "native", "loop": True}],
+                         model=_openai(srv, **(openai or {})), refinement={"smooth_length": 2}, alerts=alerts or {},
+                         runtime={"segment_seconds": 0.25, "frames_per_segment": 2, "model_down_after_s": 1.0,
+                                  **(runtime or {})})
+
+
 def _models(sink: MemorySink, camera: str | None = None) -> list[str]:
     return [m.payload["state"] for m in sink.messages if m.kind == "model" and m.camera == camera]
 
@@ -95,11 +106,7 @@ def _models(sink: MemorySink, camera: str | None = None) -> list[str]:
 @pytest.mark.slow
 async def test_outage_is_published_as_unavailable_never_as_normal_and_the_alert_waits(
         model_server: ScriptedModelServer, video_factory: Callable[..., Path]) -> None:
-    video = video_factory("shop.mp4", seconds=2, size=(64, 64), fps=20)
-    cfg = stream_config([{"name": "shop", "url": str(video), "rate": "native", "loop": True}],
-                        model=_openai(model_server), refinement={"smooth_length": 2},
-                        alerts={"close_after_s": 1.0, "cooldown_s": 0, "max_unscored_s": 60},
-                        runtime={"segment_seconds": 0.25, "frames_per_segment": 2, "model_down_after_s": 1.0})
+    cfg = _shop(model_server, video_factory, alerts={"close_after_s": 1.0, "cooldown_s": 0, "max_unscored_s": 60})
     sink = MemorySink()
     async with App(cfg, sinks=[sink]):
         await _wait(sink, lambda ms: any(m.kind == "events" for m in ms), 30, "the alert to open")
@@ -140,11 +147,7 @@ async def test_outage_is_published_as_unavailable_never_as_normal_and_the_alert_
 @pytest.mark.slow
 async def test_an_alert_that_waits_too_long_for_answers_ends_with_a_reason(
         model_server: ScriptedModelServer, video_factory: Callable[..., Path]) -> None:
-    video = video_factory("shop.mp4", seconds=2, size=(64, 64), fps=20)
-    cfg = stream_config([{"name": "shop", "url": str(video), "rate": "native", "loop": True}],
-                        model=_openai(model_server), refinement={"smooth_length": 2},
-                        alerts={"close_after_s": 60, "max_unscored_s": 1.5},
-                        runtime={"segment_seconds": 0.25, "frames_per_segment": 2, "model_down_after_s": 1.0})
+    cfg = _shop(model_server, video_factory, alerts={"close_after_s": 60, "max_unscored_s": 1.5})
     sink = MemorySink()
     async with App(cfg, sinks=[sink]):
         await _wait(sink, lambda ms: any(m.kind == "events" for m in ms), 30, "the alert to open")
@@ -160,11 +163,8 @@ async def test_an_alert_that_waits_too_long_for_answers_ends_with_a_reason(
 @pytest.mark.slow
 async def test_a_hung_model_goes_down_and_shutdown_finishes_in_time(
         model_server: ScriptedModelServer, video_factory: Callable[..., Path]) -> None:
-    video = video_factory("shop.mp4", seconds=2, size=(64, 64), fps=20)
-    cfg = stream_config([{"name": "shop", "url": str(video), "rate": "native", "loop": True}],
-                        model=_openai(model_server, timeout_s=120), refinement={"smooth_length": 2},
-                        runtime={"segment_seconds": 0.25, "frames_per_segment": 2, "model_down_after_s": 1.5,
-                                 "shutdown_timeout_s": 1.0})
+    cfg = _shop(model_server, video_factory, openai={"timeout_s": 120},
+                runtime={"model_down_after_s": 1.5, "shutdown_timeout_s": 1.0})
     sink = MemorySink()
     app = App(cfg, sinks=[sink])
     async with app:
