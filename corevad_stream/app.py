@@ -421,37 +421,37 @@ class App:
     async def _shutdown(self) -> None:
         """Stop sources, flush in-flight segments through the model and scoring, publish offline.
 
-        Bounded: sources get shutdown_timeout_s to stop, the model and scoring together get another
-        shutdown_timeout_s; what is left after that is dropped (counted) and open alerts end.
+        Bounded by one deadline, shutdown_timeout_s from now, whatever a camera or the model does: what is
+        left at the deadline is dropped (counted) and open alerts end. Then the sinks flush (their own bounds).
         """
         if self._stopped:
             return
         self._stopped = True
-        timeout = self.config.runtime.shutdown_timeout_s
+        deadline = time.monotonic() + self.config.runtime.shutdown_timeout_s
         self._closing.set()
         for cam in self.cameras.values():
             cam.stop_reason = STOP_REASON
             if cam.source is not None:
                 cam.source.stop()
-        await asyncio.gather(*(asyncio.to_thread(cam.source.join, timeout)
+        await asyncio.gather(*(asyncio.to_thread(cam.source.join, _left(deadline))
                                for cam in self.cameras.values() if cam.source is not None))
         await asyncio.sleep(0)  # let the sources' last callbacks (end markers) run
         for cam in self.cameras.values():  # a source thread that did not stop in time has no marker yet
             if cam.source is not None and getattr(cam.source, "alive", False):
                 self.batcher.end_of_stream(cam.name)
         await self.batcher.close()
-        deadline = time.monotonic() + timeout
         try:
-            await asyncio.wait_for(asyncio.shield(self._worker_task), timeout)
+            await asyncio.wait_for(asyncio.shield(self._worker_task), _left(deadline))
         except TimeoutError:
-            log.warning("shutdown: model still busy after %.0f s; dropping what is left", timeout)
+            log.warning("shutdown: model still busy at the %.0f s deadline; dropping what is left",
+                        self.config.runtime.shutdown_timeout_s)
             self._worker_task.cancel()
             for job in self.batcher.drain():
                 if not job.end_of_stream:
                     self._on_drop(job, "shutdown")
-        left = max(0.5, deadline - time.monotonic())
         try:
-            await asyncio.wait_for(asyncio.gather(*(c.finished.wait() for c in self.cameras.values())), left)
+            await asyncio.wait_for(asyncio.gather(*(c.finished.wait() for c in self.cameras.values())),
+                                   _left(deadline))
         except TimeoutError:
             log.warning("shutdown: scoring did not finish in time; ending open alerts now")
         for cam in self.cameras.values():
@@ -466,6 +466,11 @@ class App:
         self.publisher.publish(Message("stats", self.stats()))
         self.publisher.publish(Message("available", "offline", retain=True))
         self.publisher.close()
+
+
+def _left(deadline: float) -> float:
+    """Seconds until the deadline, at least a moment so that work already done can be collected."""
+    return max(0.2, deadline - time.monotonic())
 
 
 def _resolve_sample(cam: CameraConfig) -> CameraConfig:

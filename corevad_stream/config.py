@@ -211,7 +211,7 @@ class RuntimeConfig(_Strict):
     sink_queue: int = Field(1000, gt=0, le=100_000_000, description="Messages buffered per sink (oldest "
                                                                   "non-event dropped).")
     shutdown_timeout_s: float = Field(10.0, gt=0, le=600, description="Time to flush in-flight work on shutdown "
-                                                                      "(sources and model get this much each).")
+                                                                      "(one deadline for sources, model, scoring).")
     model_down_after_s: float = Field(15.0, gt=0, le=3600, description="The model state goes `down` when no "
                                       "valid answer came for this long (failures, or a batch in flight).")
     state_dir: Path | None = Field(None, description="Where the record of open alerts is kept across restarts "

@@ -174,7 +174,7 @@ async def test_a_hung_model_goes_down_and_shutdown_finishes_in_time(
         assert app.counters["shop"].queue_lag_s >= 1.0 or app.cameras["shop"].lag() >= 1.0  # honest lag
         t0 = time.monotonic()
     shutdown_s = time.monotonic() - t0
-    assert shutdown_s < 2 * 1.0 + 2.0, shutdown_s  # sources + model each get shutdown_timeout_s, plus slack
+    assert shutdown_s < 1.0 + 1.5, shutdown_s  # one shutdown_timeout_s deadline, plus sink flushing and slack
     down = [m.payload for m in sink.messages if m.kind == "model" and m.payload["state"] == "down"]
     assert "no answer for" in down[0]["reason"]
     assert sink.messages[-1].kind == "available" and sink.messages[-1].payload == "offline"
