@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .params import CausalParams
-from .refine import causal_kernel, softmax_weights
+from .refine import causal_kernel, softmax_weights, start_mass
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,8 @@ class _Raw:
     visual: np.ndarray | None
     response_emb: np.ndarray | None
     description_emb: np.ndarray | None
+    answer_text_emb: np.ndarray | None = None
+    description_text_emb: np.ndarray | None = None
 
 
 @dataclass(slots=True)
@@ -42,15 +44,24 @@ class _Cleaned:
     label: int
     description_emb: np.ndarray | None
     chosen: int
+    description_text_emb: np.ndarray | None = None
 
 
 class CausalScorer:
-    """Per-camera causal scoring state."""
+    """Per-camera causal scoring state.
+
+    use_features: CLIP LRC + softmax refinement (push needs visual, description_emb, response_emb);
+    text_context: text-anchored context refinement (push needs answer_text_emb, description_text_emb);
+    neither: labels only. The two refinements are exclusive.
+    """
 
     def __init__(self, params: CausalParams = CausalParams(), *, use_features: bool, lrc: bool = True,
-                 top_k: int = 3) -> None:
+                 top_k: int = 3, text_context: bool = False) -> None:
+        if use_features and text_context:
+            raise ValueError("use_features and text_context are exclusive")
         self.params = params
         self.use_features = use_features
+        self.text_context = text_context
         self.lrc = lrc and use_features
         self.top_k = top_k
         self._raw: dict[int, _Raw] = {}
@@ -71,12 +82,16 @@ class CausalScorer:
         return self._received - self._next_smooth
 
     def push(self, label: int, *, visual: np.ndarray | None = None, response_emb: np.ndarray | None = None,
-             description_emb: np.ndarray | None = None) -> list[ScoredSegment]:
+             description_emb: np.ndarray | None = None, answer_text_emb: np.ndarray | None = None,
+             description_text_emb: np.ndarray | None = None) -> list[ScoredSegment]:
         if self.use_features and (visual is None or description_emb is None):
             raise ValueError("this scorer uses features: visual and description_emb are required")
         if self.lrc and response_emb is None:
             raise ValueError("LRC is on: response_emb is required")
-        self._raw[self._received] = _Raw(int(label), visual, response_emb, description_emb)
+        if self.text_context and (answer_text_emb is None or description_text_emb is None):
+            raise ValueError("text context is on: answer_text_emb and description_text_emb are required")
+        self._raw[self._received] = _Raw(int(label), visual, response_emb, description_emb, answer_text_emb,
+                                         description_text_emb)
         self._received += 1
         return self._advance(final=False)
 
@@ -109,9 +124,12 @@ class CausalScorer:
             sims = [float(v @ np.asarray(self._raw[j].response_emb, dtype=np.float32)) for j in range(lo, hi)]
             chosen = lo + int(np.argmax(sims))
         src = self._raw[chosen]
-        self._cleaned[i] = _Cleaned(src.label, src.description_emb, chosen)
+        self._cleaned[i] = _Cleaned(src.label, src.description_emb, chosen, src.description_text_emb)
 
     def _refine(self, i: int) -> None:
+        if self.text_context:
+            self._refine_text(i)
+            return
         if not self.use_features:
             self._refined[i] = (float(self._cleaned[i].label), ((i, 1.0),))
             return
@@ -124,6 +142,19 @@ class CausalScorer:
         order = np.argsort(-w, kind="stable")[: self.top_k]
         self._refined[i] = (float(w @ labels), tuple((idx[k], float(w[k])) for k in order))
 
+    def _refine_text(self, i: int) -> None:
+        """refine.text_context_refine, one segment at a time (same window, weights and mix)."""
+        p = self.params
+        lo = max(0, i - p.text_window + 1)
+        idx = list(range(lo, i + 1))
+        q = np.asarray(self._raw[i].answer_text_emb, dtype=np.float32)
+        keys = np.stack([np.asarray(self._cleaned[j].description_text_emb, dtype=np.float32) for j in idx])
+        w = softmax_weights((keys @ q).astype(np.float64), p.text_tau)
+        labels = np.array([self._cleaned[j].label for j in idx], dtype=np.float64)
+        value = (1.0 - p.text_mix) * labels[-1] + p.text_mix * float(w @ labels)
+        order = np.argsort(-w, kind="stable")[: self.top_k]
+        self._refined[i] = (value, tuple((idx[k], float(w[k])) for k in order))
+
     def _smooth(self, i: int) -> ScoredSegment:
         p = self.params
         lo, hi = max(0, i - p.smooth_length + 1), min(self._next_clean, i + p.smooth_lookahead + 1)
@@ -132,7 +163,8 @@ class CausalScorer:
         vals = np.array([self._refined[j][0] for j in js])
         refined, contributors = self._refined[i]
         c = self._cleaned[i]
-        return ScoredSegment(i, float(w @ vals / w.sum()), refined, c.label, c.chosen, contributors)
+        norm = w.sum() + start_mass(self._taps, i, p.smooth_length, p.smooth_lookahead, p.start_prior)
+        return ScoredSegment(i, float(w @ vals / norm), refined, c.label, c.chosen, contributors)
 
     def _visual(self, v: np.ndarray | None) -> np.ndarray:
         x = np.asarray(v, dtype=np.float32)
@@ -143,7 +175,8 @@ class CausalScorer:
     def _prune(self) -> None:
         p = self.params
         for d, floor in ((self._raw, self._next_clean - p.lrc_lookback),
-                         (self._cleaned, min(self._next_clean - p.refine_window, self._next_smooth)),
+                         (self._cleaned, min(self._next_clean - (p.text_window if self.text_context
+                                                                 else p.refine_window), self._next_smooth)),
                          (self._refined, self._next_smooth - p.smooth_length - 1)):
             for k in [k for k in d if k < floor]:
                 del d[k]

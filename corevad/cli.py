@@ -21,7 +21,8 @@ from .params import CausalParams, OfflineParams
 
 _OFFLINE_FLAGS = {"tau": float, "kernel_size": int, "sigma": float, "lrc_window": int}
 _CAUSAL_FLAGS = {"lrc_lookback": int, "lrc_lookahead": int, "refine_window": int, "smooth_length": int,
-                 "smooth_sigma": float, "smooth_lookahead": int}
+                 "smooth_sigma": float, "smooth_lookahead": int, "text_window": int, "text_tau": float,
+                 "text_mix": float}
 
 
 def _add_eval(sub: argparse._SubParsersAction) -> None:
@@ -49,6 +50,12 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="reproduce the float16 casts of the authors' eval script")
     for name, typ in _CAUSAL_FLAGS.items():
         p.add_argument(f"--{name.replace('_', '-')}", type=typ, dest=name, help="causal parameter")
+    p.add_argument("--text-context", action="store_true",
+                   help="causal mode without --features: text-anchored context refinement with a sentence encoder")
+    p.add_argument("--text-model", default="sentence-transformers/all-MiniLM-L6-v2",
+                   help="sentence-transformers hub id or local folder for --text-context")
+    p.add_argument("--start-prior", action="store_true", default=None, dest="start_prior",
+                   help="causal mode: count the smoothing taps before a video's start as normal")
     p.add_argument("--skip-bad", action="store_true",
                    help="leave out videos whose answers are missing or miscounted instead of stopping")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -62,6 +69,8 @@ def _params(args: argparse.Namespace) -> tuple[OfflineParams, CausalParams]:
     off = {f.name: getattr(args, f.name) for f in fields(OfflineParams)
            if getattr(args, f.name, None) is not None}
     cau = {n: getattr(args, n) for n in _CAUSAL_FLAGS if getattr(args, n, None) is not None}
+    if getattr(args, "start_prior", None):
+        cau["start_prior"] = True
     if "tau" in off:
         cau["tau"] = off["tau"]
     return offline.with_(**off), causal.with_(**cau)
@@ -100,12 +109,21 @@ def cmd_eval(args: argparse.Namespace) -> int:
     videos = load_benchmark(args.dataset, args.annotations)
     responses = load_responses(args.responses)
     encoder = _text_encoder(args)
+    sentence = None
+    if args.text_context:
+        if args.mode != "causal":
+            raise CorevadError("--text-context is a causal-mode refinement: add --mode causal")
+        from .models.text import load_text_encoder
+
+        sentence_model = load_text_encoder(args.text_model, disk_cache=True)
+        sentence = sentence_model.encode_texts
     err = Console(stderr=True)
     with Progress(TextColumn("[bold]scoring"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=err, transient=True) as progress:
         task = progress.add_task("videos", total=len(videos))
         result = evaluate(videos, responses, mode=args.mode, offline=offline, causal=causal,
                           features_dir=args.features, text_encoder=encoder, apply_lrc=args.apply_lrc,
+                          sentence_encoder=sentence,
                           skip_bad=args.skip_bad, keep_scores=bool(args.plots),
                           on_video=lambda _v: progress.advance(task))
     for e in result.skipped:

@@ -63,8 +63,11 @@ def score_video(
     visual: np.ndarray | None = None,
     text_encoder: TextEncoder | None = None,
     apply_lrc: bool = False,
+    sentence_encoder: TextEncoder | None = None,
 ) -> tuple[VideoScores, int]:
-    """Score one video; returns its scores and how many answers were unparsed."""
+    """Score one video; returns its scores and how many answers were unparsed.
+
+    sentence_encoder (causal mode, without CLIP features): text-anchored context refinement."""
     verdicts = [parse_answer(a) for a in answers]
     unparsed = sum(not v.parsed for v in verdicts)
     labels = np.array([v.label for v in verdicts], dtype=np.float64)
@@ -79,6 +82,10 @@ def score_video(
             choice = lrc_choice(similarity(visual, resp_emb, offline.renormalise_visual), lb, la)
             labels, desc_emb = labels[choice], desc_emb[choice]
         scores = score_offline(labels, video.frames, offline, visual=visual, description_emb=desc_emb)
+    elif sentence_encoder is not None and visual is None:
+        scores = score_causal(labels, video.frames, causal,
+                              answer_text_emb=sentence_encoder([v.text for v in verdicts]),
+                              description_text_emb=sentence_encoder([v.description for v in verdicts]))
     else:
         scores = score_causal(labels, video.frames, causal, visual=visual, response_emb=resp_emb,
                               description_emb=desc_emb)
@@ -95,6 +102,7 @@ def evaluate(
     features_dir: str | Path | None = None,
     text_encoder: TextEncoder | None = None,
     apply_lrc: bool = False,
+    sentence_encoder: TextEncoder | None = None,
     skip_bad: bool = False,
     keep_scores: bool = False,
     on_video: Callable[[VideoGT], None] | None = None,
@@ -109,7 +117,8 @@ def evaluate(
         visual = (load_segment_features(features_dir, video.name, video.segments(seg_len), seg_len)
                   if features_dir and use_features else None)
         scores, bad = score_video(video, answers, mode, offline, causal, visual=visual,
-                                  text_encoder=text_encoder, apply_lrc=apply_lrc)
+                                  text_encoder=text_encoder, apply_lrc=apply_lrc,
+                                  sentence_encoder=sentence_encoder if mode == "causal" else None)
         kept.append(video)
         frame_scores.append(scores.frame_scores)
         if keep_scores:

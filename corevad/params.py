@@ -63,10 +63,23 @@ class CausalParams:
     smooth_sigma: float = 2.0
     smooth_lookahead: int = 0
     renormalise_visual: bool = False
+    # Text-anchored context refinement (CLIP-free; used when text embeddings are given): the labels of the
+    # last `text_window` answers (this one included) weighted by softmax(sim(this answer, their
+    # description) / text_tau), mixed with the segment's own label: (1 - text_mix) * label + text_mix * context.
+    text_window: int = 60
+    text_tau: float = 0.1
+    text_mix: float = 1.0
+    # The start of a stream: True counts the smoothing taps before the first segment as "normal" (score 0),
+    # so one anomalous first answer cannot open an alert; False renormalises over the taps that exist.
+    start_prior: bool = False
 
     def __post_init__(self) -> None:
         _check_positive("segment_len", self.segment_len)
         _check_positive("tau", self.tau)
+        _check_positive("text_window", self.text_window)
+        _check_positive("text_tau", self.text_tau)
+        if not 0.0 <= self.text_mix <= 1.0:
+            raise ValueError(f"text_mix must be in [0, 1], got {self.text_mix!r}")
         _check_non_negative("lrc_lookback", self.lrc_lookback)
         _check_non_negative("lrc_lookahead", self.lrc_lookahead)
         _check_positive("refine_window", self.refine_window)

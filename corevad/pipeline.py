@@ -15,6 +15,7 @@ from .refine import (
     position_weights,
     softmax_refine,
     softmax_refine_paper,
+    text_context_refine,
 )
 from .segments import expand_to_frames, segment_count
 
@@ -81,16 +82,24 @@ def score_causal(
     visual: np.ndarray | None = None,
     response_emb: np.ndarray | None = None,
     description_emb: np.ndarray | None = None,
+    answer_text_emb: np.ndarray | None = None,
+    description_text_emb: np.ndarray | None = None,
 ) -> VideoScores:
     """The streaming protocol in batch form; CausalScorer computes the same scores step by step.
 
     response_emb (embedding of each whole raw response) enables causal LRC with
     params.lrc_lookback / lrc_lookahead; leave it None for responses that are already cleaned.
-    description_emb + visual enable sliding-window softmax refinement. No position weighting.
+    description_emb + visual enable sliding-window softmax refinement (CLIP). answer_text_emb +
+    description_text_emb (a sentence encoder's, no CLIP) enable text-anchored context refinement
+    instead. No position weighting.
     """
     lab = np.asarray(labels, dtype=np.float64)
     _check_lengths(lab, n_frames, params.segment_len, visual=visual, response_emb=response_emb,
-                   description_emb=description_emb)
+                   description_emb=description_emb, answer_text_emb=answer_text_emb,
+                   description_text_emb=description_text_emb)
+    text = answer_text_emb is not None and description_text_emb is not None
+    if text and visual is not None:
+        raise ValueError("give CLIP features (visual) or text embeddings, not both")
     desc = description_emb
     if visual is not None and response_emb is not None:
         choice = lrc_choice(similarity(visual, response_emb, params.renormalise_visual),
@@ -101,8 +110,12 @@ def score_causal(
     if visual is not None and desc is not None:
         sims = similarity(visual, desc, params.renormalise_visual)
         refined = causal_softmax_refine(sims, lab, params.tau, params.refine_window)
+    elif answer_text_emb is not None and description_text_emb is not None:
+        refined, _ = text_context_refine(lab, answer_text_emb, description_text_emb, tau=params.text_tau,
+                                         window=params.text_window, mix=params.text_mix)
     else:
         refined = lab
-    smoothed = causal_smooth(refined, params.smooth_length, params.smooth_sigma, params.smooth_lookahead)
+    smoothed = causal_smooth(refined, params.smooth_length, params.smooth_sigma, params.smooth_lookahead,
+                             start_prior=params.start_prior)
     frames = expand_to_frames(smoothed, n_frames, params.segment_len)
     return VideoScores(smoothed, frames.astype(np.float64), refined, lab, used)

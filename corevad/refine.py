@@ -60,11 +60,13 @@ def causal_kernel(length: int = 5, sigma: float = 5.0, lookahead: int = 0) -> np
     return np.exp(-(d**2) / (2 * sigma**2))
 
 
-def causal_smooth(scores: np.ndarray, length: int = 5, sigma: float = 5.0, lookahead: int = 0) -> np.ndarray:
+def causal_smooth(scores: np.ndarray, length: int = 5, sigma: float = 5.0, lookahead: int = 0, *,
+                  start_prior: bool = False) -> np.ndarray:
     """One-sided Gaussian smoothing: score_i uses scores[i - length + 1 .. i + lookahead].
 
-    Taps that fall before the start or after the end of the stream are left out and the kernel is
-    renormalised over the taps that exist, so the first seconds of a camera are not damped.
+    Taps after the end of the stream are left out and the kernel renormalised over the taps that exist.
+    Taps before the start: left out too (start_prior=False), or counted as score 0, "normal" (start_prior),
+    so the first answers of a camera weigh what they weigh mid-stream.
     """
     x = np.asarray(scores, dtype=np.float64)
     n = x.shape[0]
@@ -74,8 +76,38 @@ def causal_smooth(scores: np.ndarray, length: int = 5, sigma: float = 5.0, looka
         lo, hi = max(0, i - length + 1), min(n, i + lookahead + 1)
         # taps index t = d + lookahead with d = i - j
         w = taps[i - np.arange(lo, hi) + lookahead]
-        out[i] = w @ x[lo:hi] / w.sum()
+        out[i] = w @ x[lo:hi] / (w.sum() + start_mass(taps, i, length, lookahead, start_prior))
     return out
+
+
+def start_mass(taps: np.ndarray, i: int, length: int, lookahead: int, start_prior: bool) -> float:
+    """The weight of the taps that fall before the stream's start for segment i (0 without the prior)."""
+    missing = length - 1 - i  # past offsets d = i+1 .. length-1 have no segment
+    if not start_prior or missing <= 0:
+        return 0.0
+    return float(taps[lookahead + i + 1: lookahead + length].sum())
+
+
+def text_context_refine(labels: np.ndarray, query: np.ndarray, keys: np.ndarray, *, tau: float, window: int,
+                        mix: float = 1.0) -> tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]]]:
+    """Text-anchored causal refinement (batch form).
+
+    context_i = sum over j in [i - window + 1, i] of softmax(query_i . keys_j / tau)_j * labels_j, where
+    query_i embeds segment i's whole answer and keys_j the description of answer j (unit vectors);
+    returns (1 - mix) * labels + mix * context, and per segment (window indices, weights).
+    """
+    lab = np.asarray(labels, dtype=np.float64)
+    q = np.asarray(query, dtype=np.float32)
+    k = np.asarray(keys, dtype=np.float32)
+    n = lab.shape[0]
+    out = np.empty(n, dtype=np.float64)
+    weights: list[tuple[np.ndarray, np.ndarray]] = []
+    for i in range(n):
+        lo = max(0, i - window + 1)
+        w = softmax_weights((k[lo:i + 1] @ q[i]).astype(np.float64), tau)
+        out[i] = (1.0 - mix) * lab[i] + mix * float(w @ lab[lo:i + 1])
+        weights.append((np.arange(lo, i + 1), w))
+    return out, weights
 
 
 def position_weights(n_frames: int) -> np.ndarray:

@@ -28,6 +28,7 @@ import cv2
 import numpy as np
 
 from corevad.models.base import ImageTextEncoder, VLMBackend
+from corevad.models.text import TextEncoder
 from corevad.threads import DaemonPool
 
 from .alert_state import OpenAlerts
@@ -86,10 +87,12 @@ class App:
     def __init__(self, config: StreamConfig, *, backend: VLMBackend | None = None,
                  encoder: ImageTextEncoder | None = None, sinks: Sequence[Sink] = (),
                  config_sinks: bool = True, source_factory: SourceFactory | None = None,
-                 prefix: str | None = None, run_id: str | None = None) -> None:
+                 prefix: str | None = None, run_id: str | None = None,
+                 text_encoder: TextEncoder | None = None) -> None:
         self.config = config
         self.backend = backend
         self.encoder = encoder
+        self.text_encoder = text_encoder
         self._extra_sinks = list(sinks)
         self._config_sinks = config_sinks
         self._source_factory = source_factory
@@ -134,6 +137,10 @@ class App:
             backend, self.encoder = await asyncio.to_thread(build_models, cfg.model, with_clip=cfg.uses_features())
             self.backend = backend
             stack.callback(backend.close)
+        if self.text_encoder is None and cfg.uses_text_context():
+            from .models import build_text_encoder
+
+            self.text_encoder = await asyncio.to_thread(build_text_encoder, cfg.model, clip=self.encoder)
         # Sinks first: they outlive every stage, so teardown flushes stages into them before closing.
         for sink in self._make_sinks():
             self.sinks.append(await stack.enter_async_context(sink))  # type: ignore[arg-type]
@@ -153,7 +160,8 @@ class App:
         stack.callback(executor.shutdown, wait=False, cancel_futures=True)
         self._executor = executor
         assert self.backend is not None
-        self.worker = ModelWorker(self.backend, self.encoder, keep_snapshot=cfg.alerts.snapshot)
+        self.worker = ModelWorker(self.backend, self.encoder, keep_snapshot=cfg.alerts.snapshot,
+                                  text_encoder=self.text_encoder)
         for cam_cfg in cfg.enabled_cameras():
             if cam_cfg.url.startswith("sample://"):
                 cam_cfg = await asyncio.to_thread(_resolve_sample, cam_cfg)  # generated on first use
@@ -210,9 +218,10 @@ class App:
         refinement = cfg.camera_section(cam_cfg, "refinement")
         alerts = cfg.camera_section(cam_cfg, "alerts")
         use_features = refinement.use_features and self.encoder is not None and not frameless
+        text_context = refinement.text_context and self.text_encoder is not None
         scoring = CameraScoring(cam_cfg.name, params=refinement.params(), alerts=alerts.params(),
                                 use_features=use_features, lrc=refinement.lrc, counters=counters,
-                                top_k=alerts.explanation_top_k, run_id=self.run_id)
+                                top_k=alerts.explanation_top_k, run_id=self.run_id, text_context=text_context)
         cam = CameraPipeline(cam_cfg, counters=counters, scoring=scoring, ring=ring,
                              results_bound=2 * rt.max_batch, down_after_s=rt.model_down_after_s)
         self.cameras[cam.name] = cam

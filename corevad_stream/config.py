@@ -14,6 +14,7 @@ from corevad.alerts import AlertParams
 from corevad.backoff import BackoffPolicy
 from corevad.files import MIB, InputFileError, read_text_checked
 from corevad.models.config import ClipConfig, VLMConfig
+from corevad.models.text import DEFAULT_TEXT_MODEL
 from corevad.params import CausalParams
 from corevad.paths import state_dir
 
@@ -62,6 +63,22 @@ class RefinementConfig(_Strict):
                                                   "(the default: the only form the tuning protocol "
                                                   "could tune).")
     lrc: bool = Field(True, description="Local response cleaning (needs use_features).")
+    text_context: bool = Field(False, description="Text-anchored context refinement (no CLIP): weigh the "
+                                                  "labels of recent answers by the similarity of this answer to "
+                                                  "their descriptions (model.text encodes them).")
+    text_window: int = Field(_CAUSAL.text_window, gt=0, le=10_000, description="Answers the context looks back on.")
+    text_tau: float = Field(_CAUSAL.text_tau, gt=0, le=10, description="Softmax temperature of the context.")
+    text_mix: float = Field(_CAUSAL.text_mix, ge=0, le=1, description="Weight of the context against the "
+                                                                      "segment's own label.")
+    start_prior: bool = Field(_CAUSAL.start_prior, description="At a stream's start, count the missing "
+                                                               "smoothing history as normal (no alert on "
+                                                               "one anomalous first answer).")
+
+    @model_validator(mode="after")
+    def _one_refinement(self) -> RefinementConfig:
+        if self.use_features and self.text_context:
+            raise ValueError("use_features (CLIP) and text_context are exclusive: choose one")
+        return self
 
     def params(self) -> CausalParams:
         known = {f.name for f in dc_fields(CausalParams)}
@@ -151,6 +168,14 @@ class CameraConfig(_Strict):
             yield key, (self.safe_url if key == "url" else value)
 
 
+class TextModelConfig(_Strict):
+    """The sentence encoder of text-anchored context refinement (corevad.models.text)."""
+
+    model: str = Field(DEFAULT_TEXT_MODEL, min_length=1, description="sentence-transformers hub id or local "
+                                                                     "folder, or 'clip' for CLIP's text tower.")
+    device: str = Field("cpu", description="Device of the encoder (a small model: cpu is fine).")
+
+
 class ModelConfig(_Strict):
     """Which VLM backend and CLIP encoder run in the worker (corevad.models configs)."""
 
@@ -159,6 +184,8 @@ class ModelConfig(_Strict):
     vlm: VLMConfig = Field(default_factory=VLMConfig, description="VLM backend (corevad.models.VLMConfig).")
     clip: ClipConfig | None = Field(default_factory=ClipConfig, description="CLIP encoder "
                                     "(corevad.models.ClipConfig); null disables CLIP features.")
+    text: TextModelConfig = Field(default_factory=lambda: TextModelConfig(), description="Sentence encoder "
+                                  "for refinement.text_context (loaded only when a camera uses it).")
 
 
 class MetricsConfig(_Strict):
@@ -283,6 +310,10 @@ class StreamConfig(_Strict):
     def uses_features(self) -> bool:
         """Whether any enabled camera scores with CLIP features (otherwise CLIP need not be loaded)."""
         return any(self.camera_section(c, "refinement").use_features for c in self.enabled_cameras())
+
+    def uses_text_context(self) -> bool:
+        """Whether any enabled camera scores with text-anchored context (the sentence encoder is needed)."""
+        return any(self.camera_section(c, "refinement").text_context for c in self.enabled_cameras())
 
 
 def _errors(exc: ValidationError) -> str:

@@ -6,6 +6,7 @@ import logging
 
 from corevad.models import ClipConfig, load_clip, load_vlm
 from corevad.models.base import ImageTextEncoder, VLMBackend
+from corevad.models.text import TextEncoder
 
 from .config import ModelConfig
 
@@ -28,6 +29,13 @@ def resolve_model_config(cfg: ModelConfig) -> ModelConfig:
     if cfg.clip is not None:
         clip = ClipConfig(model=register_tiny_clip(), pretrained=None, device="cpu", dtype="float32")
     return cfg.model_copy(update={"vlm": vlm, "clip": clip})
+
+
+def build_text_encoder(cfg: ModelConfig, *, clip: ImageTextEncoder | None = None) -> TextEncoder:
+    """The cached sentence encoder for text-anchored context (blocking: call in a thread)."""
+    from corevad.models.text import load_text_encoder
+
+    return load_text_encoder(cfg.text.model, device=cfg.text.device, clip=clip)
 
 
 def build_models(cfg: ModelConfig, *, with_clip: bool = True) -> tuple[VLMBackend, ImageTextEncoder | None]:

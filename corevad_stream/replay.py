@@ -32,6 +32,7 @@ from corevad.benchmarks import VideoGT
 from corevad.latency import FPS, delay_stats, detection_delay, false_alerts_per_hour, laap_approx
 from corevad.metrics import ClassMetric, frame_ap, frame_auc, per_class_metrics
 from corevad.models.base import Clip, ImageTextEncoder, VLMBackend
+from corevad.models.text import TextEncoder
 from corevad.params import CausalParams, OfflineParams
 from corevad.pipeline import score_offline
 
@@ -246,6 +247,7 @@ async def run_replay(
     *,
     backend: VLMBackend,
     encoder: ImageTextEncoder | None = None,
+    text_encoder: TextEncoder | None = None,
     refinement: Mapping[str, Any] | None = None,
     alerts: Mapping[str, Any] | None = None,
     runtime: Mapping[str, Any] | None = None,
@@ -271,7 +273,8 @@ async def run_replay(
     async with contextlib.AsyncExitStack() as stack:
         if mqtt:
             sinks = [*sinks, await stack.enter_async_context(_mqtt_sink(mqtt))]
-        return await _waves(inputs, order, names, wrapped, backend.name, encoder=encoder, refinement=refinement,
+        return await _waves(inputs, order, names, wrapped, backend.name, encoder=encoder,
+                            text_encoder=text_encoder, refinement=refinement,
                             alerts=alerts, runtime=runtime, concurrency=concurrency, sinks=sinks,
                             on_video=on_video, timeout_s=timeout_s, results=results)
 
@@ -318,6 +321,7 @@ class _Borrowed:
 
 async def _waves(inputs: Sequence[ReplayInput], order: list[ReplayInput], names: dict[str, str],
                  wrapped: VLMBackend, backend_name: str, *, encoder: ImageTextEncoder | None,
+                 text_encoder: TextEncoder | None = None,
                  refinement: Mapping[str, Any] | None, alerts: Mapping[str, Any] | None,
                  runtime: Mapping[str, Any], concurrency: int, sinks: Sequence[Sink],
                  on_video: Callable[[VideoGT], None] | None, timeout_s: float | None,
@@ -334,7 +338,7 @@ async def _waves(inputs: Sequence[ReplayInput], order: list[ReplayInput], names:
         params = cfg.refinement.params()
         alert_params = cfg.alerts.params()
         mem = MemorySink(name="replay")
-        async with App(cfg, backend=wrapped, encoder=encoder, sinks=[mem, *sinks]) as app:
+        async with App(cfg, backend=wrapped, encoder=encoder, sinks=[mem, *sinks], text_encoder=text_encoder) as app:
             use_features = use_features or any(c.scoring.use_features for c in app.cameras.values())
             watchers = []
             if on_video is not None:

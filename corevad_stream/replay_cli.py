@@ -154,6 +154,15 @@ def _run(args: argparse.Namespace, *, report: bool, err: Console) -> int:
             err.print(f"[bold white on red] {TINY_NOTICE} [/]")
         backend, encoder = build_models(ModelConfig.model_validate(model_cfg))
     assert backend is not None
+    text_encoder = None
+    if refinement.get("text_context"):
+        from corevad.models.text import load_text_encoder
+
+        from .config import ModelConfig
+
+        text_cfg = ModelConfig.model_validate(model_cfg).text
+        # Cached on disk per model: a second replay of the same answers embeds nothing.
+        text_encoder = load_text_encoder(text_cfg.model, device=text_cfg.device, clip=encoder, disk_cache=True)
     for s in skipped:
         err.print(f"[yellow]skipped:[/] {s}")
     app_log = logging.getLogger("corevad_stream.app")
@@ -164,11 +173,14 @@ def _run(args: argparse.Namespace, *, report: bool, err: Console) -> int:
         task = progress.add_task("videos", total=len(inputs))
         try:
             result = asyncio.run(run_replay(
-                inputs, backend=backend, encoder=encoder, refinement=refinement, alerts=alerts, mqtt=mqtt,
+                inputs, backend=backend, encoder=encoder, text_encoder=text_encoder, refinement=refinement,
+                alerts=alerts, mqtt=mqtt,
                 runtime=cfg.get("runtime"), concurrency=args.concurrency, timeout_s=args.timeout,
                 on_video=lambda _v: progress.advance(task)))
         finally:
             backend.close()
+            if text_encoder is not None:
+                text_encoder.save()
     summary = summarize(result, dataset=args.dataset, half=args.half, report=report,
                         decoded=args.videos is not None, skipped=skipped, config=str(args.config))
     if args.out:

@@ -52,11 +52,13 @@ class CameraScoring:
 
     def __init__(self, camera: str, *, params: CausalParams, alerts: AlertParams, use_features: bool,
                  lrc: bool = True, counters: CameraCounters | None = None, top_k: int = 3,
-                 run_id: str | None = None) -> None:
+                 run_id: str | None = None, text_context: bool = False) -> None:
         self.camera = camera
         self.params = params
         self.use_features = use_features
-        self.scorer = CausalScorer(params, use_features=use_features, lrc=lrc, top_k=max(top_k, 3))
+        self.text_context = text_context
+        self.scorer = CausalScorer(params, use_features=use_features, lrc=lrc, top_k=max(top_k, 3),
+                                   text_context=text_context)
         self.tracker = AlertTracker(camera, alerts, run_id=run_id)
         self.state = "unknown"  # the last published retained state
         self.model_down = False
@@ -79,6 +81,8 @@ class CameraScoring:
         self._metas[self._n] = meta
         self._n += 1
         kwargs = {}
+        if self.text_context:
+            kwargs = {"answer_text_emb": result.answer_text_emb, "description_text_emb": result.description_text_emb}
         if self.use_features:
             kwargs = {"visual": result.visual, "description_emb": result.description_emb}
             if self.scorer.lrc:

@@ -17,6 +17,7 @@ import numpy as np
 
 from corevad.errors import ModelError
 from corevad.models.base import Clip, ImageTextEncoder, VLMBackend
+from corevad.models.text import TextEncoder
 from corevad.prompt import parse_answer
 from corevad.types import Verdict
 
@@ -38,6 +39,8 @@ class SegmentResult:
     model_s: float
     error: str | None = None  # set: the model gave no valid answer for this segment (verdict is a placeholder)
     error_kind: str | None = None
+    answer_text_emb: np.ndarray | None = None  # sentence-encoder embeddings (text-anchored context)
+    description_text_emb: np.ndarray | None = None
 
     @property
     def answered(self) -> bool:
@@ -48,9 +51,10 @@ class ModelWorker:
     """Runs the VLM backend and the CLIP encoder on batches of segments."""
 
     def __init__(self, backend: VLMBackend, encoder: ImageTextEncoder | None = None, *,
-                 keep_snapshot: bool = False) -> None:
+                 keep_snapshot: bool = False, text_encoder: TextEncoder | None = None) -> None:
         self.backend = backend
         self.encoder = encoder
+        self.text_encoder = text_encoder
         self.keep_snapshot = keep_snapshot
         self.batches = 0
         self.errors = 0
@@ -79,6 +83,7 @@ class ModelWorker:
                     errors[i] = ("empty", "the model returned an empty answer")
             verdicts = [parse_answer(a) for a in answers]
             visual, resp, desc = self._features(batch, verdicts)
+            ans_t, desc_t = self._text(verdicts, errors)
             snaps = [self._snapshot(job) for job in batch]
         finally:
             for job in batch:
@@ -89,7 +94,8 @@ class ModelWorker:
         for i, job in enumerate(batch):
             err = errors[i]
             out.append(SegmentResult(job, verdicts[i], visual[i], resp[i], desc[i], snaps[i], model_s,
-                                     error=None if err is None else err[1], error_kind=None if err is None else err[0]))
+                                     error=None if err is None else err[1], error_kind=None if err is None else err[0],
+                                     answer_text_emb=ans_t[i], description_text_emb=desc_t[i]))
         return out
 
     def _features(self, batch: list[SegmentJob], verdicts: list[Verdict]
@@ -110,6 +116,20 @@ class ModelWorker:
         for k, i in enumerate(idx):
             visual[i], resp[i], desc[i] = means[k], t[k], t[len(idx) + k]
         return visual, resp, desc
+
+    def _text(self, verdicts: list[Verdict], errors: list[tuple[str, str] | None]
+              ) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
+        """Sentence embeddings of each answered segment's whole answer and description: one call per batch."""
+        n = len(verdicts)
+        ans: list[np.ndarray | None] = [None] * n
+        desc: list[np.ndarray | None] = [None] * n
+        idx = [i for i in range(n) if errors[i] is None]
+        if self.text_encoder is None or not idx:
+            return ans, desc
+        emb = self.text_encoder.encode_texts([verdicts[i].text for i in idx] + [verdicts[i].description for i in idx])
+        for k, i in enumerate(idx):
+            ans[i], desc[i] = emb[k], emb[len(idx) + k]
+        return ans, desc
 
     def _snapshot(self, job: SegmentJob) -> np.ndarray | None:
         if not self.keep_snapshot or job.frames is None:

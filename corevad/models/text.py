@@ -102,7 +102,7 @@ class CachedTextEncoder:
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         with self._lock:
             missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-            self.hits += len(texts) - sum(t in missing for t in texts)
+            self.hits += len(texts) - len(missing)  # every text not embedded by this call
         if missing:
             emb = self.inner.encode_texts(missing)
             with self._lock:
