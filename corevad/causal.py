@@ -71,6 +71,9 @@ class CausalScorer:
         self._next_clean = 0
         self._next_smooth = 0
         self._taps = causal_kernel(params.smooth_length, params.smooth_sigma, params.smooth_lookahead)
+        self._ring: np.ndarray | None = None  # text context: the window's description embeddings, by i % window
+        self._ring_labels = np.zeros(0)
+        self._ring_index = np.zeros(0, dtype=np.int64)
 
     @property
     def received(self) -> int:
@@ -143,17 +146,24 @@ class CausalScorer:
         self._refined[i] = (float(w @ labels), tuple((idx[k], float(w[k])) for k in order))
 
     def _refine_text(self, i: int) -> None:
-        """refine.text_context_refine, one segment at a time (same window, weights and mix)."""
+        """refine.text_context_refine, one segment at a time (same window, weights and mix).
+
+        The window's keys live in a ring of text_window rows, so each step is one matrix-vector product
+        (stacking 120 rows per segment took longer than the rest of a replay's scoring)."""
         p = self.params
-        lo = max(0, i - p.text_window + 1)
-        idx = list(range(lo, i + 1))
+        key = np.asarray(self._cleaned[i].description_text_emb, dtype=np.float32)
+        if self._ring is None:
+            self._ring = np.zeros((p.text_window, key.shape[0]), dtype=np.float32)
+            self._ring_labels = np.zeros(p.text_window, dtype=np.float64)
+            self._ring_index = np.zeros(p.text_window, dtype=np.int64)
+        slot = i % p.text_window
+        self._ring[slot], self._ring_labels[slot], self._ring_index[slot] = key, self._cleaned[i].label, i
+        n = min(i + 1, p.text_window)
         q = np.asarray(self._raw[i].answer_text_emb, dtype=np.float32)
-        keys = np.stack([np.asarray(self._cleaned[j].description_text_emb, dtype=np.float32) for j in idx])
-        w = softmax_weights((keys @ q).astype(np.float64), p.text_tau)
-        labels = np.array([self._cleaned[j].label for j in idx], dtype=np.float64)
-        value = (1.0 - p.text_mix) * labels[-1] + p.text_mix * float(w @ labels)
+        w = softmax_weights((self._ring[:n] @ q).astype(np.float64), p.text_tau)
+        value = (1.0 - p.text_mix) * self._cleaned[i].label + p.text_mix * float(w @ self._ring_labels[:n])
         order = np.argsort(-w, kind="stable")[: self.top_k]
-        self._refined[i] = (value, tuple((idx[k], float(w[k])) for k in order))
+        self._refined[i] = (value, tuple((int(self._ring_index[k]), float(w[k])) for k in order))
 
     def _smooth(self, i: int) -> ScoredSegment:
         p = self.params

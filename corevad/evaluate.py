@@ -83,9 +83,8 @@ def score_video(
             labels, desc_emb = labels[choice], desc_emb[choice]
         scores = score_offline(labels, video.frames, offline, visual=visual, description_emb=desc_emb)
     elif sentence_encoder is not None and visual is None:
-        scores = score_causal(labels, video.frames, causal,
-                              answer_text_emb=sentence_encoder([v.text for v in verdicts]),
-                              description_text_emb=sentence_encoder([v.description for v in verdicts]))
+        desc_t = sentence_encoder([v.description for v in verdicts])  # query = key = the description
+        scores = score_causal(labels, video.frames, causal, answer_text_emb=desc_t, description_text_emb=desc_t)
     else:
         scores = score_causal(labels, video.frames, causal, visual=visual, response_emb=resp_emb,
                               description_emb=desc_emb)

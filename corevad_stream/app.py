@@ -162,6 +162,9 @@ class App:
         assert self.backend is not None
         self.worker = ModelWorker(self.backend, self.encoder, keep_snapshot=cfg.alerts.snapshot,
                                   text_encoder=self.text_encoder)
+        self._support = None
+        if self.text_encoder is not None:
+            self._support = await asyncio.to_thread(explanation_support, self.text_encoder)
         for cam_cfg in cfg.enabled_cameras():
             if cam_cfg.url.startswith("sample://"):
                 cam_cfg = await asyncio.to_thread(_resolve_sample, cam_cfg)  # generated on first use
@@ -221,7 +224,8 @@ class App:
         text_context = refinement.text_context and self.text_encoder is not None
         scoring = CameraScoring(cam_cfg.name, params=refinement.params(), alerts=alerts.params(),
                                 use_features=use_features, lrc=refinement.lrc, counters=counters,
-                                top_k=alerts.explanation_top_k, run_id=self.run_id, text_context=text_context)
+                                top_k=alerts.explanation_top_k, run_id=self.run_id, text_context=text_context,
+                                support=self._support if alerts.rank_explanations else None)
         cam = CameraPipeline(cam_cfg, counters=counters, scoring=scoring, ring=ring,
                              results_bound=2 * rt.max_batch, down_after_s=rt.model_down_after_s)
         self.cameras[cam.name] = cam
@@ -475,6 +479,15 @@ class App:
         self.publisher.publish(Message("stats", self.stats()))
         self.publisher.publish(Message("available", "offline", retain=True))
         self.publisher.close()
+
+
+def explanation_support(text_encoder: TextEncoder) -> Callable[[np.ndarray], float]:
+    """description embedding -> support in (0, 1) against corevad.explain's reference phrases (blocking)."""
+    from corevad.explain import ANOMALY_PHRASES, NORMAL_PHRASES, support
+
+    anomaly = text_encoder.encode_texts(list(ANOMALY_PHRASES))
+    normal = text_encoder.encode_texts(list(NORMAL_PHRASES))
+    return lambda emb: float(support(emb, anomaly, normal)[0])
 
 
 def _left(deadline: float) -> float:

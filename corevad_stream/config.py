@@ -100,6 +100,9 @@ class AlertsConfig(_Strict):
                                    description="Descriptions kept in an alert's explanation.")
     update_min_delta: float = Field(_ALERTS.update_min_delta,
                                     ge=0, description="An update is sent when the peak grows this much.")
+    rank_explanations: bool = Field(True, description="Rank an alert's descriptions by how much they read like "
+                                                      "an anomaly (needs the text encoder: "
+                                                      "refinement.text_context).")
     max_unscored_s: float = Field(_ALERTS.max_unscored_s, ge=0, le=86400,
                                   description="An open alert whose camera gets no valid model answer waits "
                                               "this long, then ends with reason 'model unavailable'.")

@@ -35,7 +35,9 @@ def build_text_encoder(cfg: ModelConfig, *, clip: ImageTextEncoder | None = None
     """The cached sentence encoder for text-anchored context (blocking: call in a thread)."""
     from corevad.models.text import load_text_encoder
 
-    return load_text_encoder(cfg.text.model, device=cfg.text.device, clip=clip)
+    encoder = load_text_encoder(cfg.text.model, device=cfg.text.device, clip=clip)
+    _ = encoder.inner  # load now: a live monitor fails at start, not on its first batch
+    return encoder
 
 
 def build_models(cfg: ModelConfig, *, with_clip: bool = True) -> tuple[VLMBackend, ImageTextEncoder | None]:

@@ -381,6 +381,8 @@ def _collect(gt: VideoGT, camera: str, mem: MemorySink) -> VideoReplay:
             continue
         if not np.isnan(scores[i]):
             raise ReplayError(f"video {gt.name}: segment {i} was scored twice")
+        if not p.get("available", True):
+            continue  # no valid model answer for this segment: no score (held from the previous one below)
         unparsed += 0 if p.get("parsed", True) else 1
         # Exact (unrounded) scores: rounding to 1e-6 ties many small text-only scores and moves the AUC.
         scores[i] = float(p["score"])

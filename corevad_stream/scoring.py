@@ -12,6 +12,7 @@ model is down with no alert open.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -36,6 +37,7 @@ class _Meta:
     description: str
     model_s: float
     snapshot: np.ndarray | None
+    support: float = 1.0  # how much the description reads like an anomaly (explanation ranking)
 
 
 @dataclass(slots=True)
@@ -52,11 +54,13 @@ class CameraScoring:
 
     def __init__(self, camera: str, *, params: CausalParams, alerts: AlertParams, use_features: bool,
                  lrc: bool = True, counters: CameraCounters | None = None, top_k: int = 3,
-                 run_id: str | None = None, text_context: bool = False) -> None:
+                 run_id: str | None = None, text_context: bool = False,
+                 support: Callable[[np.ndarray], float] | None = None) -> None:
         self.camera = camera
         self.params = params
         self.use_features = use_features
         self.text_context = text_context
+        self.support = support  # description text embedding -> support in (0, 1); None: rank by weight only
         self.scorer = CausalScorer(params, use_features=use_features, lrc=lrc, top_k=max(top_k, 3),
                                    text_context=text_context)
         self.tracker = AlertTracker(camera, alerts, run_id=run_id)
@@ -64,7 +68,7 @@ class CameraScoring:
         self.model_down = False
         self.finished = False  # nobody watches after the stream ended or the monitor stopped: unknown
         self.counters = counters or CameraCounters()
-        self._cleaned: dict[int, tuple[int, str]] = {}  # scorer index -> (label, description) after LRC
+        self._cleaned: dict[int, tuple[int, str, float]] = {}  # scorer index -> (label, description, support)
         self._metas: dict[int, _Meta] = {}  # scorer index -> meta, kept for LRC choices and contributors
         self._n = 0
         self._keep = max(params.refine_window, params.lrc_lookback + 1) + params.delay + 2
@@ -78,6 +82,8 @@ class CameraScoring:
             self.counters.unparsed += 1
         meta = _Meta(job.index, job.start, job.end, job.clock, v.label, v.parsed, v.description,
                      result.model_s, result.snapshot)
+        if self.support is not None and result.description_text_emb is not None:
+            meta.support = float(self.support(result.description_text_emb))
         self._metas[self._n] = meta
         self._n += 1
         kwargs = {}
@@ -142,8 +148,9 @@ class CameraScoring:
         for s in scored:
             meta = self._metas[s.index]
             chosen = self._metas.get(s.chosen, meta)
-            self._cleaned[s.index] = (s.label, chosen.description)
-            drivers = [(self._cleaned[j][1], w) for j, w in s.contributors
+            self._cleaned[s.index] = (s.label, chosen.description, chosen.support)
+            # weight x support: the description that best explains an anomaly comes first in the alert.
+            drivers = [(self._cleaned[j][1], w * self._cleaned[j][2]) for j, w in s.contributors
                        if j in self._cleaned and self._cleaned[j][0] == 1]
             latency = now - meta.end
             c = self.counters

@@ -119,17 +119,17 @@ class ModelWorker:
 
     def _text(self, verdicts: list[Verdict], errors: list[tuple[str, str] | None]
               ) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
-        """Sentence embeddings of each answered segment's whole answer and description: one call per batch."""
+        """Sentence embeddings of each answered segment's description, one call per batch. The description is
+        both the query and the key of the context (the query the tuning protocol chose over the whole answer)."""
         n = len(verdicts)
-        ans: list[np.ndarray | None] = [None] * n
         desc: list[np.ndarray | None] = [None] * n
         idx = [i for i in range(n) if errors[i] is None]
         if self.text_encoder is None or not idx:
-            return ans, desc
-        emb = self.text_encoder.encode_texts([verdicts[i].text for i in idx] + [verdicts[i].description for i in idx])
+            return list(desc), desc
+        emb = self.text_encoder.encode_texts([verdicts[i].description for i in idx])
         for k, i in enumerate(idx):
-            ans[i], desc[i] = emb[k], emb[len(idx) + k]
-        return ans, desc
+            desc[i] = emb[k]
+        return list(desc), desc
 
     def _snapshot(self, job: SegmentJob) -> np.ndarray | None:
         if not self.keep_snapshot or job.frames is None:

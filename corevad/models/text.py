@@ -14,7 +14,7 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -32,7 +32,9 @@ class TextEncoder(Protocol):
     """Texts in, unit-norm float32 rows out (same order); blocking."""
 
     name: str
-    dim: int
+
+    @property
+    def dim(self) -> int: ...
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray: ...
 
@@ -82,22 +84,41 @@ class ClipTextEncoder:
 class CachedTextEncoder:
     """A text-keyed cache in front of any TextEncoder: bounded LRU in memory, optional .npz file on disk.
 
-    Thread-safe (the model worker and a replay may share it). save() writes the disk cache atomically.
+    inner: the encoder, or a function that builds it: then the model is loaded only when a text is missing
+    from the cache (a warm replay never loads it). Thread-safe (the model worker and a replay may share it).
+    save() writes the disk cache atomically.
     """
 
-    def __init__(self, inner: TextEncoder, *, max_items: int = 200_000, path: Path | None = None) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.dim = inner.dim
+    def __init__(self, inner: TextEncoder | Callable[[], TextEncoder], *, name: str | None = None,
+                 max_items: int = 200_000, path: Path | None = None) -> None:
+        self._inner: TextEncoder | None = inner if isinstance(inner, TextEncoder) else None
+        self._factory: Callable[[], TextEncoder] | None = None if self._inner is not None else inner  # type: ignore[assignment]
+        self.name = name or (self._inner.name if self._inner is not None else "text-encoder")
+        self._dim: int | None = self._inner.dim if self._inner is not None else None
         self.max_items = max_items
         self.path = path
         self.hits = 0
         self.misses = 0
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
+        self._build_lock = threading.Lock()
         self._dirty = False
         if path is not None and path.is_file():
             self._load(path)
+
+    @property
+    def inner(self) -> TextEncoder:
+        """The encoder itself (built on first use when a factory was given)."""
+        with self._build_lock:
+            if self._inner is None:
+                assert self._factory is not None
+                self._inner = self._factory()
+                self._dim = self._inner.dim
+            return self._inner
+
+    @property
+    def dim(self) -> int:
+        return self._dim if self._dim is not None else self.inner.dim
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         with self._lock:
@@ -139,11 +160,12 @@ class CachedTextEncoder:
     def _load(self, path: Path) -> None:
         try:
             with np.load(path, allow_pickle=True) as data:
-                if str(data["model"]) != self.name or data["emb"].shape[1:] != (self.dim,):
+                emb = np.asarray(data["emb"], dtype=np.float32)
+                if str(data["model"]) != self.name or (self._dim is not None and emb.shape[1:] != (self._dim,)):
                     log.warning("text cache %s is for another model; ignoring it", path)
                     return
-                for t, e in zip(data["texts"].tolist(), data["emb"], strict=True):
-                    self._cache[str(t)] = np.asarray(e, dtype=np.float32)
+                self._cache.update(zip(map(str, data["texts"].tolist()), emb, strict=True))
+                self._dim = int(emb.shape[1])
         except (OSError, ValueError, KeyError) as exc:
             log.warning("text cache %s is unreadable (%s); starting empty", path, exc)
             self._cache.clear()
@@ -177,5 +199,8 @@ def cache_file(model: str) -> Path:
 def load_text_encoder(model: str = DEFAULT_TEXT_MODEL, *, device: str = "cpu", clip: object | None = None,
                       disk_cache: bool = False) -> CachedTextEncoder:
     """The cached text encoder for `model` ("clip": the given CLIP's text tower)."""
-    inner: TextEncoder = ClipTextEncoder(clip) if model == "clip" else SentenceTransformerEncoder(model, device=device)
-    return CachedTextEncoder(inner, path=cache_file(model) if disk_cache and model != "clip" else None)
+    if model == "clip":
+        return CachedTextEncoder(ClipTextEncoder(clip))
+    # Built lazily: a replay whose texts are all in the disk cache never loads the model.
+    return CachedTextEncoder(lambda: SentenceTransformerEncoder(model, device=device), name=model,
+                             path=cache_file(model) if disk_cache else None)

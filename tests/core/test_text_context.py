@@ -40,7 +40,7 @@ def test_hand_checked_weights_window_edge_and_mix() -> None:
 def test_start_prior_counts_missing_history_as_normal() -> None:
     taps = causal_kernel(12, 2.0)
     first = causal_smooth(np.array([1.0]), 12, 2.0, start_prior=True)[0]
-    assert first == pytest.approx(1.0 / taps.sum())  # about 0.2: one answer is not an alert
+    assert first == pytest.approx(1.0 / taps.sum())  # about 0.33: one answer is not an alert
     assert causal_smooth(np.array([1.0]), 12, 2.0)[0] == 1.0  # without: renormalised over one tap
     long = np.ones(30)
     a, b = causal_smooth(long, 12, 2.0, start_prior=True), causal_smooth(long, 12, 2.0)
