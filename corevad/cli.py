@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from dataclasses import fields
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -34,7 +35,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--responses", required=True, help="JSON: video -> list of answers, one per 30-frame segment")
     p.add_argument("--mode", choices=("offline", "causal"), default="offline",
                    help="offline = the paper's protocol; causal = what the live monitor can compute")
-    p.add_argument("--config", help="YAML with offline:/causal: parameter sections (default configs/eval.yaml)")
+    p.add_argument("--config", help="YAML with offline:/causal: parameter sections "
+                                    "(default: the shipped corevad/data/eval.yaml)")
     p.add_argument("--features", metavar="DIR",
                    help="folder of <video>_CLIP_features.npy (frames x dim); enables softmax refinement")
     p.add_argument("--clip-model", default="ViT-B-16", help="open_clip model name for the text side")
@@ -127,7 +129,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                           skip_bad=args.skip_bad, keep_scores=bool(args.plots),
                           on_video=lambda _v: progress.advance(task))
     for e in result.skipped:
-        err.print(f"[yellow]skipped:[/] {e}")
+        err.print(f"[yellow]skipped:[/] {escape(str(e))}")
     if args.plots:
         from .plots import plot_video
 
@@ -160,7 +162,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except (CorevadError, ValueError, FileNotFoundError) as e:
-        Console(stderr=True).print(f"[bold red]error:[/] {e}", highlight=False)
+        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
         return 2
     except KeyboardInterrupt:
         return 130

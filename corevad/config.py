@@ -1,4 +1,4 @@
-"""Loading the method's parameters from YAML (configs/eval.yaml), naming any bad field."""
+"""Loading the method's parameters from YAML (the shipped corevad/data/eval.yaml by default), naming any bad field."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import yaml
 
 from .files import MIB, read_text_checked
 from .params import CausalParams, OfflineParams, params_from_mapping
+from .paths import data_file
 
 
 def default_eval_config() -> Path:
-    return Path(__file__).resolve().parent.parent / "configs" / "eval.yaml"
+    return data_file("corevad", "eval.yaml")
 
 
 def load_method_params(path: str | Path | None = None) -> tuple[OfflineParams, CausalParams]:

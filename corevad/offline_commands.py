@@ -541,7 +541,7 @@ def add_commands(subparsers: argparse._SubParsersAction) -> None:  # noqa: SLF00
     p.add_argument("--dtype", choices=("auto", "float32", "bfloat16", "float16"))
     p.add_argument("--max-new-tokens", type=int)
     p.add_argument("--batch-size", type=int, help="segments per generate call / per request burst")
-    p.add_argument("--prompt", help="prompt template with $Data (default configs/prompt.txt)")
+    p.add_argument("--prompt", help="prompt template with $Data (default the shipped corevad/data/prompt.txt)")
     p.add_argument("--base-url", help="openai: server URL including /v1")
     p.add_argument("--server-model", help="openai: model name the server expects")
     p.add_argument("--api-key-env", help="openai: environment variable holding the API key")

@@ -11,7 +11,9 @@ from .benchmarks import VideoGT
 
 def plot_video(video: VideoGT, curves: dict[str, np.ndarray], out_dir: str | Path) -> Path:
     """Draw each named per-frame curve over the video's GT spans; returns the PNG path."""
-    import matplotlib
+    from .optional import require
+
+    matplotlib = require("matplotlib", what="--plots")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

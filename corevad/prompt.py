@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from importlib import resources
 from pathlib import Path
 
 from .files import KIB, InputFileError, read_text_checked
+from .paths import data_file
 from .types import Verdict
 
 DATA_PLACEHOLDER = "$Data"
@@ -61,11 +61,8 @@ def _from_json(text: str) -> str | None:
 
 
 def default_prompt_path() -> Path:
-    """configs/prompt.txt in a source checkout; the packaged copy otherwise."""
-    repo_copy = Path(__file__).resolve().parent.parent / "configs" / "prompt.txt"
-    if repo_copy.is_file():
-        return repo_copy
-    return Path(str(resources.files("corevad") / "prompt.txt"))
+    """The shipped prompt, corevad/data/prompt.txt (users give their own with prompt_path / --prompt)."""
+    return data_file("corevad", "prompt.txt")
 
 
 PROMPT_LIMIT = 64 * KIB  # the paper's prompt is under 1 KiB

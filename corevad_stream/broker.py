@@ -101,7 +101,9 @@ class EmbeddedBroker:
         return self._broker is not None
 
     async def start(self) -> None:
-        from amqtt.broker import Broker  # heavy-ish import, only when the config asks for a broker
+        from corevad.optional import require
+
+        Broker = require("amqtt.broker", what="the embedded MQTT broker").Broker  # noqa: N806 - a class
 
         if self._broker is not None:
             return
@@ -141,8 +143,10 @@ class EmbeddedBroker:
         await self.stop()
 
     def _password_file(self) -> str:
-        from pwdlib import PasswordHash
-        from pwdlib.hashers.argon2 import Argon2Hasher
+        from corevad.optional import require
+
+        PasswordHash = require("pwdlib", what="the embedded broker's password file").PasswordHash  # noqa: N806
+        Argon2Hasher = require("pwdlib.hashers.argon2", what="the embedded broker's password file").Argon2Hasher  # noqa: N806
 
         assert self._password is not None and self.username is not None
         if ":" in self.username:

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 from corevad.errors import CorevadError, ModelError
+from corevad.optional import MissingExtraError
 
 from . import replay_cli
 from .errors import ConfigError, StreamError
@@ -116,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO).")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="Watch the configured cameras and publish alerts.")
-    run.add_argument("-c", "--config", type=Path, required=True, help="YAML config (see configs/).")
+    run.add_argument("-c", "--config", type=Path, required=True, help="YAML config (examples: corevad_stream/data/).")
     run.add_argument("--tiny-model", action="store_true",
                      help="Use tiny RANDOM models (no weights needed); explanations are meaningless.")
     run.add_argument("--no-live", action="store_true", help="No live table (plain logs only).")
@@ -139,16 +141,19 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except ConfigError as exc:
-        console.print(f"[red]config error:[/] {redact(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+        console.print(f"[red]config error:[/] {escape(redact(str(exc)))}", markup=True, highlight=False, soft_wrap=True)
         return 2
+    except MissingExtraError as exc:  # an optional package (torch, amqtt, ...) is not installed
+        console.print(f"[red]missing package:[/] {escape(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+        return 1
     except CorevadError as exc:  # models: weights missing, hub unreachable, bad responses file ...
-        console.print(f"[red]model error:[/] {redact(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+        console.print(f"[red]model error:[/] {escape(redact(str(exc)))}", markup=True, highlight=False, soft_wrap=True)
         if isinstance(exc, ModelError):
             console.print("(no weights on this machine? `--tiny-model` runs the whole path with tiny random "
                           "models, whose explanations are meaningless)", highlight=False, soft_wrap=True)
         return 1
     except StreamError as exc:  # broker cannot listen, outbox unusable, ...
-        console.print(f"[red]error:[/] {redact(str(exc))}", markup=True, highlight=False, soft_wrap=True)
+        console.print(f"[red]error:[/] {escape(redact(str(exc)))}", markup=True, highlight=False, soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         return 130

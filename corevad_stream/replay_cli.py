@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import yaml
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -21,13 +22,14 @@ from corevad.errors import CorevadError
 from corevad.files import MIB, read_text_checked
 from corevad.models.base import ImageTextEncoder, VLMBackend
 from corevad.params import OfflineParams
+from corevad.paths import data_file
 from corevad.splits import split_videos
 
 from .errors import StreamError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "replay_ucf.yaml"
+DEFAULT_CONFIG = data_file("corevad_stream", "replay_ucf.yaml")
 _SECTIONS = {"dataset", "refinement", "alerts", "runtime", "model", "mqtt"}
 _REFINEMENT_FLAGS = {"smooth_length": int, "smooth_sigma": float, "smooth_lookahead": int, "lrc_lookahead": int}
 _ALERT_FLAGS = {"open_threshold": float, "close_threshold": float, "close_after_s": float, "cooldown_s": float}
@@ -105,7 +107,7 @@ def _main(args: argparse.Namespace, *, report: bool) -> int:
     try:
         return _run(args, report=report, err=err)
     except (CorevadError, StreamError, ValueError, FileNotFoundError) as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         return 2
 
 
@@ -164,7 +166,7 @@ def _run(args: argparse.Namespace, *, report: bool, err: Console) -> int:
         # Cached on disk per model: a second replay of the same answers embeds nothing.
         text_encoder = load_text_encoder(text_cfg.model, device=text_cfg.device, clip=encoder, disk_cache=True)
     for s in skipped:
-        err.print(f"[yellow]skipped:[/] {s}")
+        err.print(f"[yellow]skipped:[/] {escape(s)}")
     app_log = logging.getLogger("corevad_stream.app")
     if app_log.getEffectiveLevel() > logging.DEBUG:
         app_log.setLevel(logging.WARNING)  # hundreds of videos: "camera X online/ended" is noise here

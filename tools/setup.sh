@@ -20,5 +20,5 @@ fi
 if [ "${1:-}" = "--dev" ]; then
   .venv/bin/pip install -q -e ".[dev]"
 else
-  .venv/bin/pip install -q -e ".[serve]"
+  .venv/bin/pip install -q -e ".[all,serve]"
 fi

@@ -26,8 +26,10 @@ class OpenClipEncoder:
     """
 
     def __init__(self, config: ClipConfig | None = None) -> None:
-        import open_clip
-        import torch
+        from ..optional import require
+
+        open_clip = require("open_clip", what="the CLIP encoder")
+        torch = require("torch", what="the CLIP encoder")
 
         config = config or ClipConfig()
         self.config = config

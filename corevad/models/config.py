@@ -63,7 +63,7 @@ class VLMConfig(_Frozen):
     batch_size: int = Field(default=8, ge=1, le=1024, description="Segments per generate call / per request burst.")
     n_frames: int = Field(default=8, ge=1, le=64, description="Frames sampled per segment.")
     prompt_path: Path | None = Field(
-        default=None, description="Prompt template with $Data (default: configs/prompt.txt)."
+        default=None, description="Prompt template with $Data (default: the shipped corevad/data/prompt.txt)."
     )
     crop_to_patches: bool = Field(
         default=False,

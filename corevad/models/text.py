@@ -43,11 +43,10 @@ class SentenceTransformerEncoder:
     """A sentence-transformers model (mean pooling + L2 normalisation as the model card configures)."""
 
     def __init__(self, model: str = DEFAULT_TEXT_MODEL, *, device: str = "cpu", batch_size: int = 128) -> None:
-        try:
-            from sentence_transformers import SentenceTransformer
-        except ImportError as exc:
-            raise ModelError("the text encoder needs sentence-transformers: pip install 'corevad[text]' "
-                             "(or sentence-transformers)", kind="missing") from exc
+        from ..optional import require
+
+        SentenceTransformer = require(  # noqa: N806 - a class
+            "sentence_transformers", what="the sentence encoder (refinement.text_context)").SentenceTransformer
         path = resolve_text_model(model)
         try:
             self._model = SentenceTransformer(str(path), device=device)

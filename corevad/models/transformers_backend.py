@@ -56,8 +56,12 @@ class TransformersBackend:
     name = "transformers"
 
     def __init__(self, config: VLMConfig | None = None, *, prompt: str | None = None) -> None:
-        import torch
-        from transformers import AutoProcessor, InternVLForConditionalGeneration
+        from ..optional import require
+
+        torch = require("torch", what="the in-process transformers backend")
+        transformers = require("transformers", what="the in-process transformers backend")
+        AutoProcessor, InternVLForConditionalGeneration = (  # noqa: N806 - classes
+            transformers.AutoProcessor, transformers.InternVLForConditionalGeneration)
 
         self.config = config or VLMConfig()
         cfg = self.config

@@ -16,19 +16,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_shipped_configs_validate(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COREVAD_MQTT_PASSWORD", "x")
-    demo = load_config(REPO / "configs" / "demo.yaml")
+    demo = load_config(REPO / "corevad_stream" / "data" / "demo.yaml")
     assert demo.cameras[0].url == "sample://demo" and demo.mqtt.embedded_broker.enabled
-    example = load_config(REPO / "configs" / "cameras.example.yaml")
+    example = load_config(REPO / "corevad_stream" / "data" / "cameras.example.yaml")
     assert example.camera_section(example.cameras[1], "alerts").cooldown_s == 300
     assert example.camera_section(example.cameras[0], "alerts").cooldown_s == demo.alerts.cooldown_s
     assert example.runtime.overload_policy is OverloadPolicy.DROP_OLDEST
 
 
 def test_runtime_defaults_are_the_tuning_protocols_choice() -> None:
-    """The schema's scoring and alert defaults are tools/tune_causal.py's output (configs/replay_ucf.yaml)."""
+    """The schema's scoring and alert defaults are tools/tune_causal.py's output (data/replay_ucf.yaml)."""
     import yaml
 
-    tuned = yaml.safe_load((REPO / "configs" / "replay_ucf.yaml").read_text())
+    tuned = yaml.safe_load((REPO / "corevad_stream" / "data" / "replay_ucf.yaml").read_text())
     cfg = config_from_dict({"cameras": [{"name": "a", "url": "x.mp4"}]})
     assert not cfg.refinement.use_features  # tuned text-only: no CLIP features exist for the recorded answers
     for key, value in tuned["refinement"].items():
