@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.logging import RichHandler
@@ -19,9 +20,13 @@ from corevad.errors import CorevadError, ModelError
 from corevad.optional import MissingExtraError
 
 from . import replay_cli
+from .demo import DEFAULT_VIDEOS
 from .errors import ConfigError, StreamError
 from .preflight import preflight
 from .redact import install_redaction, redact
+
+if TYPE_CHECKING:
+    from .config import StreamConfig
 
 log = logging.getLogger("corevad_stream")
 
@@ -51,21 +56,48 @@ def _setup_logging(level: str, console: Console) -> Callable[[], None]:
     return restore
 
 
-async def _run(args: argparse.Namespace) -> int:
-    from .app import App
-    from .config import load_config
-    from .live import show
-    from .models import TINY_NOTICE
-
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
     overrides: dict[str, object] = {}
-    if args.tiny_model:
+    if getattr(args, "tiny_model", False):
         overrides["model"] = {"tiny": True}
     if args.jsonl:
         overrides["jsonl"] = {"path": args.jsonl}
     if args.metrics_port is not None:
         overrides["metrics"] = {"port": args.metrics_port}
-    cfg = load_config(args.config, overrides=overrides)
+    return overrides
+
+
+async def _run(args: argparse.Namespace) -> int:
+    from .config import load_config
+
+    cfg = load_config(args.config, overrides=_overrides(args))
     preflight(cfg, source=str(args.config))  # before any model loads: what check says is what run meets
+    return await _monitor(cfg, args)
+
+
+async def _demo(args: argparse.Namespace) -> int:
+    from .config import config_from_dict, merge_mappings
+    from .demo import demo_config, find_responses, have_text_encoder
+
+    responses = find_responses(args.responses)
+    text = have_text_encoder() and not args.labels_only
+    data, how = demo_config(responses, args.video or list(DEFAULT_VIDEOS), speed=args.speed,
+                            mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port, prefix=args.prefix,
+                            text_context=text, metrics_port=9108 if args.metrics_port is None else args.metrics_port)
+    cfg = config_from_dict(merge_mappings(data, _overrides(args)), source="demo")
+    preflight(cfg, source="demo")
+    log.info("demo: %d camera(s) replaying recorded InternVL2-8B answers from %s at %gx real time; %s; "
+             "scoring %s", len(cfg.cameras), responses, args.speed, how,
+             "with text-anchored context" if text else "from labels only (pip install 'corevad[text]' for context)")
+    log.info("watch it: mosquitto_sub -h %s -p %d -t '%s/#' -v", args.mqtt_host, args.mqtt_port, args.prefix)
+    return await _monitor(cfg, args)
+
+
+async def _monitor(cfg: StreamConfig, args: argparse.Namespace) -> int:
+    from .app import App
+    from .live import show
+    from .models import TINY_NOTICE
+
     console = Console(stderr=True)
     notice = None
     if cfg.model.tiny:
@@ -74,7 +106,8 @@ async def _run(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError):
+        # Not available on every platform, nor outside the main thread (in-process use from a thread).
+        with contextlib.suppress(NotImplementedError, ValueError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     async with App(cfg) as app:
         # The live table when asked for and on a terminal; the periodic plain stats line otherwise
@@ -126,6 +159,25 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--metrics-port", type=int, help="Override metrics.port (0 = any free port).")
     run.add_argument("--duration", type=float, help="Stop after this many seconds.")
     run.set_defaults(func=lambda a: asyncio.run(_run(a)))
+    demo = sub.add_parser("demo", help="Real recorded InternVL2-8B answers of UCF-Crime videos as live cameras: "
+                                       "real alerts and explanations without a GPU or weights.")
+    demo.add_argument("--responses", type=Path, help="The authors' VLM_responses_LRC_ucf.json (default: found in "
+                                                     "../shared/data when present).")
+    demo.add_argument("--video", action="append", help=f"A video to replay as a camera (repeatable; default "
+                                                       f"{', '.join(DEFAULT_VIDEOS)}).")
+    demo.add_argument("--speed", type=float, default=1.0, help="Pace: 1 = real time (default), 10 = ten times "
+                                                               "faster.")
+    demo.add_argument("--mqtt-host", default="127.0.0.1", help="MQTT broker; an embedded one is started there "
+                                                                "when none answers (default 127.0.0.1).")
+    demo.add_argument("--mqtt-port", type=int, default=1883, help="MQTT port (default 1883).")
+    demo.add_argument("--prefix", default="corevad", help="MQTT topic prefix (default corevad).")
+    demo.add_argument("--labels-only", action="store_true", help="Score labels only, even when the sentence "
+                                                                 "encoder is installed.")
+    demo.add_argument("--no-live", action="store_true", help="No live table (plain stats lines only).")
+    demo.add_argument("--jsonl", type=Path, help="Also write every message to this JSONL file.")
+    demo.add_argument("--metrics-port", type=int, help="Metrics port (default 9108; 0 = any free port).")
+    demo.add_argument("--duration", type=float, help="Stop after this many seconds (default: when the videos end).")
+    demo.set_defaults(func=lambda a: asyncio.run(_demo(a)))
     check = sub.add_parser("check", help="Validate a config and everything run needs from this machine "
                                          "(secrets, files, ports), then exit.")
     check.add_argument("-c", "--config", type=Path, required=True)

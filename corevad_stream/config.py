@@ -328,11 +328,12 @@ def _errors(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def merge_mappings(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """`over` merged into `base`, nested mappings key by key (config overrides)."""
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = merge_mappings(out[key], value)
         else:
             out[key] = value
     return out
@@ -365,5 +366,5 @@ def load_config(path: str | Path, *, overrides: dict[str, Any] | None = None) ->
     p = Path(path)
     data = _read_yaml(p)
     if overrides:
-        data = _merge(data, overrides)
+        data = merge_mappings(data, overrides)
     return config_from_dict(data, source=str(p))

@@ -316,6 +316,10 @@ class MqttSink:
         if message.kind == "snapshot" and not self.config.snapshots:
             self._counts["filtered"] += 1
             return
+        if message.kind == "available" and message.camera is None:
+            # This sink owns <prefix>/available: online on every connect, offline at close, the will
+            # otherwise. The app's copy would only publish it twice.
+            return
         pub = _Pub(message.topic(self.prefix), encode_payload(message), getattr(self.config.qos, message.kind),
                    message.retain or message.kind in RETAINED_KINDS)
         if message.kind == "events":

@@ -160,3 +160,30 @@ def test_sigterm_flushes_and_publishes_offline(tmp_path: Path) -> None:
     assert recs[-1]["payload"] == "offline"
     assert "shutting down" in err
     assert "model: ok" in err and "live: " in err and "seg/s=" in err  # the periodic stats line, despite --no-live
+
+
+@pytest.mark.slow
+async def test_demo_replays_real_answers_into_a_running_broker(mosquitto, mqtt_collector, shared_data: Path,  # type: ignore[no-untyped-def]
+                                                                tmp_path: Path) -> None:
+    import asyncio
+
+    sub = await mqtt_collector(mosquitto, topics=("demo/#",))
+    out = tmp_path / "demo.jsonl"
+    args = ["demo", "--responses", str(shared_data / "ucf_crime" / "VLM_responses_LRC_ucf.json"),
+            "--video", "Explosion020_x264", "--video", "Shooting018_x264", "--speed", "20", "--labels-only",
+            "--mqtt-port", str(mosquitto.port), "--prefix", "demo", "--metrics-port", "0", "--no-live",
+            "--jsonl", str(out)]
+    t0 = time.monotonic()
+    rc = await asyncio.to_thread(main, args)
+    took = time.monotonic() - t0
+    assert rc == 0 and took < 60, took
+    await sub.wait_for(lambda: len(sub.payloads("demo/events")) >= 4, timeout=30, what="events")
+    events = [json.loads(p) for p in sub.payloads("demo/events")]
+    news = [e["after"] for e in events if e["type"] == "new"]
+    assert {a["camera"] for a in news} == {"Explosion020_x264", "Shooting018_x264"}  # both videos alert
+    assert all(a["explanation"] and "scene" not in a["explanation"][0].lower() for a in news)  # real descriptions
+    # Through the broker that was already running; availability once per state, not twice.
+    await sub.wait_for(lambda: sub.payloads("demo/available")[-1:] == [b"offline"], timeout=30, what="offline")
+    assert sub.payloads("demo/available") == [b"online", b"offline"]
+    recs = read_jsonl(out)
+    assert any(r["kind"] == "score" and r["payload"]["available"] for r in recs)
