@@ -7,6 +7,7 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -17,8 +18,10 @@ from . import offline_commands
 from .benchmarks import DATASETS, load_benchmark, load_responses
 from .config import load_method_params
 from .errors import CorevadError
-from .evaluate import EvalResult, evaluate
 from .params import CausalParams, OfflineParams
+
+if TYPE_CHECKING:  # scikit-learn (metrics) loads only when a command evaluates: `--help` stays fast
+    from .evaluate import EvalResult
 
 _OFFLINE_FLAGS = {"tau": float, "kernel_size": int, "sigma": float, "lrc_window": int}
 _CAUSAL_FLAGS = {"lrc_lookback": int, "lrc_lookahead": int, "refine_window": int, "smooth_length": int,
@@ -108,6 +111,8 @@ def _table(result: EvalResult, dataset: str, offline: OfflineParams, causal: Cau
 
 def cmd_eval(args: argparse.Namespace) -> int:
     offline, causal = _params(args)
+    from .evaluate import evaluate
+
     videos = load_benchmark(args.dataset, args.annotations)
     responses = load_responses(args.responses)
     encoder = _text_encoder(args)

@@ -206,7 +206,7 @@ class App:
         if self._config_sinks and cfg.mqtt is not None:
             from .sinks.mqtt import MqttSink
 
-            sinks.append(MqttSink(cfg.mqtt))
+            sinks.append(MqttSink(cfg.mqtt, cameras=[c.name for c in cfg.enabled_cameras()]))
         return sinks + self._extra_sinks
 
     def _add_camera(self, cam_cfg: CameraConfig) -> None:

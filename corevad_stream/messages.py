@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
-Kind = Literal["available", "events", "score", "state", "status", "snapshot", "stats", "model"]
+Kind = Literal["available", "events", "score", "state", "status", "snapshot", "stats", "model", "alert"]
 
 # Kinds published once for the whole monitor (<prefix>/<kind>); "model" is both (<prefix>/model for the
 # model as a whole, <prefix>/<camera>/model for one camera's segments); the rest are per camera.

@@ -18,7 +18,7 @@ from .sinks.base import Sink
 
 log = logging.getLogger(__name__)
 
-KEEP_KINDS = frozenset({"events", "state", "status", "available", "model"})
+KEEP_KINDS = frozenset({"events", "state", "status", "available", "model", "alert"})
 
 
 class _SinkLane:

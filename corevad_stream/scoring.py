@@ -181,7 +181,8 @@ class CameraScoring:
             # Timing for the latency figure: when the driving segment ended and how long the model took.
             payload["timing"] = {"segment_end": meta.end, "model_s": round(meta.model_s, 6),
                                  "scored_at": time.time()}
-        msgs = [Message("events", payload)]
+        # The camera's latest alert, retained (Home Assistant reads its explanation as attributes).
+        msgs = [Message("events", payload), Message("alert", ev.after.to_dict(), camera=self.camera, retain=True)]
         self._sync_state(msgs)
         if ev.after.explanation:
             self.counters.last_explanation = ev.after.explanation[0]

@@ -434,6 +434,10 @@ class MqttCollector:
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.1)
 
+    def seen_topics(self) -> list[str]:
+        """Every topic seen, in order of first arrival."""
+        return list(dict.fromkeys(m.topic for m in self.messages))
+
     def on(self, topic: str) -> list[Received]:
         return [m for m in self.messages if m.topic == topic]
 

@@ -21,6 +21,7 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -35,12 +36,13 @@ from ..broker import EmbeddedBroker, EmbeddedBrokerConfig
 from ..errors import StreamError
 from ..messages import Message
 from ..security import read_secret
+from .ha_discovery import camera_configs, removed_camera_topics
 from .outbox import Outbox, OutboxFullPolicy
 
 log = logging.getLogger(__name__)
 
 QoS = Literal[0, 1, 2]
-RETAINED_KINDS = frozenset({"available", "state", "status", "snapshot", "model"})
+RETAINED_KINDS = frozenset({"available", "state", "status", "snapshot", "model", "alert"})
 
 
 class MqttSinkError(StreamError):
@@ -95,6 +97,7 @@ class MqttQosConfig(_Strict):
     stats: QoS = Field(0, description="Periodic counters on <prefix>/stats.")
     model: QoS = Field(1, description="Retained model health (ok/degraded/down) on <prefix>/model and "
                                       "<prefix>/<camera>/model.")
+    alert: QoS = Field(1, description="Retained latest alert of a camera on <prefix>/<camera>/alert.")
 
 
 class MqttReconnectConfig(_Strict):
@@ -123,6 +126,15 @@ class MqttOutboxConfig(_Strict):
                                         "drop_newest; every drop is counted and logged as an error.")
 
 
+class HomeAssistantConfig(_Strict):
+    """Home Assistant MQTT discovery (section `mqtt.home_assistant`)."""
+
+    discovery: bool = Field(False, description="Announce every camera to Home Assistant (anomaly binary sensor "
+                                               "with the explanation, score, status, model state, snapshot).")
+    discovery_prefix: str = Field("homeassistant", min_length=1, max_length=128,
+                                  description="Home Assistant's discovery prefix.")
+
+
 class MqttConfig(_Strict):
     """MQTT output (section `mqtt`). Secrets only by reference: environment variables or files."""
 
@@ -148,6 +160,8 @@ class MqttConfig(_Strict):
                                                     "this the oldest are dropped (counted).")
     drain_timeout_s: float = Field(5.0, ge=0, description="At shutdown, time allowed to deliver pending "
                                                           "events; the rest stay in the outbox.")
+    home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig,
+                                                description="Home Assistant MQTT discovery.")
     embedded_broker: EmbeddedBrokerConfig = Field(default_factory=EmbeddedBrokerConfig,
                                                   description="Run an amqtt broker in-process and use it.")
 
@@ -232,8 +246,9 @@ class MqttSink:
 
     name = "mqtt"
 
-    def __init__(self, config: MqttConfig, *, outbox_path: Path | None = None) -> None:
+    def __init__(self, config: MqttConfig, *, outbox_path: Path | None = None, cameras: Sequence[str] = ()) -> None:
         self.config = config
+        self.cameras = list(cameras)
         self.prefix = config.prefix
         self.available_topic = f"{config.prefix}/available"
         self._outbox_path = outbox_path or config.outbox_path()
@@ -259,6 +274,8 @@ class MqttSink:
                                   policy=cfg.outbox.when_full)
         except Exception as exc:
             raise MqttSinkError(f"mqtt.outbox: {exc}") from exc
+        if cfg.home_assistant.discovery:
+            self._announce()
         try:
             host, port, username, password = cfg.host, cfg.port, cfg.username, cfg.password()
             if cfg.embedded_broker.enabled:
@@ -307,6 +324,17 @@ class MqttSink:
             self._outbox.close()
         if self._broker is not None:
             await self._broker.stop()
+
+    def _announce(self) -> None:
+        """Retained discovery configs for every camera (republished on each connect like all retained
+        values); empty retained payloads remove the configs of cameras no longer configured."""
+        ha = self.config.home_assistant
+        record = self._outbox_path.with_name(f"ha-discovery-{self.prefix.replace('/', '-')}.json")
+        for topic in removed_camera_topics(record, ha.discovery_prefix, self.prefix, self.cameras):
+            self._retained[topic] = _Pub(topic, b"", 1, True)
+        for camera in self.cameras:
+            for topic, payload in camera_configs(ha.discovery_prefix, self.prefix, camera).items():
+                self._retained[topic] = _Pub(topic, json.dumps(payload).encode(), 1, True)
 
     # ------------------------------------------------------------------ public API
     async def send(self, message: Message) -> None:

@@ -1,0 +1,78 @@
+"""Home Assistant MQTT discovery: each camera appears in Home Assistant with no YAML to write.
+
+Per camera, one device with: an anomaly binary sensor (the retained `state`; the latest alert, with its
+explanation, as attributes from `<prefix>/<camera>/alert`), the score, the camera status and model state
+as sensors, and the snapshot as an MQTT image. Every entity's availability is `<prefix>/available` (online,
+offline, the last will). Configs are retained; a camera removed from the config gets its configs removed
+(empty retained payloads) at the next start, from the record of announced cameras in the state directory.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ENTITIES = ("anomaly", "score", "status", "model", "snapshot")
+
+
+def _ids(prefix: str, camera: str, entity: str) -> tuple[str, str]:
+    node = f"corevad_{prefix.replace('/', '_')}"
+    return node, f"{node}_{camera}_{entity}"
+
+
+def config_topic(discovery_prefix: str, prefix: str, camera: str, entity: str) -> str:
+    component = {"anomaly": "binary_sensor", "snapshot": "image"}.get(entity, "sensor")
+    node, uid = _ids(prefix, camera, entity)
+    return f"{discovery_prefix}/{component}/{node}/{uid}/config"
+
+
+def camera_configs(discovery_prefix: str, prefix: str, camera: str) -> dict[str, dict[str, Any]]:
+    """topic -> discovery payload for every entity of one camera."""
+    base = f"{prefix}/{camera}"
+    node, _ = _ids(prefix, camera, "")
+    device = {"identifiers": [f"{node}_{camera}"], "name": f"{camera} (corevad)", "manufacturer": "corevad",
+              "model": "CoReVAD anomaly monitor"}
+    common = {"availability_topic": f"{prefix}/available", "payload_available": "online",
+              "payload_not_available": "offline", "device": device}
+    entities: dict[str, dict[str, Any]] = {
+        "anomaly": {"name": "Anomaly", "state_topic": f"{base}/state", "payload_on": "anomalous",
+                    "payload_off": "normal", "device_class": "safety",
+                    # `unknown` (no score yet, model down, monitor stopped) is neither on nor off.
+                    "value_template": "{{ value if value in ('anomalous', 'normal') else None }}",
+                    "json_attributes_topic": f"{base}/alert"},
+        "score": {"name": "Anomaly score", "state_topic": f"{base}/score", "state_class": "measurement",
+                  "value_template": "{{ value_json.score if value_json.available else None }}"},
+        "status": {"name": "Camera status", "state_topic": f"{base}/status",
+                   "value_template": "{{ value_json.state }}", "json_attributes_topic": f"{base}/status"},
+        "model": {"name": "Model state", "state_topic": f"{base}/model", "value_template": "{{ value_json.state }}",
+                  "json_attributes_topic": f"{base}/model"},
+        "snapshot": {"name": "Alert snapshot", "image_topic": f"{base}/snapshot", "content_type": "image/jpeg"},
+    }
+    out = {}
+    for entity, payload in entities.items():
+        _, uid = _ids(prefix, camera, entity)
+        out[config_topic(discovery_prefix, prefix, camera, entity)] = {**payload, **common, "unique_id": uid,
+                                                                        "object_id": uid}
+    return out
+
+
+def removed_camera_topics(record: Path, discovery_prefix: str, prefix: str, cameras: list[str]) -> list[str]:
+    """Config topics of cameras announced by an earlier run but no longer configured; updates the record."""
+    try:
+        previous = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else []
+        if not isinstance(previous, list):
+            previous = []
+    except (OSError, ValueError) as exc:
+        log.warning("Home Assistant discovery record %s unreadable (%s); not removing stale cameras", record, exc)
+        previous = []
+    gone = [c for c in previous if isinstance(c, str) and c not in cameras]
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps(sorted(cameras)), encoding="utf-8")
+    except OSError as exc:
+        log.warning("cannot write the Home Assistant discovery record %s: %s", record, exc)
+    return [config_topic(discovery_prefix, prefix, c, e) for c in gone for e in ENTITIES]
