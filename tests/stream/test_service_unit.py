@@ -1,0 +1,30 @@
+"""The shipped systemd unit passes `systemd-analyze verify` with its commands pointed at this install."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from corevad.paths import data_file
+
+
+def test_service_unit_verifies(tmp_path: Path) -> None:
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.fail("systemd-analyze is missing: tools/setup.sh installs Debian's systemd package")
+    unit = data_file("corevad_stream", "corevad.service").read_text()
+    assert "/opt/corevad/bin/corevad-stream run -c /etc/corevad/cameras.yaml" in unit
+    bindir = Path(sys.executable).parent
+    ok = tmp_path / "corevad.service"
+    ok.write_text(unit.replace("/opt/corevad/bin/", f"{bindir}/"))
+    proc = subprocess.run([analyze, "verify", str(ok)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    # and the check is real: a unit whose command does not exist fails it
+    bad = tmp_path / "bad.service"
+    bad.write_text(unit.replace("/opt/corevad/bin/", "/nonexistent/"))
+    proc = subprocess.run([analyze, "verify", str(bad)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode != 0 and "not executable" in proc.stderr
