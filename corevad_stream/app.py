@@ -304,7 +304,8 @@ class App:
         return cam.lag() if cam is not None else 0.0
 
     def _on_status(self, cam: CameraPipeline, change: StatusChange) -> None:
-        level = logging.WARNING if change.status is CameraStatus.OFFLINE else logging.INFO
+        bad = change.status is CameraStatus.OFFLINE and change.reason != STOP_REASON  # a clean stop is no warning
+        level = logging.WARNING if bad else logging.INFO
         log.log(level, "camera %s: %s%s", cam.name, change.status.value,
                 f" ({change.reason})" if change.reason else "")
         self.publisher.publish(Message("status", {
@@ -414,7 +415,7 @@ class App:
 
     def failed_cameras(self) -> list[str]:
         """Cameras whose source is offline (gave up or never connected): a finished run with these failed."""
-        return [n for n, c in self.counters.items() if c.status is CameraStatus.OFFLINE]
+        return [n for n, c in self.counters.items() if c.status is CameraStatus.OFFLINE and c.reason != STOP_REASON]
 
     async def wait_finished(self, timeout: float | None = None) -> None:
         """Wait until every camera's source ended and all its segments were scored and published."""
@@ -475,7 +476,8 @@ class App:
         self._stats_task.cancel()
         for cam in self.cameras.values():
             if cam.counters.status in (CameraStatus.ONLINE, CameraStatus.CONNECTING):
-                self._on_status(cam, StatusChange(cam.name, CameraStatus.OFFLINE, "monitor stopped"))
+                cam.counters.status, cam.counters.reason = CameraStatus.OFFLINE, STOP_REASON  # the last stats say so
+                self._on_status(cam, StatusChange(cam.name, CameraStatus.OFFLINE, STOP_REASON))
         self.publisher.publish(Message("stats", self.stats()))
         self.publisher.publish(Message("available", "offline", retain=True))
         self.publisher.close()

@@ -147,7 +147,9 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="corevad-stream", description=__doc__)
+    parser = argparse.ArgumentParser(prog="corevad-stream", description="Watch cameras for anomalies with a "
+                                     "vision-language model and publish alerts (MQTT, JSONL, Prometheus); replay "
+                                     "benchmarks through the same path.")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO).")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="Watch the configured cameras and publish alerts.")
@@ -180,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=lambda a: asyncio.run(_demo(a)))
     check = sub.add_parser("check", help="Validate a config and everything run needs from this machine "
                                          "(secrets, files, ports), then exit.")
-    check.add_argument("-c", "--config", type=Path, required=True)
+    check.add_argument("-c", "--config", type=Path, required=True, help="YAML config to check.")
     check.set_defaults(func=_check)
     replay_cli.add_commands(sub)
     return parser

@@ -16,7 +16,10 @@ def message_record(msg: Message, prefix: str = "corevad") -> dict[str, Any]:
     payload: Any = msg.payload
     if isinstance(payload, bytes):
         payload = {"base64": base64.b64encode(payload).decode("ascii"), "bytes": len(msg.payload)}
-    return {"t": time.time(), "topic": msg.topic(prefix), "kind": msg.kind, "camera": msg.camera,
+    camera = msg.camera
+    if camera is None and msg.kind == "events" and isinstance(msg.payload, dict):
+        camera = msg.payload.get("after", {}).get("camera")  # an alert event belongs to its camera
+    return {"t": time.time(), "topic": msg.topic(prefix), "kind": msg.kind, "camera": camera,
             "retain": msg.retain, "payload": payload}
 
 

@@ -135,3 +135,18 @@ async def test_live_policies_never_block_the_source(policy: str) -> None:
         await app.wait_finished(timeout=60)
         c = app.stats()["cameras"]["p"]
     assert c["segments"] == 100 and c["drops"] > 50 and c["scored"] + c["drops"] == 100
+
+
+async def test_the_last_stats_say_offline_and_jsonl_events_name_their_camera(tmp_path: Path) -> None:
+    cfg = stream_config([{"name": "k", "url": "frameless://", "rate": "native"}],
+                        jsonl={"path": str(tmp_path / "o.jsonl")}, refinement={"smooth_length": 1},
+                        runtime={"segment_seconds": 0.1})
+    async with App(cfg, backend=ScriptedBackend(lambda c: ANOMALOUS)) as app:
+        while app.counters["k"].scored < 3:
+            await asyncio.sleep(0.05)
+    assert app.failed_cameras() == []  # stopped by us, not failed
+    recs = read_jsonl(tmp_path / "o.jsonl")
+    stats = [r["payload"] for r in recs if r["kind"] == "stats"]
+    assert stats[-1]["cameras"]["k"]["status"] == "offline"
+    assert all(r["camera"] == "k" for r in recs if r["kind"] == "events")
+    assert [r["payload"] for r in recs if r["kind"] == "available"] == ["online", "offline"]
