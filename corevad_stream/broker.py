@@ -9,6 +9,7 @@ broker then refuses anonymous clients; this is enforced both when the config is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -163,6 +164,21 @@ class EmbeddedBroker:
         if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
+
+
+def mqtt_broker_answers(host: str, port: int, *, timeout: float = 1.0) -> bool:
+    """Whether an MQTT broker answers on host:port: an MQTT 3.1.1 CONNECT gets a CONNACK (any return code:
+    a broker that refuses anonymous clients is still a broker). Another service on the port is not one."""
+    connect = (b"\x10\x14" b"\x00\x04MQTT\x04\x02\x00\x05" b"\x00\x08corevad?")  # clean session, keepalive 5 s
+    try:
+        with socket.create_connection((host.strip("[]"), port), timeout=timeout) as sock:
+            sock.sendall(connect)
+            reply = sock.recv(4)
+            with contextlib.suppress(OSError):
+                sock.sendall(b"\xe0\x00")  # DISCONNECT
+    except OSError:
+        return False
+    return len(reply) >= 2 and reply[0] == 0x20 and reply[1] == 0x02
 
 
 def _bind_host(host: str) -> str:

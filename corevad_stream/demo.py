@@ -10,12 +10,12 @@ frame path is not exercised: `--tiny-model` with a video camera does that.
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 from typing import Any
 
 from corevad.benchmarks import load_responses
 
+from .broker import mqtt_broker_answers
 from .errors import ConfigError
 
 # UCF-Crime test videos whose recorded answers raise an alert after the ground-truth onset, 44-60 s long.
@@ -36,15 +36,6 @@ def find_responses(given: Path | None) -> Path:
     raise ConfigError(f"demo: no recorded answers found; give --responses PATH to {PUBLIC_ANSWERS}")
 
 
-def broker_answers(host: str, port: int, timeout: float = 0.5) -> bool:
-    """Whether something accepts TCP connections on host:port (a running MQTT broker, most likely)."""
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
 def demo_config(responses: Path, videos: list[str], *, speed: float, mqtt_host: str, mqtt_port: int,
                 prefix: str, text_context: bool, metrics_port: int) -> tuple[dict[str, Any], str]:
     """The run config of the demo and one line saying which MQTT broker it uses."""
@@ -57,7 +48,7 @@ def demo_config(responses: Path, videos: list[str], *, speed: float, mqtt_host: 
     # One camera per video: frame-less segments at 30 fps x speed, 1/speed s each -> 30 frames a segment.
     cameras = [{"name": v, "url": f"frameless://{30 * len(answers[v])}?fps={30 * speed:g}", "rate": "native"}
                for v in videos]
-    embedded = not broker_answers(mqtt_host, mqtt_port)
+    embedded = not mqtt_broker_answers(mqtt_host, mqtt_port)
     how = (f"starting the embedded MQTT broker on {mqtt_host}:{mqtt_port}" if embedded
            else f"using the MQTT broker already answering on {mqtt_host}:{mqtt_port}")
     mqtt: dict[str, Any] = {"host": mqtt_host, "port": mqtt_port, "prefix": prefix}

@@ -16,6 +16,7 @@ from corevad.errors import CorevadError
 from corevad.files import check_file
 from corevad.prompt import load_prompt
 
+from .broker import mqtt_broker_answers
 from .config import StreamConfig
 from .errors import ConfigError
 from .redact import redact
@@ -78,8 +79,8 @@ def problems(cfg: StreamConfig) -> list[str]:
     if cfg.mqtt is not None and cfg.mqtt.embedded_broker.enabled:
         eb = cfg.mqtt.embedded_broker
         p = port_problem(eb.host, eb.port, option="mqtt.embedded_broker.port")
-        if p:
-            found.append(p)
+        if p and not mqtt_broker_answers(eb.host, eb.port):  # a broker there is used instead (see MqttSink)
+            found.append(p.replace("already in use", "already in use by something that is not an MQTT broker"))
     # Where run writes.
     state = cfg.runtime.alert_state_path(cfg.mqtt.prefix if cfg.mqtt is not None else "corevad").parent
     attempt(lambda: state.mkdir(parents=True, exist_ok=True), "runtime.state_dir")

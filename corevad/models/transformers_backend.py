@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -46,6 +47,9 @@ def _frames_list(clip: Clip) -> list[np.ndarray]:
     return list(frames)
 
 
+log = logging.getLogger(__name__)
+CPU_WARN_PARAMS = 1_000_000_000  # above this, a CPU is no place for live inference
+
 class TransformersBackend:
     """VLMBackend running InternVLForConditionalGeneration + AutoProcessor from a hub id or local folder.
 
@@ -80,6 +84,11 @@ class TransformersBackend:
             hint = _REMOTE_CODE_HINT if "internvl_chat" in str(exc) or "remote" in str(exc) else ""
             raise ModelError(f"cannot load VLM {cfg.model!r}: {exc}. {hint}".strip()) from exc
         self.model = model.to(self.device).eval()
+        n_params = sum(p.numel() for p in self.model.parameters())
+        if self.device.type == "cpu" and n_params > CPU_WARN_PARAMS:
+            log.warning("%s has %.1f B parameters and runs on the CPU: expect minutes per segment, far too slow "
+                        "for live cameras; use a GPU (device: cuda) or the openai backend with a GPU server",
+                        cfg.model, n_params / 1e9)
         tok = self.processor.tokenizer
         tok.padding_side = "left"  # decoder-only batched generation needs left padding
         if tok.pad_token is None:

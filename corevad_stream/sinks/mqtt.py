@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, m
 from corevad.backoff import Backoff, BackoffPolicy
 from corevad.paths import state_dir
 
-from ..broker import EmbeddedBroker, EmbeddedBrokerConfig
+from ..broker import EmbeddedBroker, EmbeddedBrokerConfig, mqtt_broker_answers
 from ..errors import StreamError
 from ..messages import Message
 from ..security import read_secret
@@ -278,7 +278,14 @@ class MqttSink:
             self._announce()
         try:
             host, port, username, password = cfg.host, cfg.port, cfg.username, cfg.password()
-            if cfg.embedded_broker.enabled:
+            eb = cfg.embedded_broker
+            if eb.enabled and eb.port and mqtt_broker_answers(eb.host, eb.port):
+                # The embedded broker is a fallback, not a collision (e.g. Debian's Mosquitto on 1883).
+                log.info("an MQTT broker already answers on %s:%d: publishing to it, not starting the embedded "
+                         "one", eb.host, eb.port)
+                host = "127.0.0.1" if eb.host in ("0.0.0.0", "", "::") else eb.host
+                port, username, password = eb.port, eb.username, eb.password()
+            elif eb.enabled:
                 self._broker = EmbeddedBroker.from_config(cfg.embedded_broker)
                 await self._broker.start()
                 host = "127.0.0.1" if self._broker.host in ("0.0.0.0", "", "::") else self._broker.host

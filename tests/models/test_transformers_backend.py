@@ -65,3 +65,14 @@ def test_remote_code_checkpoint_is_refused_with_advice(tmp_path: Path) -> None:
 def test_missing_model_is_a_model_error(tmp_path: Path) -> None:
     with pytest.raises(ModelError, match="cannot load VLM"):
         load_vlm(VLMConfig(model=str(tmp_path / "nothing-here")))
+
+
+def test_a_big_model_on_the_cpu_is_warned_about(tiny_internvl_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                caplog: pytest.LogCaptureFixture) -> None:
+    import corevad.models.transformers_backend as tb
+
+    load_vlm(VLMConfig(model=str(tiny_internvl_dir), device="cpu")).close()
+    assert "far too slow" not in caplog.text  # the tiny model is fine on a CPU
+    monkeypatch.setattr(tb, "CPU_WARN_PARAMS", 1000)  # pretend the tiny model is an 8B one
+    load_vlm(VLMConfig(model=str(tiny_internvl_dir), device="cpu")).close()
+    assert "runs on the CPU: expect minutes per segment" in caplog.text

@@ -73,3 +73,24 @@ async def test_exposed_broker_refuses_anonymous_and_wrong_password(
             await sink.send(Message("events", {"type": "new", "before": None, "after": {"seq": 1}}))
             await sub.wait_for(lambda: len(sub.on("exp/events")) == 1, timeout=20)
     assert "b-r-o-k-e-r" not in caplog.text and "nope" not in caplog.text
+
+
+async def test_the_embedded_broker_is_a_fallback_not_a_collision(mosquitto, mqtt_collector, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    from corevad_stream.broker import mqtt_broker_answers
+    from corevad_stream.messages import Message
+    from corevad_stream.sinks.mqtt import MqttConfig, MqttSink
+
+    assert mqtt_broker_answers(mosquitto.host, mosquitto.port)
+    with socket.socket() as plain:  # something listening that is not a broker
+        plain.bind(("127.0.0.1", 0))
+        plain.listen()
+        assert not mqtt_broker_answers("127.0.0.1", plain.getsockname()[1], timeout=0.5)
+    sub = await mqtt_collector(mosquitto, topics=("fb/#",))
+    cfg = MqttConfig(prefix="fb", outbox={"path": tmp_path / "o.sqlite"},  # type: ignore[arg-type]
+                     embedded_broker={"enabled": True, "port": mosquitto.port})  # type: ignore[arg-type]
+    async with MqttSink(cfg) as sink:
+        assert sink.broker is None  # Mosquitto already answers there: no embedded broker was started
+        await sink.send(Message("state", "normal", camera="cam"))
+        await sub.wait_for(lambda: sub.payloads("fb/cam/state") == [b"normal"], timeout=20, what="state")
