@@ -156,10 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-c", "--config", type=Path, required=True, help="YAML config (examples: corevad_stream/data/).")
     run.add_argument("--tiny-model", action="store_true",
                      help="Use tiny RANDOM models (no weights needed); explanations are meaningless.")
-    run.add_argument("--no-live", action="store_true", help="No live table (plain logs only).")
-    run.add_argument("--jsonl", type=Path, help="Also write every message to this JSONL file.")
-    run.add_argument("--metrics-port", type=int, help="Override metrics.port (0 = any free port).")
-    run.add_argument("--duration", type=float, help="Stop after this many seconds.")
+    _monitor_options(run)
     run.set_defaults(func=lambda a: asyncio.run(_run(a)))
     demo = sub.add_parser("demo", help="Real recorded InternVL2-8B answers of UCF-Crime videos as live cameras: "
                                        "real alerts and explanations without a GPU or weights.")
@@ -175,10 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--prefix", default="corevad", help="MQTT topic prefix (default corevad).")
     demo.add_argument("--labels-only", action="store_true", help="Score labels only, even when the sentence "
                                                                  "encoder is installed.")
-    demo.add_argument("--no-live", action="store_true", help="No live table (plain stats lines only).")
-    demo.add_argument("--jsonl", type=Path, help="Also write every message to this JSONL file.")
-    demo.add_argument("--metrics-port", type=int, help="Metrics port (default 9108; 0 = any free port).")
-    demo.add_argument("--duration", type=float, help="Stop after this many seconds (default: when the videos end).")
+    _monitor_options(demo)
     demo.set_defaults(func=lambda a: asyncio.run(_demo(a)))
     check = sub.add_parser("check", help="Validate a config and everything run needs from this machine "
                                          "(secrets, files, ports), then exit.")
@@ -186,6 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_check)
     replay_cli.add_commands(sub)
     return parser
+
+
+def _monitor_options(p: argparse.ArgumentParser) -> None:
+    """The options `run` and `demo` share (both end in _monitor)."""
+    p.add_argument("--no-live", action="store_true", help="No live table (the plain stats line stays).")
+    p.add_argument("--jsonl", type=Path, help="Also write every message to this JSONL file.")
+    p.add_argument("--metrics-port", type=int, help="Override metrics.port (default 9108; 0 = any free port).")
+    p.add_argument("--duration", type=float, help="Stop after this many seconds (default: run until stopped "
+                                                  "or every camera ended).")
 
 
 def main(argv: list[str] | None = None) -> int:
