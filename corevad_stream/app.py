@@ -134,9 +134,11 @@ class App:
         if self.backend is None:
             from .models import build_models
 
-            backend, self.encoder = await asyncio.to_thread(build_models, cfg.model, with_clip=cfg.uses_features())
+            backend, self.encoder = await asyncio.to_thread(build_models, cfg.model, with_clip=False)
             self.backend = backend
             stack.callback(backend.close)
+            if cfg.uses_features():
+                self.encoder = await self._load_clip()
         if self.text_encoder is None and cfg.uses_text_context():
             from .models import build_text_encoder
 
@@ -186,6 +188,22 @@ class App:
             assert cam.source is not None
             cam.source.start()
 
+    async def _load_clip(self) -> ImageTextEncoder | None:
+        """CLIP for feature scoring. With use_features: auto a CLIP that does not load is a warning (scoring
+        falls back to labels or the text context); with true it is an error."""
+        from corevad.errors import CorevadError
+
+        from .models import build_clip
+
+        cfg = self.config
+        try:
+            return await asyncio.to_thread(build_clip, cfg.model)
+        except CorevadError as exc:
+            if any(cfg.camera_section(c, "refinement").use_features is True for c in cfg.enabled_cameras()):
+                raise
+            log.warning("CLIP did not load (%s): scoring without CLIP features (use_features: auto)", exc)
+            return None
+
     def _end_left_open(self, left_open: dict[str, dict[str, Any]]) -> None:
         """End the alerts a previous run left open (it crashed or was killed) with reason "monitor restarted"."""
         now = time.time()
@@ -220,8 +238,10 @@ class App:
             ring = FrameRing(2 * rt.max_pending_per_camera + 2, rt.frames_per_segment, size=rt.frame_size)
         refinement = cfg.camera_section(cam_cfg, "refinement")
         alerts = cfg.camera_section(cam_cfg, "alerts")
-        use_features = refinement.use_features and self.encoder is not None and not frameless
-        text_context = refinement.text_context and self.text_encoder is not None
+        # auto: CLIP wherever it was loaded (a GPU machine, see StreamConfig.uses_features) and frames exist;
+        # the text context (when on) scores the rest.
+        use_features = bool(refinement.use_features) and self.encoder is not None and not frameless
+        text_context = refinement.text_context and self.text_encoder is not None and not use_features
         scoring = CameraScoring(cam_cfg.name, params=refinement.params(), alerts=alerts.params(),
                                 use_features=use_features, lrc=refinement.lrc, counters=counters,
                                 top_k=alerts.explanation_top_k, run_id=self.run_id, text_context=text_context,

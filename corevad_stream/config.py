@@ -58,10 +58,12 @@ class RefinementConfig(_Strict):
     smooth_lookahead: int = Field(_CAUSAL.smooth_lookahead,
                                   ge=0, le=100, description="Future taps of the Gaussian (adds delay).")
     renormalise_visual: bool = Field(_CAUSAL.renormalise_visual, description="Re-normalise the mean frame embedding.")
-    use_features: bool = Field(False, description="Use CLIP features (LRC + softmax refinement) when "
-                                                  "frames are available; False scores labels only "
-                                                  "(the default: the only form the tuning protocol "
-                                                  "could tune).")
+    use_features: bool | Literal["auto"] = Field(
+        "auto", description="CLIP features (the paper's causal LRC + softmax refinement) for cameras with frames: "
+                            "true, false, or auto (the default: on where a CUDA GPU is present and model.clip "
+                            "loads, the deployment the paper's design assumes; off on CPU machines, where "
+                            "segments are scored from labels or with text_context). Thresholds were tuned "
+                            "text-only: re-tune them for CLIP scores.")
     lrc: bool = Field(True, description="Local response cleaning (needs use_features).")
     text_context: bool = Field(False, description="Text-anchored context refinement (no CLIP): weigh the "
                                                   "labels of recent answers by the similarity of this answer to "
@@ -76,8 +78,9 @@ class RefinementConfig(_Strict):
 
     @model_validator(mode="after")
     def _one_refinement(self) -> RefinementConfig:
-        if self.use_features and self.text_context:
-            raise ValueError("use_features (CLIP) and text_context are exclusive: choose one")
+        if self.use_features is True and self.text_context:
+            raise ValueError("use_features: true (CLIP) and text_context are exclusive: choose one, or "
+                             "use_features: auto (CLIP where frames and a GPU exist, the text context elsewhere)")
         return self
 
     def params(self) -> CausalParams:
@@ -311,8 +314,16 @@ class StreamConfig(_Strict):
         return [c for c in self.cameras if c.enabled]
 
     def uses_features(self) -> bool:
-        """Whether any enabled camera scores with CLIP features (otherwise CLIP need not be loaded)."""
-        return any(self.camera_section(c, "refinement").use_features for c in self.enabled_cameras())
+        """Whether any enabled camera may score with CLIP features (otherwise CLIP need not be loaded)."""
+        modes = {self.camera_section(c, "refinement").use_features for c in self.enabled_cameras()
+                 if not c.url.startswith("frameless://")}
+        if True in modes:
+            return True
+        if "auto" in modes and self.model.clip is not None:
+            from corevad.models._device import gpu_available
+
+            return gpu_available()
+        return False
 
     def uses_text_context(self) -> bool:
         """Whether any enabled camera scores with text-anchored context (the sentence encoder is needed)."""

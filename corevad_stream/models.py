@@ -40,6 +40,12 @@ def build_text_encoder(cfg: ModelConfig, *, clip: ImageTextEncoder | None = None
     return encoder
 
 
+def build_clip(cfg: ModelConfig) -> ImageTextEncoder | None:
+    """The CLIP encoder the config names (None when model.clip is null); blocking."""
+    cfg = resolve_model_config(cfg)
+    return load_clip(cfg.clip) if cfg.clip is not None else None
+
+
 def build_models(cfg: ModelConfig, *, with_clip: bool = True) -> tuple[VLMBackend, ImageTextEncoder | None]:
     """Load the VLM backend and, when scoring uses features, the CLIP encoder (blocking: call in a thread)."""
     if cfg.tiny:

@@ -5,6 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 
+def gpu_available() -> bool:
+    """A CUDA GPU torch can use (False without torch installed; torch is only imported when present)."""
+    import importlib.util
+
+    if importlib.util.find_spec("torch") is None:
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
 def resolve_device(device: str) -> Any:
     import torch
 

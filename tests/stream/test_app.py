@@ -150,3 +150,26 @@ async def test_the_last_stats_say_offline_and_jsonl_events_name_their_camera(tmp
     assert stats[-1]["cameras"]["k"]["status"] == "offline"
     assert all(r["camera"] == "k" for r in recs if r["kind"] == "events")
     assert [r["payload"] for r in recs if r["kind"] == "available"] == ["online", "offline"]
+
+
+async def test_auto_features_use_clip_where_frames_exist_and_the_text_context_elsewhere(video_factory) -> None:  # type: ignore[no-untyped-def]
+    import numpy as np
+
+    class Sentences:  # a double of our TextEncoder protocol
+        name, dim = "double", 4
+
+        def encode_texts(self, texts):  # type: ignore[no-untyped-def]
+            return np.tile(np.array([1.0, 0.0, 0.0, 0.0], np.float32), (len(texts), 1))
+
+    video = video_factory("a.mp4", seconds=2, size=(64, 48))
+    cfg = stream_config([{"name": "cam", "url": str(video), "rate": "fast", "overload_policy": "block"},
+                         {"name": "replayed", "url": "frameless://60", "rate": "fast", "overload_policy": "block"}],
+                        refinement={"text_context": True})  # use_features: auto (the default)
+    sink = MemorySink()
+    async with App(cfg, backend=ScriptedBackend(), encoder=HashEncoder(), text_encoder=Sentences(),
+                   sinks=[sink]) as app:
+        await app.wait_finished(timeout=60)
+        cam, replayed = app.cameras["cam"].scoring, app.cameras["replayed"].scoring
+    assert cam.use_features and not cam.text_context  # frames + CLIP: the paper's refinement
+    assert replayed.text_context and not replayed.use_features  # no frames: the text context
+    assert len(sink.of("score", "cam")) == 2 and len(sink.of("score", "replayed")) == 2

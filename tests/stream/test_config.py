@@ -30,7 +30,7 @@ def test_runtime_defaults_are_the_tuning_protocols_choice() -> None:
 
     tuned = yaml.safe_load((REPO / "corevad_stream" / "data" / "replay_ucf.yaml").read_text())
     cfg = config_from_dict({"cameras": [{"name": "a", "url": "x.mp4"}]})
-    assert not cfg.refinement.use_features  # tuned text-only: no CLIP features exist for the recorded answers
+    assert cfg.refinement.use_features == "auto"  # tuned text-only; CLIP only where a GPU runs it (see below)
     for key, value in tuned["refinement"].items():
         assert getattr(cfg.refinement, key) == value, key
     for key, value in tuned["alerts"].items():
@@ -96,3 +96,20 @@ def test_credentials_never_show_in_repr_errors_or_logs(caplog: pytest.LogCapture
         logger.removeHandler(handler)
     text = caplog.text
     assert "rtsp://***@10.0.0.5" in text and "hunter2" not in text and "abc123" not in text
+
+
+def test_clip_features_default_to_auto_on_where_a_gpu_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    import corevad.models._device as device
+
+    cams = [{"name": "a", "url": "x.mp4"}, {"name": "b", "url": "frameless://30"}]
+    cfg = config_from_dict({"cameras": cams})
+    assert cfg.refinement.use_features == "auto"
+    monkeypatch.setattr(device, "gpu_available", lambda: False)
+    assert not cfg.uses_features()  # a CPU machine: no CLIP, labels (or the text context)
+    monkeypatch.setattr(device, "gpu_available", lambda: True)
+    assert cfg.uses_features()  # a GPU deployment: the paper's CLIP LRC + refinement
+    assert not config_from_dict({"cameras": cams, "model": {"clip": None}}).uses_features()
+    assert not config_from_dict({"cameras": cams[1:]}).uses_features()  # frame-less cameras have no images
+    assert config_from_dict({"cameras": cams, "refinement": {"text_context": True}}).uses_features()
+    with pytest.raises(ConfigError, match="exclusive"):
+        config_from_dict({"cameras": cams, "refinement": {"use_features": True, "text_context": True}})
