@@ -254,7 +254,7 @@ class App:
         self.batcher.add_camera(cam.name, policy)
         segmenter = Segmenter(cam.name, ring=ring, frames_per_segment=rt.frames_per_segment,
                               emit=self._emitter(cam, policy), on_no_slot=self._no_slot(cam),
-                              segment_seconds=rt.segment_seconds)
+                              segment_seconds=rt.segment_seconds, keep_full_frame=alerts.snapshot and not frameless)
 
         def on_status(change: StatusChange) -> None:
             self._loop.call_soon_threadsafe(self._on_status, cam, change)
@@ -525,8 +525,8 @@ def _resolve_sample(cam: CameraConfig) -> CameraConfig:
     return cam.model_copy(update={"url": str(ensure_sample_clip(cam.url[len("sample://"):] or "demo"))})
 
 
-def _jpeg(frame_rgb: np.ndarray, quality: int) -> bytes | None:
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame_rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+def _jpeg(frame_bgr: np.ndarray, quality: int) -> bytes | None:
+    ok, buf = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     return buf.tobytes() if ok else None
 
 

@@ -47,6 +47,7 @@ class SegmentJob:
     n_frames: int
     frames: np.ndarray | None = None
     enqueued: float = 0.0  # time.monotonic() when the batcher accepted it
+    full_frame_bgr: np.ndarray | None = None  # the middle sampled frame at the camera's resolution (snapshots)
     # The end-of-stream marker: the last item of a camera that finished. It travels the same path as the
     # camera's segments (batcher queue, worker, results queue), so it arrives after every one of them and
     # nothing has to count segments to know a stream is done. Never dropped, never sent to the model.
@@ -61,6 +62,7 @@ class SegmentJob:
         """Give the ring slot back (idempotent)."""
         fn, self._release = self._release, None
         self.frames = None
+        self.full_frame_bgr = None
         if fn is not None:
             fn()
 

@@ -46,13 +46,15 @@ class Segmenter:
 
     def __init__(self, camera: str, *, ring: FrameRing | None, frames_per_segment: int,
                  emit: Callable[[SegmentJob], None], on_no_slot: Callable[[int], None] | None = None,
-                 segment_seconds: float = 1.0, first_index: int = 0) -> None:
+                 segment_seconds: float = 1.0, first_index: int = 0, keep_full_frame: bool = False) -> None:
         self.camera = camera
         self.ring = ring
         self.k = frames_per_segment
         self.emit = emit
         self.on_no_slot = on_no_slot
         self.segment_seconds = segment_seconds
+        self.keep_full_frame = keep_full_frame
+        self._full: np.ndarray | None = None
         self.index = first_index
         self.fps = 30.0
         self.seg_len = 30
@@ -86,6 +88,10 @@ class Segmenter:
         k = self._slot_of_pos[self._pos]
         if k >= 0 and frame_bgr is not None and self._slot is not None:
             prepare_frame_into(frame_bgr, self.ring.view(self._slot)[k])  # type: ignore[union-attr]
+            if self.keep_full_frame and k == self.k // 2:
+                # The alert snapshot at the camera's resolution (the sampled copy is squashed to the model's
+                # square input): one frame a segment, alive only while the segment is in flight.
+                self._full = frame_bgr.copy()
         self._pos += 1
         self._frames_total += 1
         if self._pos == self.seg_len:
@@ -99,6 +105,7 @@ class Segmenter:
 
     def abandon(self) -> None:
         """Connection lost mid-segment: forget the partial segment (its index is not reused)."""
+        self._full = None
         if self._pos > 0:
             self.index += 1
         self._pos = 0
@@ -134,5 +141,6 @@ class Segmenter:
             frames = view[: max(1, min(n, view.shape[0]))]
             release = functools.partial(ring.release, slot)
         self._slot = None
+        full, self._full = self._full, None
         self.emit(SegmentJob(camera=self.camera, index=index, start=self._start, end=end, clock=self.clock,
-                             n_frames=n_frames, frames=frames, _release=release))
+                             n_frames=n_frames, frames=frames, full_frame_bgr=full, _release=release))

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(slots=True)
 class SegmentResult:
-    """A segment after the model: its verdict, features and (optionally) a copy of its middle frame."""
+    """A segment after the model: its verdict, features and (optionally) its middle frame, BGR."""
 
     job: SegmentJob
     verdict: Verdict
@@ -132,6 +132,12 @@ class ModelWorker:
         return list(desc), desc
 
     def _snapshot(self, job: SegmentJob) -> np.ndarray | None:
-        if not self.keep_snapshot or job.frames is None:
+        """The segment's snapshot candidate, BGR: the full-resolution middle frame when the source kept one
+        (it is already a private copy), else the middle sampled frame (squashed to the model's input)."""
+        if not self.keep_snapshot:
             return None
-        return job.frames[job.frames.shape[0] // 2].copy()
+        if job.full_frame_bgr is not None:
+            return job.full_frame_bgr
+        if job.frames is None:
+            return None
+        return np.ascontiguousarray(job.frames[job.frames.shape[0] // 2][..., ::-1])

@@ -57,6 +57,11 @@ async def test_alert_lifecycle_scores_state_status_and_snapshot_reach_the_broker
     assert all(m.retain is False for m in sub.on("t/street/score"))
     snap = sub.payloads("t/street/snapshot")
     assert snap and snap[-1][:2] == b"\xff\xd8"  # a JPEG
+    import cv2
+    import numpy as np
+
+    img = cv2.imdecode(np.frombuffer(snap[-1], np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape == (120, 160, 3)  # the camera's resolution, not the model's 64x64 square input
     assert b"online" in sub.payloads("t/available")
 
 
