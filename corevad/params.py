@@ -69,7 +69,7 @@ class CausalParams:
     # Chosen by tools/tune_text.py on the tune half of UCF-Crime (all-MiniLM-L6-v2, frame AUC).
     text_window: int = 120
     text_tau: float = 0.05
-    text_mix: float = 0.25
+    text_mix: float = 0.1
     # The start of a stream: True counts the smoothing taps before the first segment as "normal" (score 0),
     # so one anomalous first answer cannot open an alert; False renormalises over the taps that exist.
     start_prior: bool = False
