@@ -44,7 +44,7 @@ def test_parse_answers_counts_unparsed():
 def test_one_line_text_form_round_trips():
     v = parse_answer("```\nAnomalous scenes.\nA man runs.\n```")
     assert v.text == "Anomalous scenes. A man runs."
-    assert parse_answer(v.text) == parse_answer(v.text)
+    assert parse_answer(v.text).label == v.label == 1  # the one-line form parses back to the same verdict
     assert parse_answer(v.text).description == "A man runs."
 
 
