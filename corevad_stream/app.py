@@ -46,6 +46,7 @@ from .scoring import CameraScoring, ScoringOutput
 from .segmenter import Segmenter
 from .sinks.base import Sink
 from .sinks.jsonl import JsonlSink
+from .sinks.store import EventStoreSink
 from .sources import FRAMELESS_SCHEME, FramelessSource, Source, StatusCallback, VideoSource
 from .worker import ModelWorker, SegmentResult
 
@@ -221,6 +222,14 @@ class App:
         if self._config_sinks and cfg.jsonl is not None:
             sinks.append(JsonlSink(cfg.jsonl.path, kinds=set(cfg.jsonl.kinds) if cfg.jsonl.kinds else None,
                                    prefix=self.prefix))
+        if self._config_sinks and cfg.store.enabled:
+            from .store import Retention
+
+            st = cfg.store
+            path = st.db_path(cfg.runtime.alert_state_path(self.prefix).parent, self.prefix)
+            sinks.append(EventStoreSink(path, retention=Retention(days=st.retention_days,
+                                                                  max_bytes=int(st.max_mb * 1024 * 1024)),
+                                        queue_size=st.queue))
         if self._config_sinks and cfg.mqtt is not None:
             from .sinks.mqtt import MqttSink
 
@@ -423,6 +432,7 @@ class App:
     # -- public ----------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Per-camera counters and runtime totals (what <prefix>/stats carries)."""
+        store = next((s for s in self.sinks if isinstance(s, EventStoreSink)), None)
         return {
             "uptime_s": round(time.monotonic() - self._started, 1),
             "run_id": self.run_id,
@@ -431,6 +441,8 @@ class App:
                       "errors": self.worker.errors, "pending": self.batcher.pending(),
                       **self.model_health.snapshot()},
             "sinks": {"dropped": self.publisher.dropped, "errors": self.publisher.errors},
+            "store": None if store is None else {"written": store.written, "dropped": store.dropped,
+                                                 "errors": store.errors},
         }
 
     def failed_cameras(self) -> list[str]:

@@ -223,6 +223,21 @@ class JsonlConfig(_Strict):
     kinds: list[str] | None = Field(None, description="Only these message kinds (default all).")
 
 
+class StoreConfig(_Strict):
+    """The event store (sqlite, WAL): alert history, status changes, per-segment scores (corevad_stream/store.py)."""
+
+    enabled: bool = Field(True, description="Keep the history in the event store.")
+    path: Path | None = Field(None, description="sqlite file; default <state dir>/events-<prefix>.sqlite3.")
+    retention_days: float = Field(30.0, gt=0, le=3650, description="Scores and status changes older than "
+                                                                   "this are deleted (alerts are kept).")
+    max_mb: float = Field(512.0, gt=1, le=1_000_000, description="Size cap: the oldest scores go first.")
+    queue: int = Field(10_000, gt=0, le=1_000_000, description="Messages waiting for the disk; beyond this "
+                                                               "they are dropped and counted.")
+
+    def db_path(self, state: Path, prefix: str) -> Path:
+        return self.path or state / f"events-{prefix.replace('/', '-')}.sqlite3"
+
+
 class RuntimeConfig(_Strict):
     """Segmenting, batching and overload behaviour."""
 
@@ -265,6 +280,7 @@ class StreamConfig(_Strict):
     mqtt: Any = Field(None, description="MQTT sink (corevad_stream.sinks.mqtt.MqttConfig: host, port, prefix, "
                                         "credentials, TLS, QoS, outbox, embedded_broker); null = no MQTT.")
     jsonl: JsonlConfig | None = Field(None, description="JSONL sink; null = none.")
+    store: StoreConfig = Field(default_factory=StoreConfig, description="Event store (alert history).")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus endpoint.")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Runtime behaviour.")
 

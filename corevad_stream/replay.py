@@ -233,7 +233,7 @@ def replay_config(cameras: list[dict[str, Any]], *, refinement: Mapping[str, Any
     rt = {"overload_policy": "block", "sink_queue": 10_000_000, "stats_interval_s": 3600.0,
           "shutdown_timeout_s": 600.0, **(runtime or {})}
     data: dict[str, Any] = {
-        "cameras": cameras, "metrics": {"enabled": False}, "runtime": rt,
+        "cameras": cameras, "metrics": {"enabled": False}, "runtime": rt, "store": {"enabled": False},
         "refinement": dict(refinement or {}), "alerts": {"snapshot": False, **(alerts or {})},
         "mqtt": dict(mqtt) if mqtt else None,
     }

@@ -1,0 +1,201 @@
+"""The event store: alert history, status changes and per-segment scores in one sqlite file (WAL).
+
+Why sqlite in WAL mode: readers (an API, a review page) never block the writer, a killed process loses at
+most the transaction in flight (every write commits), and retention is a DELETE. One writer: the store sink
+(sinks/store.py) on its own thread, so a slow disk never stalls scoring. Readers open their own connection.
+
+Tables: alerts (one row per alert, its whole life: new, updates, end with reason, acknowledgement),
+alert_events (every lifecycle event as published), status (camera and model state changes), scores (one row
+per scored or unanswered segment; retention in days and a size cap, oldest first).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import StreamError
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS alerts (
+    id TEXT PRIMARY KEY, camera TEXT NOT NULL, start_time REAL NOT NULL, end_time REAL, active INTEGER NOT NULL,
+    start_segment INTEGER, end_segment INTEGER, peak_segment INTEGER, peak_score REAL, score REAL,
+    explanation TEXT NOT NULL, end_reason TEXT, acknowledged_at REAL, updated_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_camera_time ON alerts (camera, start_time);
+CREATE INDEX IF NOT EXISTS alerts_time ON alerts (start_time);
+CREATE TABLE IF NOT EXISTS alert_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, type TEXT NOT NULL, time REAL NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alert_events_alert ON alert_events (alert_id);
+CREATE TABLE IF NOT EXISTS status (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, camera TEXT, kind TEXT NOT NULL, time REAL NOT NULL,
+    state TEXT NOT NULL, reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS scores (
+    camera TEXT NOT NULL, segment INTEGER NOT NULL, start REAL NOT NULL, end REAL NOT NULL, score REAL,
+    label INTEGER, PRIMARY KEY (camera, start)
+);
+CREATE INDEX IF NOT EXISTS scores_end ON scores (end);
+"""
+
+
+class StoreError(StreamError):
+    """The event store cannot be opened or written."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retention:
+    """How much history is kept: scores younger than `days`, and the file under `max_bytes` (oldest first)."""
+
+    days: float = 30.0
+    max_bytes: int = 512 * 1024 * 1024
+
+
+def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    try:
+        if readonly:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0, check_same_thread=False)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.executescript(_SCHEMA)
+    except sqlite3.Error as exc:
+        raise StoreError(f"event store {path}: {exc}") from None
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+class EventStore:
+    """Writer side (one thread) plus read helpers (any thread: each call uses the reader connection)."""
+
+    def __init__(self, path: Path, *, retention: Retention = Retention()) -> None:
+        self.path = path
+        self.retention = retention
+        self._db = _connect(path)
+        self._reader = _connect(path, readonly=True)
+        self._lock = threading.Lock()  # the reader connection is shared by the read helpers
+
+    def close(self) -> None:
+        self._db.close()
+        self._reader.close()
+
+    # -- writes (the store sink's thread) ----------------------------------------------------------------
+    def write(self, kind: str, camera: str | None, payload: Any, at: float) -> None:
+        """One published message, committed."""
+        db = self._db
+        with db:
+            if kind == "events" and isinstance(payload, dict):
+                self._alert(payload, at)
+            elif kind == "score" and isinstance(payload, dict) and camera is not None:
+                db.execute("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?)",
+                           (camera, int(payload["index"]), float(payload["start"]), float(payload["end"]),
+                            payload.get("score"), payload.get("label")))
+            elif kind == "status" and isinstance(payload, dict):
+                db.execute("INSERT INTO status (camera, kind, time, state, reason) VALUES (?, 'camera', ?, ?, ?)",
+                           (camera, at, str(payload.get("state", "")), str(payload.get("reason", ""))))
+            elif kind == "model" and isinstance(payload, dict):
+                db.execute("INSERT INTO status (camera, kind, time, state, reason) VALUES (?, 'model', ?, ?, ?)",
+                           (camera, at, str(payload.get("state", "")), str(payload.get("reason", ""))))
+
+    def _alert(self, event: dict[str, Any], at: float) -> None:
+        a = event["after"]
+        self._db.execute(
+            "INSERT INTO alerts (id, camera, start_time, end_time, active, start_segment, end_segment, "
+            "peak_segment, peak_score, score, explanation, end_reason, updated_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET end_time=excluded.end_time, "
+            "active=excluded.active, end_segment=excluded.end_segment, peak_segment=excluded.peak_segment, "
+            "peak_score=excluded.peak_score, score=excluded.score, explanation=excluded.explanation, "
+            "end_reason=excluded.end_reason, updated_at=excluded.updated_at",
+            (a["id"], a["camera"], a["start_time"], a.get("end_time"), int(bool(a.get("active"))),
+             a.get("start_segment"), a.get("end_segment"), a.get("peak_segment"), a.get("peak_score"),
+             a.get("score"), json.dumps(a.get("explanation", [])), a.get("end_reason"), at))
+        self._db.execute("INSERT INTO alert_events (alert_id, type, time, payload) VALUES (?, ?, ?, ?)",
+                         (a["id"], event["type"], at, json.dumps(event)))
+
+    def acknowledge(self, alert_id: str, *, at: float | None = None) -> bool:
+        """Mark an alert acknowledged (committed before returning); False when no such alert."""
+        with self._db:
+            cur = self._db.execute("UPDATE alerts SET acknowledged_at = ? WHERE id = ?",
+                                   (time.time() if at is None else at, alert_id))
+        return cur.rowcount == 1
+
+    def prune(self, *, now: float | None = None) -> int:
+        """Apply the retention: scores older than `days`, then the oldest until the file is under the cap.
+        Returns the rows deleted."""
+        now = time.time() if now is None else now
+        deleted = 0
+        with self._db:
+            deleted += self._db.execute("DELETE FROM scores WHERE end < ?",
+                                        (now - self.retention.days * 86400,)).rowcount
+            deleted += self._db.execute("DELETE FROM status WHERE time < ?",
+                                        (now - self.retention.days * 86400,)).rowcount
+        while self.size_bytes() > self.retention.max_bytes:
+            with self._db:
+                n = self._db.execute("DELETE FROM scores WHERE rowid IN (SELECT rowid FROM scores ORDER BY end "
+                                     "LIMIT 10000)").rowcount
+            deleted += n
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._db.execute("VACUUM")
+            if n == 0:
+                break
+        return deleted
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in (self.path, self.path.with_name(self.path.name + "-wal"))
+                   if p.exists())
+
+    # -- reads -------------------------------------------------------------------------------------------
+    def alerts(self, *, camera: str | None = None, since: float | None = None, until: float | None = None,
+               active: bool | None = None, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
+        """Alerts, newest first, filtered and paged."""
+        where: list[str] = ["1=1"]
+        args: list[Any] = []
+        if camera is not None:
+            where.append("camera = ?")
+            args.append(camera)
+        if since is not None:
+            where.append("start_time >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("start_time < ?")
+            args.append(until)
+        if active is not None:
+            where.append("active = ?")
+            args.append(int(active))
+        sql = (f"SELECT * FROM alerts WHERE {' AND '.join(where)} ORDER BY start_time DESC, id "
+               "LIMIT ? OFFSET ?")
+        with self._lock:
+            rows = self._reader.execute(sql, (*args, max(0, min(limit, 1000)), max(0, offset))).fetchall()
+        return [_alert_row(r) for r in rows]
+
+    def open_alerts(self) -> list[dict[str, Any]]:
+        """Alerts still active: after a crash, the ones the previous run left open."""
+        return self.alerts(active=True, limit=1000)
+
+    def scores(self, camera: str, start: float, end: float) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._reader.execute("SELECT segment, start, end, score, label FROM scores WHERE camera = ? "
+                                        "AND end >= ? AND start <= ? ORDER BY start", (camera, start, end)).fetchall()
+        return [dict(r) for r in rows]
+
+    def count(self, table: str) -> int:
+        if table not in ("alerts", "alert_events", "status", "scores"):
+            raise ValueError(f"no table {table!r}")
+        with self._lock:
+            return int(self._reader.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def _alert_row(r: sqlite3.Row) -> dict[str, Any]:
+    d = dict(r)
+    d["active"] = bool(d["active"])
+    d["explanation"] = json.loads(d["explanation"])
+    return d

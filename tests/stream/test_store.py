@@ -1,0 +1,142 @@
+"""The event store (sqlite WAL) and its sink: alert life, retention and size cap, concurrent readers,
+SIGKILL survival, and the runtime writing to it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from stream_doubles import ANOMALOUS, NORMAL, ScriptedBackend, stream_config
+
+from corevad_stream import App
+from corevad_stream.store import EventStore, Retention
+
+
+def _event(kind: str, alert_id: str, *, active: bool, peak: float, end_reason: str | None = None) -> dict:
+    after = {"id": alert_id, "camera": "cam", "active": active, "start_time": 100.0,
+             "end_time": None if active else 130.0, "start_segment": 3, "end_segment": None if active else 33,
+             "peak_segment": 5, "peak_score": peak, "score": peak, "explanation": ["A man climbs the fence."],
+             "end_reason": end_reason}
+    return {"type": kind, "before": None, "after": after}
+
+
+def test_an_alert_keeps_its_whole_life_and_acknowledgement(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "e.sqlite3")
+    store.write("events", None, _event("new", "cam-r-3", active=True, peak=0.99), 101.0)
+    store.write("events", None, _event("update", "cam-r-3", active=True, peak=1.0), 105.0)
+    assert [a["id"] for a in store.open_alerts()] == ["cam-r-3"]
+    store.write("events", None, _event("end", "cam-r-3", active=False, peak=1.0, end_reason="score below close "
+                                       "threshold"), 131.0)
+    [alert] = store.alerts(camera="cam")
+    assert not alert["active"] and alert["peak_score"] == 1.0 and alert["end_reason"].startswith("score below")
+    assert alert["explanation"] == ["A man climbs the fence."] and store.count("alert_events") == 3
+    assert store.open_alerts() == [] and store.acknowledge("cam-r-3", at=200.0) and not store.acknowledge("nope")
+    assert store.alerts()[0]["acknowledged_at"] == 200.0
+    assert store.alerts(camera="other") == [] and store.alerts(since=101.0) == []  # filters
+    store.close()
+
+
+def test_retention_by_age_and_the_size_cap_delete_the_oldest_scores(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "e.sqlite3", retention=Retention(days=1, max_bytes=10**12))
+    now = 10 * 86400.0
+    for i in range(2000):
+        t = now - 2 * 86400 + i * 86.4  # two days of scores, one every 86.4 s
+        store.write("score", "cam", {"index": i, "start": t, "end": t + 1, "score": 0.1, "label": 0}, t)
+    assert store.prune(now=now) == 1000 and store.count("scores") == 1000  # end < now - 1 day: i < 1000
+    kept = store.scores("cam", 0, now)
+    assert kept and min(s["end"] for s in kept) >= now - 86400  # nothing older than a day
+    store.retention = Retention(days=1000, max_bytes=store.size_bytes() // 3)
+    before = store.count("scores")
+    store.prune(now=now)
+    assert store.size_bytes() <= store.retention.max_bytes or store.count("scores") == 0
+    after = store.scores("cam", 0, now)
+    assert len(after) < before and (not after or after[-1]["end"] == kept[-1]["end"])  # the newest stay
+    store.close()
+
+
+def test_readers_never_block_the_writer(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "e.sqlite3")
+    stop = threading.Event()
+    reads: list[list[int]] = [[], [], []]
+
+    def reader(seen: list[int]) -> None:
+        other = EventStore(tmp_path / "e.sqlite3")
+        while not stop.is_set():
+            seen.append(len(other.scores("cam", 0, 1e12)))
+        other.close()
+
+    threads = [threading.Thread(target=reader, args=(seen,)) for seen in reads]
+    for t in threads:
+        t.start()
+    t0 = time.monotonic()
+    for i in range(500):
+        store.write("score", "cam", {"index": i, "start": float(i), "end": i + 1.0, "score": 0.5, "label": 1}, i)
+    took = time.monotonic() - t0
+    stop.set()
+    for t in threads:
+        t.join()
+    assert store.count("scores") == 500
+    for seen in reads:  # each reader saw a consistent, growing table while the writer committed
+        assert len(seen) > 1 and seen == sorted(seen) and seen[-1] > 0
+    assert took < 30
+    store.close()
+
+
+STORE_WRITER = """
+import sys, time
+from pathlib import Path
+from corevad_stream.store import EventStore
+store = EventStore(Path(sys.argv[1]))
+i = 0
+while True:
+    store.write("score", "cam", {"index": i, "start": float(i), "end": i + 1.0, "score": 0.5, "label": 1}, i)
+    if i == 0:
+        store.acknowledge("none")
+        print("writing", flush=True)
+    i += 1
+"""
+
+
+def test_the_store_survives_sigkill_with_every_committed_write(tmp_path: Path) -> None:
+    path = tmp_path / "e.sqlite3"
+    seed = EventStore(path)
+    seed.write("events", None, _event("new", "cam-r-1", active=True, peak=1.0), 1.0)
+    assert seed.acknowledge("cam-r-1", at=5.0)  # committed before it returned
+    seed.close()
+    proc = subprocess.Popen([sys.executable, "-c", STORE_WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == "writing"
+    time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(10)
+    store = EventStore(path)  # opens and recovers the WAL
+    assert store.alerts()[0]["acknowledged_at"] == 5.0  # the acknowledged event is there
+    n = store.count("scores")
+    assert n > 10 and [s["segment"] for s in store.scores("cam", 0, 1e12)] == list(range(n))  # no holes
+    store.close()
+
+
+async def test_the_runtime_writes_alerts_status_and_scores(tmp_path: Path) -> None:
+    def answer(clip):  # type: ignore[no-untyped-def]
+        return ANOMALOUS if 3 <= clip.index < 8 else NORMAL
+
+    db = tmp_path / "events.sqlite3"
+    cfg = stream_config([{"name": "yard", "url": "frameless://600", "rate": "fast", "overload_policy": "block"}],
+                        refinement={"smooth_length": 1}, alerts={"close_after_s": 0, "cooldown_s": 0},
+                        store={"path": str(db)})
+    async with App(cfg, backend=ScriptedBackend(answer)) as app:
+        await app.wait_finished(timeout=60)
+    assert app.stats()["store"]["dropped"] == 0 and app.stats()["store"]["written"] > 20
+    store = EventStore(db)
+    [alert] = store.alerts(camera="yard")
+    assert alert["start_segment"] == 3 and not alert["active"] and alert["explanation"]
+    assert store.count("scores") == 20 and store.count("status") >= 2
+    assert json.loads(json.dumps(store.scores("yard", 0, 1e12)))[3]["score"] == 1.0
+    store.close()
+    await asyncio.sleep(0)
