@@ -37,8 +37,9 @@ from .camera import CameraPipeline
 from .config import CameraConfig, OverloadPolicy, StreamConfig
 from .entities import CameraCounters, CameraStatus, SegmentJob, StatusChange
 from .health import HealthChange, ModelHealth, ModelState
+from .http import HttpServer, LiveFeed
 from .messages import Message
-from .metrics import Metrics, MetricsServer
+from .metrics import Metrics
 from .publisher import Publisher
 from .redact import redact
 from .ring import FrameRing
@@ -102,7 +103,8 @@ class App:
         self.cameras: dict[str, CameraPipeline] = {}
         self.counters: dict[str, CameraCounters] = {}
         self.sinks: list[Sink] = []
-        self.metrics_server: MetricsServer | None = None
+        self.metrics_server: HttpServer | None = None
+        self.live_feed = LiveFeed()  # server-sent events of /api/stream
         self.model_health = ModelHealth(down_after_s=config.runtime.model_down_after_s)
         self.open_alerts = OpenAlerts(config.runtime.alert_state_path(self.prefix))
         self._stack: AsyncExitStack | None = None
@@ -155,8 +157,11 @@ class App:
         self.metrics = Metrics(self.counters, self._lag, self.model_health)
         if cfg.metrics.enabled:
             pw = cfg.metrics.password()
-            self.metrics_server = await stack.enter_async_context(MetricsServer(
-                self.metrics, host=cfg.metrics.host, port=cfg.metrics.port, username=cfg.metrics.username,
+            store = next((s for s in self.sinks if isinstance(s, EventStoreSink)), None)
+            self.metrics_server = await stack.enter_async_context(HttpServer(
+                host=cfg.metrics.host, port=cfg.metrics.port, render_metrics=self.metrics.render,
+                cameras=self.camera_overview, store_path=store.path if store is not None else None,
+                feed=self.live_feed, username=cfg.metrics.username,
                 password=pw.get_secret_value() if pw is not None else None))
         # Daemon threads: a model call that hangs must not keep the process alive after shutdown.
         executor = DaemonPool(1, name="corevad[worker].model")
@@ -234,6 +239,8 @@ class App:
             from .sinks.mqtt import MqttSink
 
             sinks.append(MqttSink(cfg.mqtt, cameras=[c.name for c in cfg.enabled_cameras()]))
+        if cfg.metrics.enabled:
+            sinks.append(self.live_feed)
         return sinks + self._extra_sinks
 
     def _add_camera(self, cam_cfg: CameraConfig) -> None:
@@ -444,6 +451,16 @@ class App:
             "store": None if store is None else {"written": store.written, "dropped": store.dropped,
                                                  "errors": store.errors},
         }
+
+    def camera_overview(self) -> list[dict[str, Any]]:
+        """What /api/cameras shows: per camera its (redacted) URL, status, model state, state and last score."""
+        out = []
+        for name, cam in self.cameras.items():
+            c = cam.counters
+            out.append({"name": name, "url": cam.cfg.safe_url, "status": c.status.value, "reason": c.reason,
+                        "model_state": c.model_state, "state": c.state, "last_score": c.last_score,
+                        "last_explanation": c.last_explanation, "scored": c.scored, "drops": c.drops})
+        return out
 
     def failed_cameras(self) -> list[str]:
         """Cameras whose source is offline (gave up or never connected): a finished run with these failed."""

@@ -1,15 +1,11 @@
-"""Prometheus metrics: per-camera counters read at scrape time, served over HTTP (loopback by default).
+"""Prometheus metrics: per-camera counters read at scrape time (served by corevad_stream/http.py).
 
 Counters live in plain CameraCounters fields updated by the stages; a custom collector reads them when
-/metrics is scraped, so the hot paths never touch prometheus-client objects. Off loopback the endpoint
-requires HTTP basic auth (the config refuses to start otherwise).
+/metrics is scraped, so the hot paths never touch prometheus-client objects.
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
-import hmac
 import logging
 from collections.abc import Callable, Iterator, Mapping
 
@@ -18,7 +14,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from .entities import CameraCounters, CameraStatus
-from .errors import ConfigError
 from .health import ModelHealth, ModelState
 
 log = logging.getLogger(__name__)
@@ -103,60 +98,3 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
-
-
-class MetricsServer:
-    """A minimal asyncio HTTP server for GET /metrics (optional basic auth)."""
-
-    def __init__(self, metrics: Metrics, *, host: str, port: int, username: str | None = None,
-                 password: str | None = None) -> None:
-        self.metrics = metrics
-        self.host = host
-        self.port = port
-        self._auth = None
-        if username is not None and password is not None:
-            self._auth = base64.b64encode(f"{username}:{password}".encode()).decode()
-        self._server: asyncio.Server | None = None
-
-    async def __aenter__(self) -> MetricsServer:
-        try:
-            self._server = await asyncio.start_server(self._handle, self.host, self.port)
-        except OSError as exc:
-            raise ConfigError(f"metrics.port: cannot listen on {self.host}:{self.port} ({exc.strerror or exc}); "
-                              "set metrics.port (or --metrics-port) to a free port, 0 = any") from None
-        self.port = self._server.sockets[0].getsockname()[1]
-        log.info("metrics on http://%s:%d/metrics", self.host, self.port)
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5.0)
-            lines = head.decode("latin-1").split("\r\n")
-            method, path, *_ = lines[0].split(" ") + ["", ""]
-            headers = {k.strip().lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:] if ln)}
-            if self._auth is not None:
-                given = headers.get("authorization", "")
-                if not hmac.compare_digest(given.encode(), f"Basic {self._auth}".encode()):
-                    await _reply(writer, 401, b"unauthorised\n", extra="WWW-Authenticate: Basic realm=corevad\r\n")
-                    return
-            if method != "GET" or path.split("?")[0] not in ("/metrics", "/"):
-                await _reply(writer, 404, b"not found\n")
-                return
-            await _reply(writer, 200, self.metrics.render(), ctype="text/plain; version=0.0.4; charset=utf-8")
-        except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, TimeoutError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-
-
-async def _reply(writer: asyncio.StreamWriter, code: int, body: bytes, *, ctype: str = "text/plain",
-                 extra: str = "") -> None:
-    reason = {200: "OK", 401: "Unauthorized", 404: "Not Found"}[code]
-    writer.write(f"HTTP/1.1 {code} {reason}\r\nContent-Type: {ctype}\r\nContent-Length: {len(body)}\r\n"
-                 f"Connection: close\r\n{extra}\r\n".encode() + body)
-    await writer.drain()

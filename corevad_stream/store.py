@@ -83,6 +83,7 @@ class EventStore:
         self._db = _connect(path)
         self._reader = _connect(path, readonly=True)
         self._lock = threading.Lock()  # the reader connection is shared by the read helpers
+        self._write_lock = threading.Lock()  # and the writer connection by the writing threads
 
     def close(self) -> None:
         self._db.close()
@@ -92,7 +93,7 @@ class EventStore:
     def write(self, kind: str, camera: str | None, payload: Any, at: float) -> None:
         """One published message, committed."""
         db = self._db
-        with db:
+        with self._write_lock, db:
             if kind == "events" and isinstance(payload, dict):
                 self._alert(payload, at)
             elif kind == "score" and isinstance(payload, dict) and camera is not None:
@@ -123,7 +124,7 @@ class EventStore:
 
     def acknowledge(self, alert_id: str, *, at: float | None = None) -> bool:
         """Mark an alert acknowledged (committed before returning); False when no such alert."""
-        with self._db:
+        with self._write_lock, self._db:
             cur = self._db.execute("UPDATE alerts SET acknowledged_at = ? WHERE id = ?",
                                    (time.time() if at is None else at, alert_id))
         return cur.rowcount == 1
@@ -176,6 +177,11 @@ class EventStore:
         with self._lock:
             rows = self._reader.execute(sql, (*args, max(0, min(limit, 1000)), max(0, offset))).fetchall()
         return [_alert_row(r) for r in rows]
+
+    def alert(self, alert_id: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._reader.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        return None if row is None else _alert_row(row)
 
     def open_alerts(self) -> list[dict[str, Any]]:
         """Alerts still active: after a crash, the ones the previous run left open."""
