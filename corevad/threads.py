@@ -37,12 +37,12 @@ class DaemonPool(concurrent.futures.Executor):
             if self._shutdown:
                 raise RuntimeError(f"{self.name}: cannot submit after shutdown")
             self._work.put((fut, fn, args, kwargs))
-            if self._idle == 0 and len(self._threads) < self.max_workers:
+            if self._idle:
+                self._idle -= 1  # an idle thread takes it (reserved, so a burst still starts new threads)
+            elif len(self._threads) < self.max_workers:
                 t = threading.Thread(target=self._loop, name=f"{self.name}-{len(self._threads)}", daemon=True)
                 self._threads.append(t)
                 t.start()
-            else:
-                self._idle -= 1 if self._idle else 0
         return fut
 
     def _loop(self) -> None:

@@ -112,6 +112,7 @@ class App:
         self._started = 0.0
         self._stopped = False
         self._inflight_since: float | None = None  # monotonic start of the batch in the model, if any
+        self._store_sink: EventStoreSink | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def __aenter__(self) -> App:
@@ -155,9 +156,10 @@ class App:
                                max_pending_total=rt.max_pending_total, on_drop=self._on_drop,
                                default_policy=rt.overload_policy)
         self.metrics = Metrics(self.counters, self._lag, self.model_health)
+        self._store_sink = next((s for s in self.sinks if isinstance(s, EventStoreSink)), None)
         if cfg.metrics.enabled:
             pw = cfg.metrics.password()
-            store = next((s for s in self.sinks if isinstance(s, EventStoreSink)), None)
+            store = self._store_sink
             self.metrics_server = await stack.enter_async_context(HttpServer(
                 host=cfg.metrics.host, port=cfg.metrics.port, render_metrics=self.metrics.render,
                 cameras=self.camera_overview, store_path=store.path if store is not None else None,
@@ -439,7 +441,7 @@ class App:
     # -- public ----------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Per-camera counters and runtime totals (what <prefix>/stats carries)."""
-        store = next((s for s in self.sinks if isinstance(s, EventStoreSink)), None)
+        store = self._store_sink
         return {
             "uptime_s": round(time.monotonic() - self._started, 1),
             "run_id": self.run_id,

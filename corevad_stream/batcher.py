@@ -70,13 +70,6 @@ class Batcher:
     def stride(self, camera: str) -> int:
         return self._stride.get(camera, 1)
 
-    def lag(self, camera: str, now: float | None = None) -> float:
-        """Seconds the camera's oldest waiting segment has waited."""
-        q = self._queues.get(camera)
-        if not q or q[0].end_of_stream:
-            return 0.0
-        return (time.monotonic() if now is None else now) - q[0].enqueued
-
     def offer(self, job: SegmentJob) -> None:
         """Non-blocking put for the drop policies (call on the event loop)."""
         if self._closed:

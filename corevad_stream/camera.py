@@ -12,7 +12,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from .config import CameraConfig
 from .entities import CameraCounters, SegmentJob
@@ -24,8 +23,6 @@ from .sources import Source
 from .worker import SegmentResult
 
 log = logging.getLogger(__name__)
-
-END = SegmentJob.end_marker  # results-queue items: SegmentResult, or a SegmentJob with end_of_stream set
 
 
 class CameraPipeline:
@@ -113,6 +110,3 @@ class CameraPipeline:
         except Exception:  # noqa: BLE001 - same boundary as process()
             log.exception("camera %s: final scoring failed", self.name)
         self.finished.set()
-
-    def snapshot(self) -> dict[str, Any]:
-        return self.counters.snapshot()

@@ -44,7 +44,7 @@ class ModelHealth:
         self.last_success: float | None = None  # wall clock
         self._failing_since: float | None = None  # monotonic, first failure since the last success
 
-    def success(self, *, now: float | None = None) -> HealthChange | None:
+    def success(self) -> HealthChange | None:
         self.last_success = time.time()
         self._failing_since = None
         return self._set(ModelState.OK, "")

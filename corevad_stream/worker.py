@@ -83,7 +83,7 @@ class ModelWorker:
                     errors[i] = ("empty", "the model returned an empty answer")
             verdicts = [parse_answer(a) for a in answers]
             visual, resp, desc = self._features(batch, verdicts)
-            ans_t, desc_t = self._text(verdicts, errors)
+            desc_t = self._text(verdicts, errors)
             snaps = [self._snapshot(job) for job in batch]
         finally:
             for job in batch:
@@ -95,7 +95,7 @@ class ModelWorker:
             err = errors[i]
             out.append(SegmentResult(job, verdicts[i], visual[i], resp[i], desc[i], snaps[i], model_s,
                                      error=None if err is None else err[1], error_kind=None if err is None else err[0],
-                                     answer_text_emb=ans_t[i], description_text_emb=desc_t[i]))
+                                     answer_text_emb=desc_t[i], description_text_emb=desc_t[i]))
         return out
 
     def _features(self, batch: list[SegmentJob], verdicts: list[Verdict]
@@ -117,19 +117,18 @@ class ModelWorker:
             visual[i], resp[i], desc[i] = means[k], t[k], t[len(idx) + k]
         return visual, resp, desc
 
-    def _text(self, verdicts: list[Verdict], errors: list[tuple[str, str] | None]
-              ) -> tuple[list[np.ndarray | None], list[np.ndarray | None]]:
+    def _text(self, verdicts: list[Verdict], errors: list[tuple[str, str] | None]) -> list[np.ndarray | None]:
         """Sentence embeddings of each answered segment's description, one call per batch. The description is
         both the query and the key of the context (the query the tuning protocol chose over the whole answer)."""
         n = len(verdicts)
         desc: list[np.ndarray | None] = [None] * n
         idx = [i for i in range(n) if errors[i] is None]
         if self.text_encoder is None or not idx:
-            return list(desc), desc
+            return desc
         emb = self.text_encoder.encode_texts([verdicts[i].description for i in idx])
         for k, i in enumerate(idx):
             desc[i] = emb[k]
-        return list(desc), desc
+        return desc
 
     def _snapshot(self, job: SegmentJob) -> np.ndarray | None:
         """The segment's snapshot candidate, BGR: the full-resolution middle frame when the source kept one
