@@ -23,6 +23,7 @@ import itertools
 import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -141,16 +142,25 @@ def tune_alerts(tune: list[Video], params: CausalParams, fa_budget: float
                 ) -> tuple[AlertParams, list[dict[str, Any]]]:
     seg = [fast_causal_smooth(v.labels, params.smooth_length, params.smooth_sigma, params.smooth_lookahead)
            for v in tune]
+    alerts, rows, _ = choose_alerts(tune, seg, params.delay, fa_budget)
+    return alerts, rows
+
+
+def choose_alerts(videos: Sequence[Any], seg: list[np.ndarray], delay: int, fa_budget: float,
+                  open_thresholds: Sequence[float] = OPEN_THRESHOLDS
+                  ) -> tuple[AlertParams, list[dict[str, Any]], dict[str, Any]]:
+    """The alert rule on given scores: <= fa_budget false alerts/h (else the fewest), then the most detected
+    anomalous videos, then the lowest median delay. Returns the choice, every grid row and the chosen row."""
     rows = []
-    for thr, gap, after, cool in itertools.product(OPEN_THRESHOLDS, CLOSE_GAPS, CLOSE_AFTER_S, COOLDOWN_S):
+    for thr, gap, after, cool in itertools.product(open_thresholds, CLOSE_GAPS, CLOSE_AFTER_S, COOLDOWN_S):
         ap = AlertParams(open_threshold=thr, close_threshold=round(thr - gap, 3),
                          close_after_s=after, cooldown_s=cool)
-        rows.append({**_alert_dict(ap), **alert_metrics(tune, seg, ap, params.delay)})
+        rows.append({**_alert_dict(ap), **alert_metrics(videos, seg, ap, delay)})
     ok = [r for r in rows if r["false_alerts_per_hour"] <= fa_budget] or \
         [min(rows, key=lambda r: r["false_alerts_per_hour"])]
     best = max(ok, key=lambda r: (r["detected"], -_nan_big(r["median_delay_s"]), -r["false_alerts_per_hour"]))
     return AlertParams(open_threshold=best["open_threshold"], close_threshold=best["close_threshold"],
-                       close_after_s=best["close_after_s"], cooldown_s=best["cooldown_s"]), rows
+                       close_after_s=best["close_after_s"], cooldown_s=best["cooldown_s"]), rows, best
 
 
 def _alert_dict(ap: AlertParams) -> dict[str, float]:

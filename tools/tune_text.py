@@ -30,13 +30,11 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tune_causal import (  # noqa: E402
-    CLOSE_AFTER_S,
-    CLOSE_GAPS,
-    COOLDOWN_S,
     SEG,
     _alert_dict,
     _nan_big,
     alert_metrics,
+    choose_alerts,
     score_metrics,
 )
 
@@ -145,7 +143,8 @@ def main(argv: list[str] | None = None) -> int:
         "today": (base, today_alerts, False, {})}
     for name, p, text in (("start prior", replace(base, start_prior=True), False),
                           ("text context", ctx, True), ("both", replace(ctx, start_prior=True), True)):
-        _, ap_sel, best = _alerts_fixed(sets["tune"], p, text, query, args.fa_budget)
+        ap_sel, _, best = choose_alerts(sets["tune"], scores(sets["tune"], p, text=text, query=query), p.delay,
+                                        args.fa_budget, OPEN_THRESHOLDS)
         variants[name] = (p, ap_sel, True, best) if text else (p, ap_sel, False, best)
     # The protocol's choice between the two context variants: the alert rule on the tune half.
     pick = max(("text context", "both"), key=lambda n: (variants[n][3]["detected"],
@@ -177,22 +176,6 @@ def main(argv: list[str] | None = None) -> int:
                   f"median {r['median_delay_s']:.1f} s p90 {r['p90_delay_s']:.1f} s")
     print(f"done in {summary['seconds']:.1f} s")
     return 0
-
-
-def _alerts_fixed(tune: list[Video], p: CausalParams, text: bool, query: str, fa_budget: float
-                  ) -> tuple[CausalParams, AlertParams, dict[str, Any]]:
-    """Alert thresholds only, with the start treatment as given."""
-    seg = scores(tune, p, text=text, query=query)
-    rows = []
-    for thr, gap, after, cool in itertools.product(OPEN_THRESHOLDS, CLOSE_GAPS, CLOSE_AFTER_S, COOLDOWN_S):
-        ap = AlertParams(open_threshold=thr, close_threshold=round(thr - gap, 3), close_after_s=after,
-                         cooldown_s=cool)
-        rows.append({**_alert_dict(ap), **alert_metrics(tune, seg, ap, p.delay)})
-    ok = [r for r in rows if r["false_alerts_per_hour"] <= fa_budget] or \
-        [min(rows, key=lambda r: r["false_alerts_per_hour"])]
-    best = max(ok, key=lambda r: (r["detected"], -_nan_big(r["median_delay_s"]), -r["false_alerts_per_hour"]))
-    return p, AlertParams(open_threshold=best["open_threshold"], close_threshold=best["close_threshold"],
-                          close_after_s=best["close_after_s"], cooldown_s=best["cooldown_s"]), best
 
 
 def write(p: CausalParams, ap: AlertParams, query: str, summary: dict[str, Any], args: argparse.Namespace) -> None:
