@@ -106,7 +106,7 @@ class App:
         self.metrics_server: HttpServer | None = None
         self.live_feed = LiveFeed()  # server-sent events of /api/stream
         self.model_health = ModelHealth(down_after_s=config.runtime.model_down_after_s)
-        self.open_alerts = OpenAlerts(config.runtime.alert_state_path(self.prefix))
+        self.open_alerts = OpenAlerts(config.store.db_path(config.runtime.state_path(), self.prefix))
         self._stack: AsyncExitStack | None = None
         self._closing = threading.Event()
         self._started = 0.0
@@ -135,6 +135,7 @@ class App:
         self._loop = asyncio.get_running_loop()
         self._started = time.monotonic()
         left_open = self.open_alerts.load()  # read before anything is published: a bad file fails early
+        stack.callback(self.open_alerts.close)
         if self.backend is None:
             from .models import build_models
 
@@ -233,7 +234,7 @@ class App:
             from .store import Retention
 
             st = cfg.store
-            path = st.db_path(cfg.runtime.alert_state_path(self.prefix).parent, self.prefix)
+            path = st.db_path(cfg.runtime.state_path(), self.prefix)
             sinks.append(EventStoreSink(path, retention=Retention(days=st.retention_days,
                                                                   max_bytes=int(st.max_mb * 1024 * 1024)),
                                         queue_size=st.queue))

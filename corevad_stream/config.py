@@ -235,6 +235,7 @@ class StoreConfig(_Strict):
                                                                "they are dropped and counted.")
 
     def db_path(self, state: Path, prefix: str) -> Path:
+        """The sqlite file; it also holds the open-alert record when the history is off."""
         return self.path or state / f"events-{prefix.replace('/', '-')}.sqlite3"
 
 
@@ -262,12 +263,12 @@ class RuntimeConfig(_Strict):
                                                                       "(one deadline for sources, model, scoring).")
     model_down_after_s: float = Field(15.0, gt=0, le=3600, description="The model state goes `down` when no "
                                       "valid answer came for this long (failures, or a batch in flight).")
-    state_dir: Path | None = Field(None, description="Where the record of open alerts is kept across restarts "
-                                                     "(default $XDG_STATE_HOME/corevad or ~/.local/state/corevad, "
-                                                     "beside the MQTT outbox).")
+    state_dir: Path | None = Field(None, description="Where the event store (with the record of open alerts "
+                                                     "kept across restarts) and the MQTT outbox live (default "
+                                                     "$XDG_STATE_HOME/corevad or ~/.local/state/corevad).")
 
-    def alert_state_path(self, prefix: str) -> Path:
-        return (self.state_dir or state_dir()) / f"open-alerts-{prefix.replace('/', '-')}.json"
+    def state_path(self) -> Path:
+        return self.state_dir or state_dir()
 
 
 class StreamConfig(_Strict):

@@ -82,7 +82,7 @@ def problems(cfg: StreamConfig) -> list[str]:
         if p and not mqtt_broker_answers(eb.host, eb.port):  # a broker there is used instead (see MqttSink)
             found.append(p.replace("already in use", "already in use by something that is not an MQTT broker"))
     # Where run writes.
-    state = cfg.runtime.alert_state_path(cfg.mqtt.prefix if cfg.mqtt is not None else "corevad").parent
+    state = cfg.runtime.state_path()
     attempt(lambda: state.mkdir(parents=True, exist_ok=True), "runtime.state_dir")
     if cfg.jsonl is not None and not cfg.jsonl.path.parent.is_dir():
         found.append(f"jsonl.path: folder {cfg.jsonl.path.parent} does not exist")

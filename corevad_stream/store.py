@@ -4,14 +4,19 @@ Why sqlite in WAL mode: readers (an API, a review page) never block the writer, 
 most the transaction in flight (every write commits), and retention is a DELETE. One writer: the store sink
 (sinks/store.py) on its own thread, so a slow disk never stalls scoring. Readers open their own connection.
 
-Tables: alerts (one row per alert, its whole life: new, updates, end with reason, acknowledgement),
-alert_events (every lifecycle event as published), status (camera and model state changes), scores (one row
-per scored or unanswered segment; retention in days and a size cap, oldest first).
+Tables: alerts (one row per alert, its whole life: new, updates, end with reason, acknowledgement, the
+snapshot file), alert_events (every lifecycle event as published), status (camera and model state changes),
+scores (one row per scored or unanswered segment; retention in days and a size cap, oldest first), and
+open_alerts: the crash-safe record of alerts still open (alert_state.OpenAlerts writes it synchronously, so
+a restart can end them; the history tables above are eventually consistent through the sink's queue).
+Snapshots are JPEG files in `<store>-snapshots/`, one per alert (the latest peak's), deleted with the
+retention period.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -25,7 +30,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY, camera TEXT NOT NULL, start_time REAL NOT NULL, end_time REAL, active INTEGER NOT NULL,
     start_segment INTEGER, end_segment INTEGER, peak_segment INTEGER, peak_score REAL, score REAL,
-    explanation TEXT NOT NULL, end_reason TEXT, acknowledged_at REAL, updated_at REAL NOT NULL
+    explanation TEXT NOT NULL, end_reason TEXT, acknowledged_at REAL, updated_at REAL NOT NULL, snapshot TEXT
 );
 CREATE INDEX IF NOT EXISTS alerts_camera_time ON alerts (camera, start_time);
 CREATE INDEX IF NOT EXISTS alerts_time ON alerts (start_time);
@@ -43,7 +48,10 @@ CREATE TABLE IF NOT EXISTS scores (
     label INTEGER, PRIMARY KEY (camera, start)
 );
 CREATE INDEX IF NOT EXISTS scores_end ON scores (end);
+CREATE TABLE IF NOT EXISTS open_alerts (camera TEXT PRIMARY KEY, alert TEXT NOT NULL);
 """
+# Columns added after the first release: (table, column, type), added to older files when opened.
+_ADDED_COLUMNS = (("alerts", "snapshot", "TEXT"),)
 
 
 class StoreError(StreamError):
@@ -68,6 +76,9 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.executescript(_SCHEMA)
+            for table, column, typ in _ADDED_COLUMNS:
+                if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {typ}")
     except sqlite3.Error as exc:
         raise StoreError(f"event store {path}: {exc}") from None
     conn.row_factory = sqlite3.Row
@@ -84,6 +95,8 @@ class EventStore:
         self._reader = _connect(path, readonly=True)
         self._lock = threading.Lock()  # the reader connection is shared by the read helpers
         self._write_lock = threading.Lock()  # and the writer connection by the writing threads
+        self.snapshot_dir = snapshot_dir(path)
+        self._active: dict[str, str] = {}  # camera -> id of its active alert (snapshots belong to it)
 
     def close(self) -> None:
         self._db.close()
@@ -96,6 +109,8 @@ class EventStore:
         with self._write_lock, db:
             if kind == "events" and isinstance(payload, dict):
                 self._alert(payload, at)
+            elif kind == "snapshot" and isinstance(payload, bytes) and camera in self._active:
+                self._snapshot(self._active[camera], payload)
             elif kind == "score" and isinstance(payload, dict) and camera is not None:
                 db.execute("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?)",
                            (camera, int(payload["index"]), float(payload["start"]), float(payload["end"]),
@@ -121,6 +136,27 @@ class EventStore:
              a.get("score"), json.dumps(a.get("explanation", [])), a.get("end_reason"), at))
         self._db.execute("INSERT INTO alert_events (alert_id, type, time, payload) VALUES (?, ?, ?, ?)",
                          (a["id"], event["type"], at, json.dumps(event)))
+        if a.get("active"):
+            self._active[a["camera"]] = a["id"]
+        elif self._active.get(a["camera"]) == a["id"]:
+            del self._active[a["camera"]]
+
+    def _snapshot(self, alert_id: str, jpeg: bytes) -> None:
+        """The alert's snapshot file (replaced when the peak moves): written whole, then renamed."""
+        name = f"{_safe_name(alert_id)}.jpg"
+        self.snapshot_dir.mkdir(parents=True, exist_ok=True)
+        tmp = self.snapshot_dir / (name + ".tmp")
+        tmp.write_bytes(jpeg)
+        os.replace(tmp, self.snapshot_dir / name)
+        self._db.execute("UPDATE alerts SET snapshot = ? WHERE id = ?", (name, alert_id))
+
+    def snapshot_path(self, alert_id: str) -> Path | None:
+        """The alert's snapshot file, when it has one that still exists."""
+        alert = self.alert(alert_id)
+        if alert is None or not alert.get("snapshot"):
+            return None
+        path = self.snapshot_dir / alert["snapshot"]
+        return path if path.is_file() else None
 
     def acknowledge(self, alert_id: str, *, at: float | None = None) -> bool:
         """Mark an alert acknowledged (committed before returning); False when no such alert."""
@@ -139,6 +175,12 @@ class EventStore:
                                         (now - self.retention.days * 86400,)).rowcount
             deleted += self._db.execute("DELETE FROM status WHERE time < ?",
                                         (now - self.retention.days * 86400,)).rowcount
+            old = self._db.execute("SELECT id, snapshot FROM alerts WHERE snapshot IS NOT NULL AND start_time < ?",
+                                   (now - self.retention.days * 86400,)).fetchall()
+            for alert_id, name in old:  # the alert stays; its picture goes with the retention period
+                (self.snapshot_dir / name).unlink(missing_ok=True)
+                self._db.execute("UPDATE alerts SET snapshot = NULL WHERE id = ?", (alert_id,))
+            deleted += len(old)
         while self.size_bytes() > self.retention.max_bytes:
             with self._db:
                 n = self._db.execute("DELETE FROM scores WHERE rowid IN (SELECT rowid FROM scores ORDER BY end "
@@ -183,7 +225,7 @@ class EventStore:
             row = self._reader.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         return None if row is None else _alert_row(row)
 
-    def open_alerts(self) -> list[dict[str, Any]]:
+    def active_alerts(self) -> list[dict[str, Any]]:
         """Alerts still active: after a crash, the ones the previous run left open."""
         return self.alerts(active=True, limit=1000)
 
@@ -198,6 +240,15 @@ class EventStore:
             raise ValueError(f"no table {table!r}")
         with self._lock:
             return int(self._reader.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def snapshot_dir(store_path: Path) -> Path:
+    return store_path.with_name(store_path.stem + "-snapshots")
+
+
+def _safe_name(alert_id: str) -> str:
+    """A file name for an alert id (ids are `<camera>-<run>-<segment>`; camera names are already safe)."""
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in alert_id)
 
 
 def _alert_row(r: sqlite3.Row) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""The event-store sink: every alert event, status change and score into the sqlite event store.
+"""The event-store sink: every alert event, snapshot, status change and score into the sqlite event store.
 
 Why a thread and a bounded queue: sqlite commits wait for the disk, and a slow disk must never stall
 scoring. send() only enqueues; when the queue is full the message is dropped and counted (`dropped`), and a
@@ -19,7 +19,7 @@ from ..store import EventStore, Retention
 
 log = logging.getLogger(__name__)
 
-_STORED_KINDS = frozenset({"events", "score", "status", "model"})
+_STORED_KINDS = frozenset({"events", "score", "status", "model", "snapshot"})
 _STOP = object()
 
 
@@ -58,7 +58,7 @@ class EventStoreSink:
             self.store.close()
 
     async def send(self, message: Message) -> None:
-        if message.kind not in _STORED_KINDS or isinstance(message.payload, bytes):
+        if message.kind not in _STORED_KINDS:
             return
         try:
             self._queue.put_nowait((message.kind, message.camera, message.payload, time.time()))

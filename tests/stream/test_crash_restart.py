@@ -14,6 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
+from corevad_stream.alert_state import OpenAlerts
+from corevad_stream.store import EventStore
+
 pytestmark = pytest.mark.slow
 
 
@@ -71,6 +74,11 @@ async def test_sigkill_mid_alert_then_restart_ends_the_orphan(mosquitto, mqtt_co
     assert second.returncode == 0
     # A monitor that stopped watching leaves `unknown`, not a stale normal/anomalous, as the retained state.
     await sub.wait_for(lambda: sub.payloads("k/gate/state")[-1:] == [b"unknown"], timeout=30, what="unknown")
-    assert not (tmp_path / "state" / "open-alerts-k.json").exists() or json.loads(
-        (tmp_path / "state" / "open-alerts-k.json").read_text()) == {}  # the graceful stop ended everything
+    store = EventStore(tmp_path / "state" / "events-k.sqlite3")
+    try:
+        assert OpenAlerts(store.path).load() == {}  # the graceful stop ended everything
+        stored = store.alert(orphan["id"])  # one store: the history shows the orphan ended by the restart
+        assert stored is not None and stored["end_reason"] == "monitor restarted" and not stored["active"]
+    finally:
+        store.close()
     assert time.time() > orphan["start_time"]

@@ -31,13 +31,13 @@ def test_an_alert_keeps_its_whole_life_and_acknowledgement(tmp_path: Path) -> No
     store = EventStore(tmp_path / "e.sqlite3")
     store.write("events", None, _event("new", "cam-r-3", active=True, peak=0.99), 101.0)
     store.write("events", None, _event("update", "cam-r-3", active=True, peak=1.0), 105.0)
-    assert [a["id"] for a in store.open_alerts()] == ["cam-r-3"]
+    assert [a["id"] for a in store.active_alerts()] == ["cam-r-3"]
     store.write("events", None, _event("end", "cam-r-3", active=False, peak=1.0, end_reason="score below close "
                                        "threshold"), 131.0)
     [alert] = store.alerts(camera="cam")
     assert not alert["active"] and alert["peak_score"] == 1.0 and alert["end_reason"].startswith("score below")
     assert alert["explanation"] == ["A man climbs the fence."] and store.count("alert_events") == 3
-    assert store.open_alerts() == [] and store.acknowledge("cam-r-3", at=200.0) and not store.acknowledge("nope")
+    assert store.active_alerts() == [] and store.acknowledge("cam-r-3", at=200.0) and not store.acknowledge("nope")
     assert store.alerts()[0]["acknowledged_at"] == 200.0
     assert store.alerts(camera="other") == [] and store.alerts(since=101.0) == []  # filters
     store.close()
