@@ -1,4 +1,4 @@
-"""Where corevad keeps generated files (tiny models, the demo clip) and runtime state (outbox, open alerts)."""
+"""Where corevad keeps generated files (tiny models, the demo clip) and runtime state (outbox, event store)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def cache_dir() -> Path:
 
 def state_dir() -> Path:
     """$XDG_STATE_HOME/corevad, else ~/.local/state/corevad (read at call time): the MQTT outbox and the
-    open-alert record live here, so they survive a restart."""
+    event store (with the open-alert record) live here, so they survive a restart."""
     return Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "corevad"
 
 

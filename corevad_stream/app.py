@@ -163,7 +163,7 @@ class App:
             store = self._store_sink
             self.metrics_server = await stack.enter_async_context(HttpServer(
                 host=cfg.metrics.host, port=cfg.metrics.port, render_metrics=self.metrics.render,
-                cameras=self.camera_overview, store_path=store.path if store is not None else None,
+                cameras=self.camera_overview, model=self.model_health.snapshot, store_path=store.path if store is not None else None,
                 feed=self.live_feed, username=cfg.metrics.username,
                 password=pw.get_secret_value() if pw is not None else None))
         # Daemon threads: a model call that hangs must not keep the process alive after shutdown.
@@ -456,13 +456,16 @@ class App:
         }
 
     def camera_overview(self) -> list[dict[str, Any]]:
-        """What /api/cameras shows: per camera its (redacted) URL, status, model state, state and last score."""
+        """What /api/cameras shows: per camera its (redacted) URL, status, model state, state, last score and
+        alert thresholds."""
         out = []
         for name, cam in self.cameras.items():
             c = cam.counters
+            alerts = self.config.camera_section(cam.cfg, "alerts")
             out.append({"name": name, "url": cam.cfg.safe_url, "status": c.status.value, "reason": c.reason,
                         "model_state": c.model_state, "state": c.state, "last_score": c.last_score,
-                        "last_explanation": c.last_explanation, "scored": c.scored, "drops": c.drops})
+                        "last_explanation": c.last_explanation, "scored": c.scored, "drops": c.drops,
+                        "open_threshold": alerts.open_threshold, "close_threshold": alerts.close_threshold})
         return out
 
     def failed_cameras(self) -> list[str]:

@@ -89,7 +89,7 @@ class CameraCounters:
     queue_lag_s: float = 0.0
     last_latency_s: float = 0.0
     last_score: float | None = None
-    state: str = "normal"
+    state: str = "unknown"  # as published (retained) until the first score
     last_explanation: str = ""
     model_state: str = "unknown"
     model_reason: str = ""

@@ -3,13 +3,18 @@
 Why one server: one port and one security rule (loopback without credentials; anything else needs HTTP
 basic auth, refused at config validation otherwise). Routes:
 
+    GET  /                             the review page (package data corevad_stream/data/web; /static/...)
     GET  /metrics                      Prometheus exposition
-    GET  /api/cameras                  live status, model state, state, last score per camera
+    GET  /api/cameras                  live status, model state, state, last score, thresholds per camera
+    GET  /api/model                    the model's state (ok|degraded|down|unknown), reason, since when
+    GET  /api/cameras/{name}/scores    the camera's stored scores since `since` (default: the last 5 min)
     GET  /api/events                   alerts from the event store: camera, since, until, state
                                        (active|ended), limit (<= 1000), offset; newest first
     GET  /api/events/{id}              one alert with its score curve around it (60 s either side)
+    GET  /api/events/{id}/snapshot     the alert's snapshot JPEG (the peak segment's middle frame)
     POST /api/events/{id}/ack          acknowledge an alert (stored before the reply)
-    GET  /api/stream                   server-sent events: every alert event, state, status and model change
+    GET  /api/stream                   server-sent events: every alert event, score, snapshot, state, status
+                                       and model change
 
 Camera URLs never leave redacted form; the store holds no URLs.
 """
@@ -21,6 +26,7 @@ import base64
 import hmac
 import json
 import logging
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -30,17 +36,30 @@ from .messages import Message
 
 log = logging.getLogger(__name__)
 
-LIVE_KINDS = frozenset({"events", "state", "status", "model"})
+LIVE_KINDS = frozenset({"events", "state", "status", "model", "score", "snapshot"})
+# What a score message carries to the page: enough for a sparkline (descriptions stay in the store).
+_SCORE_FIELDS = ("index", "start", "end", "score", "available", "label")
+WEB_DIR = "web"  # package data folder of the page (corevad_stream/data/web)
+_WEB_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+              ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
 
 
 class LiveFeed:
-    """A sink that fans published messages out to SSE subscribers (bounded queues, oldest dropped)."""
+    """A sink that fans published messages out to SSE subscribers (bounded queues, oldest dropped).
+
+    It also keeps each camera's latest snapshot with the id of the alert it belongs to: the page asks for
+    an alert's picture as soon as it hears of it, before the event store's writer may have stored it."""
 
     name = "live-feed"
 
     def __init__(self, *, per_client: int = 1000) -> None:
         self.per_client = per_client
         self._clients: set[asyncio.Queue[Message]] = set()
+        self._active: dict[str, str] = {}  # camera -> its active alert's id
+        self._snapshots: dict[str, tuple[str, bytes]] = {}  # camera -> (alert id, JPEG)
+
+    def snapshot(self, alert_id: str) -> bytes | None:
+        return next((jpeg for aid, jpeg in self._snapshots.values() if aid == alert_id), None)
 
     async def __aenter__(self) -> LiveFeed:
         return self
@@ -51,6 +70,20 @@ class LiveFeed:
     async def send(self, message: Message) -> None:
         if message.kind not in LIVE_KINDS:
             return
+        if message.kind == "events" and isinstance(message.payload, dict):
+            after = message.payload["after"]
+            if after.get("active"):
+                self._active[after["camera"]] = after["id"]
+            elif self._active.get(after["camera"]) == after["id"]:
+                del self._active[after["camera"]]
+        elif message.kind == "snapshot" and isinstance(message.payload, bytes):
+            alert_id = self._active.get(message.camera or "")
+            if alert_id is None:
+                return
+            self._snapshots[message.camera or ""] = (alert_id, message.payload)
+            message = Message("snapshot", {"alert_id": alert_id}, camera=message.camera)
+        elif message.kind == "score" and isinstance(message.payload, dict):
+            message = Message("score", {k: message.payload.get(k) for k in _SCORE_FIELDS}, camera=message.camera)
         for q in list(self._clients):
             if q.full():
                 q.get_nowait()  # a slow client loses its oldest update, never stalls the monitor
@@ -69,12 +102,14 @@ class HttpServer:
     """`async with HttpServer(...) as server:` serves until the block ends; server.port is the bound port."""
 
     def __init__(self, *, host: str, port: int, render_metrics: Callable[[], bytes],
-                 cameras: Callable[[], list[dict[str, Any]]], store_path: Path | None, feed: LiveFeed | None,
+                 cameras: Callable[[], list[dict[str, Any]]], model: Callable[[], dict[str, Any]],
+                 store_path: Path | None, feed: LiveFeed | None,
                  username: str | None = None, password: str | None = None) -> None:
         self.host = host
         self.port = port
         self._render_metrics = render_metrics
         self._cameras = cameras
+        self._model = model
         self._store_path = store_path
         self._feed = feed
         self._auth = (base64.b64encode(f"{username}:{password}".encode()).decode()
@@ -118,7 +153,8 @@ class HttpServer:
         from starlette.applications import Starlette
         from starlette.middleware import Middleware
         from starlette.requests import Request
-        from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+        from starlette.responses import (FileResponse, JSONResponse, PlainTextResponse, Response,
+                                         StreamingResponse)
         from starlette.routing import Route
 
         auth = self._auth
@@ -142,8 +178,42 @@ class HttpServer:
         async def metrics(request: Request) -> Response:
             return Response(self._render_metrics(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+        async def page(request: Request) -> Response:
+            name = request.path_params.get("name", "index.html")
+            body = _web_file(name)
+            if body is None:
+                return PlainTextResponse("not found\n", 404)
+            return Response(body, media_type=_WEB_TYPES[Path(name).suffix], headers={"Cache-Control": "no-cache"})
+
         async def cameras(request: Request) -> Response:
             return JSONResponse(self._cameras())
+
+        async def model(request: Request) -> Response:
+            return JSONResponse(self._model())
+
+        async def camera_scores(request: Request) -> Response:
+            store = self._open_store()
+            if store is None:
+                return JSONResponse([])
+            try:
+                since = _float(request.query_params.get("since"))
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, 400)
+            now = time.time()
+            start = max(since if since is not None else now - 300.0, now - 3600.0)  # at most an hour
+            rows = await asyncio.to_thread(store.scores, request.path_params["name"], start, now + 60.0)
+            return JSONResponse(rows)
+
+        async def snapshot(request: Request) -> Response:
+            alert_id = request.path_params["id"]
+            store = self._open_store()
+            path = None if store is None else await asyncio.to_thread(store.snapshot_path, alert_id)
+            if path is not None:
+                return FileResponse(path, media_type="image/jpeg")
+            jpeg = self._feed.snapshot(alert_id) if self._feed is not None else None
+            if jpeg is None:
+                return JSONResponse({"error": "no snapshot for this alert"}, 404)
+            return Response(jpeg, media_type="image/jpeg")
 
         async def events(request: Request) -> Response:
             store = self._open_store()
@@ -199,8 +269,10 @@ class HttpServer:
 
             return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
-        routes = [Route("/metrics", metrics), Route("/", metrics), Route("/api/cameras", cameras),
+        routes = [Route("/", page), Route("/static/{name}", page), Route("/metrics", metrics),
+                  Route("/api/cameras", cameras), Route("/api/model", model), Route("/api/cameras/{name}/scores", camera_scores),
                   Route("/api/events", events), Route("/api/events/{id}", event),
+                  Route("/api/events/{id}/snapshot", snapshot),
                   Route("/api/events/{id}/ack", ack, methods=["POST"]), Route("/api/stream", stream)]
         return Starlette(routes=routes, middleware=[Middleware(BasicAuth)])
 
@@ -212,6 +284,18 @@ class HttpServer:
 
             self._store = EventStore(self._store_path)
         return self._store
+
+
+def _web_file(name: str) -> bytes | None:
+    """A file of the page from package data; only plain names with a known suffix (no paths)."""
+    if "/" in name or "\\" in name or name.startswith(".") or Path(name).suffix not in _WEB_TYPES:
+        return None
+    from corevad.paths import data_file
+
+    try:
+        return data_file("corevad_stream", f"{WEB_DIR}/{name}").read_bytes()
+    except (FileNotFoundError, OSError):
+        return None
 
 
 def _float(value: str | None) -> float | None:

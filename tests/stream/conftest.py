@@ -11,6 +11,8 @@
     rtsp_server_factory(...)  more cameras: rtsp_server_factory(file=path) / (testsrc=True, size=(640, 480))
     mqtt_collector(broker, topics=("#",), **kw)   async factory of running MqttCollector subscribers
                               (persistent sessions: they see everything published across a broker restart)
+    browser                   headless chromium under Selenium (session scope; console log kept)
+    artifacts_dir             folder for screenshots and other files a person may want to look at
 
 Tests using any of these are marked `services` automatically. Every service is killed at teardown.
 """
@@ -30,7 +32,7 @@ from services import Mosquitto, MqttCollector, RtspServer, make_test_video  # no
 
 SERVICE_FIXTURES = {
     "mosquitto", "mosquitto_factory", "rtsp_server", "rtsp_server_factory", "test_video", "video_factory",
-    "mqtt_collector",
+    "mqtt_collector", "browser",
 }
 
 
@@ -106,3 +108,38 @@ async def mqtt_collector() -> AsyncIterator[Callable[..., Awaitable[MqttCollecto
     yield make
     for collector in collectors:
         await collector.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Debian chromium driven by Selenium through chromedriver (apt: chromium chromium-driver; no
+    browser downloads). Browser console messages are kept for `driver.get_log("browser")`."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    chromium, driver_bin = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+    missing = [str(p) for p in (chromium, driver_bin) if not p.exists()]
+    if missing:  # tools/setup.sh installs both; a missing browser is a set-up error, not a skip
+        pytest.fail(f"browser tests need {', '.join(missing)}: run tools/setup.sh --dev")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = str(chromium)
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1280,900"):
+        opts.add_argument(arg)
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver = webdriver.Chrome(options=opts, service=Service(str(driver_bin)))
+    driver.set_page_load_timeout(30)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+@pytest.fixture(scope="session")
+def artifacts_dir() -> Path:
+    """Where tests leave files for people to look at (screenshots): $COREVAD_TEST_ARTIFACTS or ./test-artifacts."""
+    import os
+
+    path = Path(os.environ.get("COREVAD_TEST_ARTIFACTS") or Path(__file__).resolve().parents[2] / "test-artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

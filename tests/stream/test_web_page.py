@@ -1,0 +1,109 @@
+"""The review page in a real headless chromium against a running monitor (real video file, real HTTP server,
+real event store): cameras shown, a new alert appears without reload, its snapshot loads, acknowledging
+works, the event view draws the timeline, no console errors, phone layout; screenshots saved as artifacts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from stream_doubles import ANOMALOUS, NORMAL, ScriptedBackend, stream_config
+
+from corevad_stream import App
+
+pytestmark = pytest.mark.slow
+
+
+def _console_errors(driver: Any) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def _wait(driver: Any, what: str, condition: Callable[[Any], Any], timeout: float = 20.0) -> Any:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition, message=what)
+
+
+async def test_the_page_shows_cameras_live_alerts_snapshots_and_acknowledges(
+        browser: Any, video_factory: Callable[..., Path], tmp_path: Path, artifacts_dir: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    go = threading.Event()  # the scene turns anomalous when the test says so, after the page is up
+    backend = ScriptedBackend(lambda clip: ANOMALOUS if go.is_set() else NORMAL)
+    video = video_factory("lane.mp4", seconds=40, size=(320, 240))
+    cams = [{"name": "lane", "url": str(video)},
+            {"name": "door", "url": "rtsp://admin:hunter2@127.0.0.1:9/x"}]  # never connects: offline
+    cfg = stream_config(cams, metrics={"enabled": True, "port": 0}, store={"path": str(tmp_path / "e.sqlite3")},
+                        refinement={"smooth_length": 1}, alerts={"snapshot": True, "close_after_s": 0,
+                                                                 "cooldown_s": 0})
+    async with App(cfg, backend=backend) as app:
+        assert app.metrics_server is not None
+        base = f"http://127.0.0.1:{app.metrics_server.port}/"
+
+        def drive() -> dict[str, Any]:
+            d = browser
+            d.set_window_size(1280, 900)
+            d.get(base)
+            _wait(d, "camera cards", lambda d: len(d.find_elements(By.CSS_SELECTOR, ".cam")) == 2)
+            _wait(d, "live stream", lambda d: d.find_element(By.ID, "conn").text == "live")
+            _wait(d, "a scored segment", lambda d: "scored" in d.find_element(
+                By.CSS_SELECTOR, ".cam[data-camera=lane] .meta").text and d.find_elements(
+                By.CSS_SELECTOR, ".cam[data-camera=lane] .spark polyline"))
+            assert d.find_elements(By.CSS_SELECTOR, ".alert") == []
+            marker = d.execute_script("window.__notReloaded = true; return window.__notReloaded;")
+            go.set()
+            item = _wait(d, "a new alert in the feed", lambda d: d.find_elements(By.CSS_SELECTOR, ".alert.active"))[0]
+            why = item.find_element(By.CSS_SELECTOR, ".why").text
+            anomalous_card = _wait(d, "camera highlighted", lambda d: d.find_elements(
+                By.CSS_SELECTOR, ".cam.anomalous[data-camera=lane]"))
+            thumb_ok = _wait(d, "the snapshot loads", lambda d: d.execute_script(
+                "const i = document.querySelector('.alert .thumb');"
+                "return i && i.complete && i.naturalWidth > 0 ? i.naturalWidth : false;"))
+            still = d.execute_script("return window.__notReloaded === true;")
+            alert_id = d.find_element(By.CSS_SELECTOR, ".alert").get_attribute("data-id")
+            d.find_element(By.CSS_SELECTOR, ".alert button.ack").click()
+            _wait(d, "acknowledged", lambda d: d.find_elements(By.CSS_SELECTOR, ".alert.acked .pill.good"))
+            d.find_element(By.CSS_SELECTOR, ".alert a[href^='#event=']").click()
+            _wait(d, "event view", lambda d: d.find_elements(By.CSS_SELECTOR, "#detail .timeline polyline"))
+            detail = {
+                "marks": len(d.find_elements(By.CSS_SELECTOR, "#detail .timeline line.mark.open")),
+                "thresholds": len(d.find_elements(By.CSS_SELECTOR, "#detail .timeline line.thr")),
+                "big": d.execute_script("const i = document.querySelector('#detail img.big');"
+                                        "return i ? i.naturalWidth : 0;"),
+                "said": [li.text for li in d.find_elements(By.CSS_SELECTOR, "#detail ol li")],
+            }
+            d.save_screenshot(str(artifacts_dir / "web-page-desktop.png"))
+            d.set_window_size(390, 844)  # a phone
+            d.get(base)
+            _wait(d, "phone layout", lambda d: d.find_elements(By.CSS_SELECTOR, ".alert"))
+            model_pill = _wait(d, "model state", lambda d: d.find_element(By.ID, "model").text)
+            door_state = d.find_element(By.CSS_SELECTOR, ".cam[data-camera=door] [data-role=state]").text
+            overflow = d.execute_script("return document.documentElement.scrollWidth - "
+                                        "document.documentElement.clientWidth;")
+            d.save_screenshot(str(artifacts_dir / "web-page-phone.png"))
+            return {"marker": marker, "why": why, "card": bool(anomalous_card), "thumb": thumb_ok,
+                    "not_reloaded": still, "id": alert_id, "detail": detail, "overflow": overflow,
+                    "model": model_pill, "door": door_state,
+                    "errors": _console_errors(d), "source": d.page_source}
+
+        seen = await asyncio.to_thread(drive)
+        async with httpx.AsyncClient(base_url=base, timeout=10) as client:
+            stored = (await client.get(f"api/events/{seen['id']}")).json()
+            cameras = (await client.get("api/cameras")).json()
+    assert seen["marker"] is True and seen["not_reloaded"] is True  # the alert came without a reload
+    assert seen["why"] == "A man smashes the shop window." and seen["card"]
+    assert seen["thumb"] == 320  # the full-resolution frame, not the model's 32-pixel copy
+    assert stored["acknowledged_at"] and stored["snapshot"]  # acknowledged and snapshot stored server-side
+    assert seen["detail"]["marks"] == 1 and seen["detail"]["thresholds"] == 2 and seen["detail"]["big"] == 320
+    assert seen["detail"]["said"][0] == "A man smashes the shop window."
+    assert seen["model"] == "model ok" and seen["door"] == "unknown"  # never scored: not "normal"
+    assert seen["overflow"] <= 0  # nothing wider than a phone screen
+    assert seen["errors"] == [], seen["errors"]
+    assert "hunter2" not in seen["source"] and "hunter2" not in json.dumps(cameras)
+    assert (artifacts_dir / "web-page-desktop.png").stat().st_size > 10_000
