@@ -163,7 +163,8 @@ class App:
             store = self._store_sink
             self.metrics_server = await stack.enter_async_context(HttpServer(
                 host=cfg.metrics.host, port=cfg.metrics.port, render_metrics=self.metrics.render,
-                cameras=self.camera_overview, model=self.model_health.snapshot, store_path=store.path if store is not None else None,
+                cameras=self.camera_overview, model=self.model_health.snapshot,
+                store_path=store.path if store is not None else None,
                 feed=self.live_feed, username=cfg.metrics.username,
                 password=pw.get_secret_value() if pw is not None else None))
         # Daemon threads: a model call that hangs must not keep the process alive after shutdown.

@@ -153,8 +153,7 @@ class HttpServer:
         from starlette.applications import Starlette
         from starlette.middleware import Middleware
         from starlette.requests import Request
-        from starlette.responses import (FileResponse, JSONResponse, PlainTextResponse, Response,
-                                         StreamingResponse)
+        from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
         from starlette.routing import Route
 
         auth = self._auth
@@ -270,7 +269,8 @@ class HttpServer:
             return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
 
         routes = [Route("/", page), Route("/static/{name}", page), Route("/metrics", metrics),
-                  Route("/api/cameras", cameras), Route("/api/model", model), Route("/api/cameras/{name}/scores", camera_scores),
+                  Route("/api/cameras", cameras), Route("/api/model", model),
+                  Route("/api/cameras/{name}/scores", camera_scores),
                   Route("/api/events", events), Route("/api/events/{id}", event),
                   Route("/api/events/{id}/snapshot", snapshot),
                   Route("/api/events/{id}/ack", ack, methods=["POST"]), Route("/api/stream", stream)]

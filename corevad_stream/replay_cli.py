@@ -86,6 +86,9 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
     p.add_argument("--plots", type=Path, metavar="DIR", help="PNG per plotted video: online and offline curves "
                                                             "over the GT spans")
+    p.add_argument("--html", type=Path, metavar="FILE",
+                   help="write the review page of this replay (videos, alerts over ground-truth spans) as one "
+                        "self-contained HTML file")
     p.add_argument("--plot-videos", nargs="*", help="videos to plot (default: the first 5 anomalous)")
     p.add_argument("--timeout", type=float, default=None, help="give up a wave after this many seconds")
 
@@ -189,6 +192,10 @@ def _run(args: argparse.Namespace, *, report: bool, err: Console) -> int:
         write_outputs(result, args.out, summary)
     if args.plots:
         _plots(result, args.plots, args.plot_videos)
+    if args.html:
+        from .webpage import write_replay_page
+
+        write_replay_page(result, args.html, title=f"{args.dataset} replay ({args.half}, {len(result.videos)} videos)")
     if args.json:
         print(json.dumps(summary, indent=2, default=_json_default))
     else:

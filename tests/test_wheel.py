@@ -51,8 +51,10 @@ def test_wheel_base_install_runs_outside_the_checkout(tmp_path: Path, shared_dat
                                "metrics": {"enabled": False}}))
     assert "OK (1 camera(s)" in _run([str(bin_ / "corevad-stream"), "check", "-c", str(cfg)], cwd=work).stdout
     rep = json.loads(_run([str(bin_ / "corevad-stream"), "replay", "--dataset", "ucf-crime", "--annotations", ann,
-                           "--responses", resp, "--limit", "3", "--json"], cwd=work).stdout)
+                           "--responses", resp, "--limit", "3", "--json", "--html", "replay.html"], cwd=work).stdout)
     assert rep["segments"] > 0 and 0.0 <= rep["online"]["auc"] <= 1.0
+    page = (work / "replay.html").read_text()  # the review page's files came with the wheel
+    assert 'id="corevad-data"' in page and "EventSource" in page and "Abuse028_x264" in page
     missing = subprocess.run([str(bin_ / "corevad-stream"), "run", "-c", str(cfg), "--tiny-model", "--no-live"],
                              cwd=work, capture_output=True, text=True, timeout=300)
     assert missing.returncode == 1 and "pip install 'corevad[local]'" in missing.stderr, missing.stderr[-2000:]

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# One-shot set-up of a fresh Debian machine: apt packages (ffmpeg, Mosquitto, GStreamer RTSP server)
-# and a .venv with corevad installed. `--dev` adds the test tools.
+# One-shot set-up of a fresh Debian machine: apt packages (ffmpeg, Mosquitto, GStreamer RTSP server,
+# and with --dev chromium + chromedriver for the review page's browser tests) and a .venv with corevad
+# installed. `--dev` adds the test tools.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 APT_PKGS="openssl systemd ffmpeg mosquitto mosquitto-clients gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi \
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
   gstreamer1.0-plugins-ugly gstreamer1.0-libav"
+[ "${1:-}" = "--dev" ] && APT_PKGS="$APT_PKGS chromium chromium-driver"
 missing=""
 for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

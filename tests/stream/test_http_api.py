@@ -64,6 +64,12 @@ async def test_live_stream_pushes_alert_events_and_credentials_guard_every_route
         base = f"http://127.0.0.1:{app.metrics_server.port}"
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
             assert (await client.get("/api/events")).status_code == 401
+            assert (await client.get("/")).status_code == 401  # the page too
+            page = await client.get("/", auth=("op", "s3cret"))
+            js = await client.get("/static/corevad.js", auth=("op", "s3cret"))
+            outside = [(await client.get(u, auth=("op", "s3cret"))).status_code
+                       for u in ("/static/corevad.service", "/static/..%2F..%2Fapp.py", "/static/.hidden.js",
+                                 "/static/nope.css")]
             assert (await client.get("/api/stream")).status_code == 401
             kinds: list[str] = []
             async with client.stream("GET", "/api/stream", auth=("op", "s3cret")) as resp:
@@ -78,3 +84,6 @@ async def test_live_stream_pushes_alert_events_and_credentials_guard_every_route
 
                 await asyncio.wait_for(read(), 20)  # an alert opens within ~0.5 s of stream time
     assert "events" in kinds and "state" in kinds
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    assert js.status_code == 200 and "EventSource" in js.text
+    assert outside == [404, 404, 404, 404]  # only the page's own files, by plain name

@@ -107,3 +107,37 @@ async def test_the_page_shows_cameras_live_alerts_snapshots_and_acknowledges(
     assert seen["errors"] == [], seen["errors"]
     assert "hunter2" not in seen["source"] and "hunter2" not in json.dumps(cameras)
     assert (artifacts_dir / "web-page-desktop.png").stat().st_size > 10_000
+
+
+def test_a_replay_writes_the_same_page_statically_with_gt_spans(browser: Any, shared_data: Path, tmp_path: Path,
+                                                                artifacts_dir: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    from corevad_stream.cli import main
+
+    d = shared_data / "ucf_crime"
+    page = tmp_path / "replay.html"
+    rc = main(["replay", "--dataset", "ucf-crime", "--annotations", str(d / "test_annotations.tsv"),
+               "--responses", str(d / "VLM_responses_LRC_ucf.json"), "--half", "test", "--limit", "12",
+               "--out", str(tmp_path / "out"), "--html", str(page)])
+    assert rc == 0
+    alerts = [json.loads(line) for line in (tmp_path / "out" / "alerts.jsonl").read_text().splitlines()]
+    assert alerts  # the first 12 test videos include anomalous ones the replay alerts on
+    browser.set_window_size(1280, 900)
+    browser.get(page.as_uri())  # no server: everything is inside the file
+    _wait(browser, "videos", lambda d: len(d.find_elements(By.CSS_SELECTOR, ".cam")) == 12)
+    shown = browser.find_elements(By.CSS_SELECTOR, ".alert")
+    first = alerts[0]
+    browser.find_element(By.CSS_SELECTOR, f".cam[data-camera='{first['video']}']").click()
+    _wait(browser, "filtered", lambda d: all(e.get_attribute("data-id").startswith(first["video"])
+                                             for e in d.find_elements(By.CSS_SELECTOR, ".alert")))
+    browser.find_element(By.CSS_SELECTOR, ".alert a[href^='#event=']").click()
+    _wait(browser, "event view", lambda d: d.find_elements(By.CSS_SELECTOR, "#detail .timeline polyline"))
+    gt_rects = browser.find_elements(By.CSS_SELECTOR, "#detail .timeline rect.gt")
+    said = [li.text for li in browser.find_elements(By.CSS_SELECTOR, "#detail ol li")]
+    browser.save_screenshot(str(artifacts_dir / "web-page-replay.png"))
+    errors = _console_errors(browser)
+    assert len(shown) == len(alerts)  # every alert of the replay, none invented
+    assert gt_rects and said == first["explanation"]
+    assert browser.find_elements(By.CSS_SELECTOR, "button.ack") == []  # nothing to acknowledge in a replay
+    assert errors == [], errors
