@@ -127,6 +127,39 @@ def test_readers_never_block_the_writer(tmp_path: Path) -> None:
     store.close()
 
 
+def test_the_open_alert_record_and_the_history_write_the_same_file_at_once(tmp_path: Path) -> None:
+    from corevad_stream.alert_state import OpenAlerts
+
+    path = tmp_path / "e.sqlite3"
+    store = EventStore(path)
+    record = OpenAlerts(path)  # its own connection, as in the monitor (event loop vs the sink's thread)
+    errors: list[BaseException] = []
+
+    def history() -> None:
+        try:
+            for i in range(400):
+                store.write("score", "cam", {"index": i, "start": float(i), "end": i + 1.0, "score": 0.5,
+                                             "label": 1}, i)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    t = threading.Thread(target=history)
+    t.start()
+    for i in range(400):
+        record.set(f"cam{i % 7}", {"id": f"cam{i % 7}-r-{i}", "camera": f"cam{i % 7}"} if i % 3 else None)
+    t.join()
+    expected: dict[str, str] = {}
+    for i in range(400):  # replay the sets in order: the last write per camera wins
+        if not i % 3:
+            expected.pop(f"cam{i % 7}", None)
+        else:
+            expected[f"cam{i % 7}"] = f"cam{i % 7}-r-{i}"
+    assert errors == [] and store.count("scores") == 400
+    assert {c: a["id"] for c, a in OpenAlerts(path).load().items()} == expected
+    record.close()
+    store.close()
+
+
 STORE_WRITER = """
 import sys, time
 from pathlib import Path
