@@ -1,9 +1,11 @@
-"""The VLM instruction and the parsing of its two-line answer into a Verdict."""
+"""The VLM instruction, the parsing of its two-line answer into a Verdict, and the label's probability."""
 
 from __future__ import annotations
 
 import json
+import math
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from .files import KIB, InputFileError, read_text_checked
@@ -134,3 +136,41 @@ def parse_answers(raws: list[str]) -> tuple[list[Verdict], int]:
     """Parse many answers; also return how many could not be parsed."""
     verdicts = [parse_answer(r) for r in raws]
     return verdicts, sum(not v.parsed for v in verdicts)
+
+
+# -- the label's probability -------------------------------------------------------------------------------
+# The answer's first token decides the verdict ("Anomalous scenes." / "Normal scenes."). A token counts for a
+# label when its text (trimmed, case-folded, at least 2 characters so "A" of "A man..." does not count) is a
+# prefix of the label word or starts with it: "An", "Anom", "Anomalous", " Normal", "Normal scenes".
+LABEL_WORDS = ("anomalous", "normal")
+
+
+def label_of_token(token: str) -> int | None:
+    """1 (Anomalous), 0 (Normal) or None: which label a first answer token begins."""
+    t = token.strip().lower()
+    if len(t) < 2:
+        return None
+    for label, word in ((1, LABEL_WORDS[0]), (0, LABEL_WORDS[1])):
+        if word.startswith(t) or t.startswith(word):
+            return label
+    return None
+
+
+def p_anomalous(first_token_logprobs: Iterable[tuple[str, float]]) -> float | None:
+    """P(Anomalous) / (P(Anomalous) + P(Normal)) from the first answer token's candidates (text, log prob).
+
+    Candidates of the same label add up; a label absent from the candidates counts as probability 0 (an
+    OpenAI server's top_logprobs list is cut at k). None when neither label is among them: no probability,
+    which is not 0."""
+    mass = [0.0, 0.0]
+    seen = False
+    for token, logprob in first_token_logprobs:
+        label = label_of_token(token)
+        if label is None or not math.isfinite(logprob):
+            continue
+        mass[label] += math.exp(logprob)
+        seen = True
+    total = mass[0] + mass[1]
+    if not seen or total <= 0.0:
+        return None
+    return mass[1] / total

@@ -23,15 +23,35 @@ class Clip:
     frames: np.ndarray | None
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A raw answer and, when the backend can tell, P(first line is "Anomalous" rather than "Normal")
+    (corevad.prompt.p_anomalous). None means not known, never 0."""
+
+    text: str
+    p_anomalous: float | None = None
+
+
 @runtime_checkable
 class VLMBackend(Protocol):
-    """Segments in, raw answer texts out (one per clip, same order). Blocking; called off the event loop."""
+    """Segments in, raw answer texts out (one per clip, same order). Blocking; called off the event loop.
+
+    A backend that can also give the label's probability adds `answer_scored(clips) -> list[Answer]`
+    (see `answers`)."""
 
     name: str
 
     def answer(self, clips: Sequence[Clip]) -> list[str]: ...
 
     def close(self) -> None: ...
+
+
+def answers(backend: VLMBackend, clips: Sequence[Clip]) -> list[Answer]:
+    """The backend's answers with their label probability where it offers one (answer_scored)."""
+    scored = getattr(backend, "answer_scored", None)
+    if scored is not None:
+        return list(scored(clips))
+    return [Answer(text) for text in backend.answer(clips)]
 
 
 @runtime_checkable

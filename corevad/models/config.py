@@ -23,7 +23,10 @@ class _Frozen(BaseModel):
 class OpenAIOptions(_Frozen):
     """How to reach an OpenAI-compatible chat-completions server (vLLM, LMDeploy, transformers serve...)."""
 
-    base_url: str = Field(default="http://127.0.0.1:8000/v1", description="Server root including /v1.")
+    base_url: str | list[str] = Field(
+        default="http://127.0.0.1:8000/v1",
+        description="Server root including /v1, or a list of replicas (one per GPU or machine): each segment goes "
+                    "to the least loaded healthy one, a failed segment is retried on another.")
     model: str = Field(default="OpenGVLab/InternVL2-8B", description="Model name the server expects.")
     api_key_env: str | None = Field(
         default="OPENAI_API_KEY", description="Environment variable holding the API key (unset: no key sent)."
@@ -36,7 +39,16 @@ class OpenAIOptions(_Frozen):
     # 10 s: a live monitor must not sit out a long Retry-After while the server may be back already.
     max_backoff_s: float = Field(default=10.0, ge=0, le=3600,
                                  description="Longest wait between retries, a server's Retry-After included.")
-    concurrency: int = Field(default=4, ge=1, le=256, description="Requests in flight at once.")
+    concurrency: int = Field(default=4, ge=1, le=4096, description="Requests in flight at once (all replicas "
+                                                                    "together).")
+    eject_after: int = Field(default=3, ge=1, le=1000, description="A replica with this many failures in a "
+                                                                    "row is taken out of the pool ...")
+    probe_interval_s: float = Field(default=5.0, gt=0, le=3600, description="... and probed (GET /models) this "
+                                                                           "often until it answers again.")
+    logprobs: bool | Literal["auto"] = Field(
+        default="auto", description="Ask for the first token's logprobs (the label's probability, p_anomalous). "
+                                    "auto: stop asking a replica that rejects the field (transformers serve).")
+    top_logprobs: int = Field(default=10, ge=1, le=20, description="Alternatives per token asked for.")
     jpeg_quality: int = Field(default=90, ge=1, le=100, description="JPEG quality of the frames sent.")
     max_side: int | None = Field(
         default=448, ge=16, description="Downscale frames so their longer side is at most this (None: send as is)."
@@ -45,6 +57,24 @@ class OpenAIOptions(_Frozen):
     extra_body: dict[str, object] = Field(
         default_factory=dict, description="Extra JSON fields merged into each request body."
     )
+
+    @field_validator("base_url")
+    @classmethod
+    def _urls(cls, v: str | list[str]) -> str | list[str]:
+        urls = [v] if isinstance(v, str) else v
+        if not urls:
+            raise ValueError("give at least one server URL")
+        for u in urls:
+            if not u.startswith(("http://", "https://")):
+                raise ValueError(f"{u!r} is not an http(s) URL")
+        if len(set(urls)) != len(urls):
+            raise ValueError("a replica is listed twice")
+        return v
+
+    @property
+    def urls(self) -> list[str]:
+        """The replicas' roots, without a trailing slash."""
+        return [u.rstrip("/") for u in ([self.base_url] if isinstance(self.base_url, str) else self.base_url)]
 
 
 class VLMConfig(_Frozen):

@@ -12,9 +12,9 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
-from ..prompt import load_prompt, render_prompt
+from ..prompt import label_of_token, load_prompt, p_anomalous, render_prompt
 from ._device import resolve_device, resolve_dtype
-from .base import Clip
+from .base import Answer, Clip
 from .config import VLMConfig
 
 _REMOTE_CODE_HINT = (
@@ -96,6 +96,17 @@ class TransformersBackend:
         self.template = prompt if prompt is not None else load_prompt(cfg.prompt_path)
         self._lock = threading.Lock()
         self._torch = torch
+        self._label_tokens: tuple[Any, list[str]] | None = None  # (ids, texts) of tokens that begin a label
+
+    def label_tokens(self) -> tuple[Any, list[str]]:
+        """The vocabulary entries that begin "Anomalous" or "Normal" (corevad.prompt.label_of_token), found once."""
+        if self._label_tokens is None:
+            tok = self.processor.tokenizer
+            found = [(i, text) for i in range(len(tok))
+                     if label_of_token(text := tok.decode([i], skip_special_tokens=True)) is not None]
+            ids = self._torch.tensor([i for i, _ in found], dtype=self._torch.long, device=self.device)
+            self._label_tokens = (ids, [t for _, t in found])
+        return self._label_tokens
 
     def prompt_text(self, n_frames: int) -> str:
         """The full chat-formatted prompt for a segment of n_frames frames."""
@@ -103,7 +114,7 @@ class TransformersBackend:
         messages = [{"role": "user", "content": [{"type": "text", "text": body}]}]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
-    def _generate(self, clips: Sequence[Clip]) -> list[str]:
+    def _generate(self, clips: Sequence[Clip]) -> list[Answer]:
         images: list[np.ndarray] = []
         texts: list[str] = []
         for clip in clips:
@@ -122,14 +133,24 @@ class TransformersBackend:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         with self._torch.inference_mode():
             out = self.model.generate(
-                **inputs, max_new_tokens=self.config.max_new_tokens, do_sample=False, num_beams=1
+                **inputs, max_new_tokens=self.config.max_new_tokens, do_sample=False, num_beams=1,
+                output_logits=True, return_dict_in_generate=True,
             )
-        new_tokens = out[:, inputs["input_ids"].shape[1] :]
-        return [t.strip() for t in self.processor.batch_decode(new_tokens, skip_special_tokens=True)]
+            # The label's probability from the first answer token's raw logits (before any processor).
+            ids, texts = self.label_tokens()
+            logp = self._torch.log_softmax(out.logits[0].float(), dim=-1).index_select(1, ids).cpu().tolist()
+        new_tokens = out.sequences[:, inputs["input_ids"].shape[1] :]
+        decoded = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        return [Answer(t.strip(), p_anomalous(zip(texts, row, strict=True))) for t, row in zip(decoded, logp,
+                                                                                                strict=True)]
 
     def answer(self, clips: Sequence[Clip]) -> list[str]:
         """Raw answer text per clip, same order; batched config.batch_size clips per generate call."""
-        out: list[str] = []
+        return [a.text for a in self.answer_scored(clips)]
+
+    def answer_scored(self, clips: Sequence[Clip]) -> list[Answer]:
+        """answer() with each answer's P(Anomalous) from the first token's logits."""
+        out: list[Answer] = []
         bs = self.config.batch_size
         with self._lock:
             for s in range(0, len(clips), bs):

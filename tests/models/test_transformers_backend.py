@@ -76,3 +76,27 @@ def test_a_big_model_on_the_cpu_is_warned_about(tiny_internvl_dir: Path, monkeyp
     monkeypatch.setattr(tb, "CPU_WARN_PARAMS", 1000)  # pretend the tiny model is an 8B one
     load_vlm(VLMConfig(model=str(tiny_internvl_dir), device="cpu")).close()
     assert "runs on the CPU: expect minutes per segment" in caplog.text
+
+
+def test_label_probability_is_the_first_tokens_softmax_renormalised_over_the_labels(backend, clips) -> None:
+    import torch
+
+    from corevad.prompt import label_of_token
+
+    tok = backend.processor.tokenizer
+    by_label: dict[int, list[int]] = {0: [], 1: []}
+    for i in range(len(tok)):
+        label = label_of_token(tok.decode([i], skip_special_tokens=True))
+        if label is not None:
+            by_label[label].append(i)
+    assert by_label[0] and by_label[1]  # the tiny vocabulary has tokens that begin both labels
+    scored = backend.answer_scored(clips[:3])  # one batch
+    assert [a.text for a in scored] == backend.answer(clips[:3])
+    for clip, a in zip(clips[:3], scored, strict=True):
+        inputs = backend.processor(text=[backend.prompt_text(len(clip.frames))], images=list(clip.frames),
+                                   return_tensors="pt", crop_to_patches=False)
+        with torch.inference_mode():
+            probs = backend.model(**inputs).logits[0, -1].float().softmax(-1)
+        pa, pn = float(probs[by_label[1]].sum()), float(probs[by_label[0]].sum())
+        assert a.p_anomalous is not None and 0.0 <= a.p_anomalous <= 1.0
+        assert a.p_anomalous == pytest.approx(pa / (pa + pn), abs=1e-3)  # = 1 - p(Normal), renormalised

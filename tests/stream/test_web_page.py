@@ -24,6 +24,12 @@ def _console_errors(driver: Any) -> list[str]:
     return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
 
 
+def _fresh(driver: Any) -> None:
+    """A blank tab and an empty console log (the browser is shared by the tests of this session)."""
+    driver.get("about:blank")
+    driver.get_log("browser")
+
+
 def _wait(driver: Any, what: str, condition: Callable[[Any], Any], timeout: float = 20.0) -> Any:
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -48,6 +54,7 @@ async def test_the_page_shows_cameras_live_alerts_snapshots_and_acknowledges(
 
         def drive() -> dict[str, Any]:
             d = browser
+            _fresh(d)
             d.set_window_size(1280, 900)
             d.get(base)
             _wait(d, "camera cards", lambda d: len(d.find_elements(By.CSS_SELECTOR, ".cam")) == 2)
@@ -87,10 +94,12 @@ async def test_the_page_shows_cameras_live_alerts_snapshots_and_acknowledges(
             overflow = d.execute_script("return document.documentElement.scrollWidth - "
                                         "document.documentElement.clientWidth;")
             d.save_screenshot(str(artifacts_dir / "web-page-phone.png"))
+            errors, source = _console_errors(d), d.page_source
+            d.get("about:blank")  # leave before the monitor stops: its live stream ends with the server
             return {"marker": marker, "why": why, "card": bool(anomalous_card), "thumb": thumb_ok,
                     "not_reloaded": still, "id": alert_id, "detail": detail, "overflow": overflow,
                     "model": model_pill, "door": door_state,
-                    "errors": _console_errors(d), "source": d.page_source}
+                    "errors": errors, "source": source}
 
         seen = await asyncio.to_thread(drive)
         async with httpx.AsyncClient(base_url=base, timeout=10) as client:
@@ -123,6 +132,7 @@ def test_a_replay_writes_the_same_page_statically_with_gt_spans(browser: Any, sh
     assert rc == 0
     alerts = [json.loads(line) for line in (tmp_path / "out" / "alerts.jsonl").read_text().splitlines()]
     assert alerts  # the first 12 test videos include anomalous ones the replay alerts on
+    _fresh(browser)
     browser.set_window_size(1280, 900)
     browser.get(page.as_uri())  # no server: everything is inside the file
     _wait(browser, "videos", lambda d: len(d.find_elements(By.CSS_SELECTOR, ".cam")) == 12)
