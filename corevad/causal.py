@@ -23,7 +23,7 @@ class ScoredSegment:
     index: int
     score: float
     refined: float
-    label: int
+    label: float  # the cleaned segment's label: 0/1, or P(Anomalous) when the runtime scores probabilities
     chosen: int
     # (index of the segment whose cleaned response contributed, softmax weight), heaviest first.
     contributors: tuple[tuple[int, float], ...]
@@ -31,7 +31,7 @@ class ScoredSegment:
 
 @dataclass(slots=True)
 class _Raw:
-    label: int
+    label: float
     visual: np.ndarray | None
     response_emb: np.ndarray | None
     description_emb: np.ndarray | None
@@ -41,7 +41,7 @@ class _Raw:
 
 @dataclass(slots=True)
 class _Cleaned:
-    label: int
+    label: float
     description_emb: np.ndarray | None
     chosen: int
     description_text_emb: np.ndarray | None = None
@@ -84,7 +84,7 @@ class CausalScorer:
         """Segments received but not yet final."""
         return self._received - self._next_smooth
 
-    def push(self, label: int, *, visual: np.ndarray | None = None, response_emb: np.ndarray | None = None,
+    def push(self, label: float, *, visual: np.ndarray | None = None, response_emb: np.ndarray | None = None,
              description_emb: np.ndarray | None = None, answer_text_emb: np.ndarray | None = None,
              description_text_emb: np.ndarray | None = None) -> list[ScoredSegment]:
         if self.use_features and (visual is None or description_emb is None):
@@ -93,7 +93,9 @@ class CausalScorer:
             raise ValueError("LRC is on: response_emb is required")
         if self.text_context and (answer_text_emb is None or description_text_emb is None):
             raise ValueError("text context is on: answer_text_emb and description_text_emb are required")
-        self._raw[self._received] = _Raw(int(label), visual, response_emb, description_emb, answer_text_emb,
+        if not 0.0 <= label <= 1.0:
+            raise ValueError(f"label must be in [0, 1] (0/1, or a probability), got {label}")
+        self._raw[self._received] = _Raw(float(label), visual, response_emb, description_emb, answer_text_emb,
                                          description_text_emb)
         self._received += 1
         return self._advance(final=False)

@@ -265,7 +265,8 @@ class App:
         scoring = CameraScoring(cam_cfg.name, params=refinement.params(), alerts=alerts.params(),
                                 use_features=use_features, lrc=refinement.lrc, counters=counters,
                                 top_k=alerts.explanation_top_k, run_id=self.run_id, text_context=text_context,
-                                support=self._support if alerts.rank_explanations else None)
+                                support=self._support if alerts.rank_explanations else None,
+                                use_probability=refinement.segment_score == "p_anomalous")
         cam = CameraPipeline(cam_cfg, counters=counters, scoring=scoring, ring=ring,
                              results_bound=2 * rt.max_batch, down_after_s=rt.model_down_after_s)
         self.cameras[cam.name] = cam

@@ -72,6 +72,11 @@ class RefinementConfig(_Strict):
     text_tau: float = Field(_CAUSAL.text_tau, gt=0, le=10, description="Softmax temperature of the context.")
     text_mix: float = Field(_CAUSAL.text_mix, ge=0, le=1, description="Weight of the context against the "
                                                                       "segment's own label.")
+    segment_score: Literal["label", "p_anomalous"] = Field(
+        "label", description="What each answer contributes: its binary label (the paper), or the backend's "
+                             "P(Anomalous) where it gives one (transformers; servers with logprobs), the label "
+                             "elsewhere. The thresholds were tuned on labels: p_anomalous is not measured "
+                             "with real weights yet.")
     start_prior: bool = Field(_CAUSAL.start_prior, description="At a stream's start, count the missing "
                                                                "smoothing history as normal (no alert on "
                                                                "one anomalous first answer).")

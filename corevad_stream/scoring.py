@@ -38,6 +38,7 @@ class _Meta:
     model_s: float
     snapshot: np.ndarray | None
     support: float = 1.0  # how much the description reads like an anomaly (explanation ranking)
+    p_anomalous: float | None = None
 
 
 @dataclass(slots=True)
@@ -55,8 +56,9 @@ class CameraScoring:
     def __init__(self, camera: str, *, params: CausalParams, alerts: AlertParams, use_features: bool,
                  lrc: bool = True, counters: CameraCounters | None = None, top_k: int = 3,
                  run_id: str | None = None, text_context: bool = False,
-                 support: Callable[[np.ndarray], float] | None = None) -> None:
+                 support: Callable[[np.ndarray], float] | None = None, use_probability: bool = False) -> None:
         self.camera = camera
+        self.use_probability = use_probability  # push P(Anomalous) instead of the 0/1 label where there is one
         self.params = params
         self.use_features = use_features
         self.text_context = text_context
@@ -68,7 +70,7 @@ class CameraScoring:
         self.model_down = False
         self.finished = False  # nobody watches after the stream ended or the monitor stopped: unknown
         self.counters = counters or CameraCounters()
-        self._cleaned: dict[int, tuple[int, str, float]] = {}  # scorer index -> (label, description, support)
+        self._cleaned: dict[int, tuple[float, str, float]] = {}  # scorer index -> (label, description, support)
         self._metas: dict[int, _Meta] = {}  # scorer index -> meta, kept for LRC choices and contributors
         self._n = 0
         self._keep = max(params.refine_window, params.lrc_lookback + 1) + params.delay + 2
@@ -81,7 +83,7 @@ class CameraScoring:
         if not v.parsed:
             self.counters.unparsed += 1
         meta = _Meta(job.index, job.start, job.end, job.clock, v.label, v.parsed, v.description,
-                     result.model_s, result.snapshot)
+                     result.model_s, result.snapshot, p_anomalous=result.p_anomalous)
         if self.support is not None and result.description_text_emb is not None:
             meta.support = float(self.support(result.description_text_emb))
         self._metas[self._n] = meta
@@ -93,7 +95,10 @@ class CameraScoring:
             kwargs = {"visual": result.visual, "description_emb": result.description_emb}
             if self.scorer.lrc:
                 kwargs["response_emb"] = result.response_emb
-        return self._emit(self.scorer.push(v.label, **kwargs))
+        value = float(v.label)
+        if self.use_probability and result.p_anomalous is not None:
+            value = result.p_anomalous
+        return self._emit(self.scorer.push(value, **kwargs))
 
     def finish(self, reason: str = END_STREAM) -> ScoringOutput:
         """End of stream or shutdown: finalise pending segments and end an open alert."""
@@ -151,7 +156,7 @@ class CameraScoring:
             self._cleaned[s.index] = (s.label, chosen.description, chosen.support)
             # weight x support: the description that best explains an anomaly comes first in the alert.
             drivers = [(self._cleaned[j][1], w * self._cleaned[j][2]) for j, w in s.contributors
-                       if j in self._cleaned and self._cleaned[j][0] == 1]
+                       if j in self._cleaned and self._cleaned[j][0] >= 0.5]
             latency = now - meta.end
             c = self.counters
             c.scored += 1
@@ -163,6 +168,7 @@ class CameraScoring:
                 "parsed": meta.parsed, "description": chosen.description, "chosen": self._metas[s.chosen].index
                 if s.chosen in self._metas else meta.index, "latency_s": round(latency, 4),
                 "model_s": round(meta.model_s, 4), "available": True,
+                **({} if meta.p_anomalous is None else {"p_anomalous": round(meta.p_anomalous, 6)}),
             }, camera=self.camera))
             for ev in self.tracker.update(index=meta.index, start=meta.start, end=meta.end, score=s.score,
                                           drivers=drivers, clock=meta.clock):

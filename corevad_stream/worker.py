@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from corevad.errors import ModelError
-from corevad.models.base import Clip, ImageTextEncoder, VLMBackend
+from corevad.models.base import Clip, ImageTextEncoder, VLMBackend, answers
 from corevad.models.text import TextEncoder
 from corevad.prompt import parse_answer
 from corevad.types import Verdict
@@ -41,6 +41,7 @@ class SegmentResult:
     error_kind: str | None = None
     answer_text_emb: np.ndarray | None = None  # sentence-encoder embeddings (text-anchored context)
     description_text_emb: np.ndarray | None = None
+    p_anomalous: float | None = None  # P("Anomalous") from the backend, when it gives one
 
     @property
     def answered(self) -> bool:
@@ -65,23 +66,26 @@ class ModelWorker:
         try:
             clips = [Clip(job.camera, job.index, job.frames) for job in batch]
             errors: list[tuple[str, str] | None] = [None] * len(batch)
+            probs: list[float | None] = [None] * len(batch)
             try:
-                answers = list(self.backend.answer(clips))
-                if len(answers) != len(clips):
-                    raise ModelError(f"backend {self.backend.name} returned {len(answers)} answers "
+                scored = answers(self.backend, clips)
+                if len(scored) != len(clips):
+                    raise ModelError(f"backend {self.backend.name} returned {len(scored)} answers "
                                      f"for {len(clips)} segments", kind="malformed")
+                texts = [a.text for a in scored]
+                probs = [a.p_anomalous for a in scored]
             except Exception as exc:  # noqa: BLE001 - model failure: no answers for this batch, keep running
                 self.errors += 1
                 kind = exc.kind if isinstance(exc, ModelError) else "error"
                 message = str(exc) or type(exc).__name__
                 log.error("model backend failed on %s: %s",
                           ", ".join(f"{j.camera}#{j.index}" for j in batch), message)
-                answers = [""] * len(batch)
+                texts = [""] * len(batch)
                 errors = [(kind, message)] * len(batch)
-            for i, a in enumerate(answers):
+            for i, a in enumerate(texts):
                 if errors[i] is None and not (a or "").strip():
                     errors[i] = ("empty", "the model returned an empty answer")
-            verdicts = [parse_answer(a) for a in answers]
+            verdicts = [parse_answer(a) for a in texts]
             visual, resp, desc = self._features(batch, verdicts)
             desc_t = self._text(verdicts, errors)
             snaps = [self._snapshot(job) for job in batch]
@@ -95,7 +99,8 @@ class ModelWorker:
             err = errors[i]
             out.append(SegmentResult(job, verdicts[i], visual[i], resp[i], desc[i], snaps[i], model_s,
                                      error=None if err is None else err[1], error_kind=None if err is None else err[0],
-                                     answer_text_emb=desc_t[i], description_text_emb=desc_t[i]))
+                                     answer_text_emb=desc_t[i], description_text_emb=desc_t[i],
+                                     p_anomalous=probs[i] if err is None else None))
         return out
 
     def _features(self, batch: list[SegmentJob], verdicts: list[Verdict]

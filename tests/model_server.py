@@ -22,6 +22,9 @@ class ScriptedModelServer:
 
     def __init__(self, answer: Callable[[dict[str, Any]], str] | None = None, *, hang_limit_s: float = 60.0) -> None:
         self.answer = answer or (lambda body: "Normal scenes.\nPeople walk past the shop.")
+        # The first token's alternatives [(token, logprob), ...] sent when a request asks for logprobs (None:
+        # the server gives none, like one that ignores the field).
+        self.first_token_logprobs: Callable[[dict[str, Any]], list[tuple[str, float]]] | None = None
         self.mode: Mode = "answer"
         self.retry_after = "3600"
         self.hang_limit_s = hang_limit_s
@@ -59,9 +62,14 @@ class ScriptedModelServer:
                 else:
                     text = ("<unk> %%% ### the the the" if mode == "garbage" else "" if mode == "empty"
                             else server.answer(body))
+                    choice: dict[str, Any] = {"index": 0, "finish_reason": "stop", "message": {
+                        "role": "assistant", "content": text}}
+                    if body.get("logprobs") and server.first_token_logprobs is not None:
+                        top = server.first_token_logprobs(body)[: int(body.get("top_logprobs") or 0) or None]
+                        choice["logprobs"] = {"content": [{"token": top[0][0], "logprob": top[0][1], "top_logprobs": [
+                            {"token": t, "logprob": lp} for t, lp in top]}]}
                     self._send(200, json.dumps({"id": "x", "object": "chat.completion", "created": int(time.time()),
-                                                "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                                                    "role": "assistant", "content": text}}]}).encode())
+                                                "choices": [choice]}).encode())
 
             def _send(self, code: int, payload: bytes, headers: dict[str, str] | None = None) -> None:
                 try:

@@ -15,6 +15,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -168,6 +169,34 @@ class _Process:
 
     def __exit__(self, *exc: object) -> None:
         self.kill()
+
+
+class TransformersServe(_Process):
+    """`transformers serve MODEL_DIR` (OpenAI-compatible, CPU) on a loopback port; .url is its /v1 root."""
+
+    name = "transformers-serve"
+
+    def __init__(self, workdir: Path, model_dir: Path, *, host: str = "127.0.0.1", port: int | None = None) -> None:
+        super().__init__(workdir, host, port)
+        self.model_dir = model_dir
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}/v1"
+
+    def _command(self) -> list[str]:
+        exe = Path(sys.executable).with_name("transformers")
+        return [str(exe if exe.exists() else _need("transformers", "transformers[serving]")), "serve",
+                str(self.model_dir), "--host", self.host, "--port", str(self.port), "--device", "cpu"]
+
+    def _ready(self) -> bool:
+        import urllib.request
+
+        try:
+            with urllib.request.urlopen(f"http://{self.host}:{self.port}/health", timeout=2) as r:
+                return bool(r.status == 200)
+        except OSError:
+            return False
 
 
 class Mosquitto(_Process):

@@ -337,8 +337,8 @@ def _first_token_p(logprobs: Any) -> float | None:
     """P(Anomalous) from an OpenAI `logprobs` object: the first token and its top alternatives."""
     try:
         first = logprobs["content"][0]
-        cands = [(first["token"], float(first["logprob"]))]
-        cands += [(t["token"], float(t["logprob"])) for t in first.get("top_logprobs") or []]
-    except (TypeError, KeyError, IndexError, ValueError):
+        cands = {t["token"]: float(t["logprob"]) for t in first.get("top_logprobs") or []}
+        cands.setdefault(first["token"], float(first["logprob"]))  # the chosen token is usually listed too
+    except (TypeError, KeyError, IndexError, ValueError, AttributeError):
         return None
-    return p_anomalous(cands)
+    return p_anomalous(cands.items())
