@@ -178,3 +178,22 @@ async def test_a_hung_model_goes_down_and_shutdown_finishes_in_time(
     down = [m.payload for m in sink.messages if m.kind == "model" and m.payload["state"] == "down"]
     assert "no answer for" in down[0]["reason"]
     assert sink.messages[-1].kind == "available" and sink.messages[-1].payload == "offline"
+
+
+@pytest.mark.parametrize("segment_score", ["label", "p_anomalous"])
+async def test_the_label_probability_is_published_and_scores_when_asked(
+        model_server: ScriptedModelServer, video_factory: Callable[..., Path], segment_score: str) -> None:
+    import math
+
+    model_server.first_token_logprobs = lambda body: [("Anomalous", math.log(0.6)), ("Normal", math.log(0.4))]
+    cfg = _shop(model_server, video_factory, openai={"top_logprobs": 2})
+    cfg = cfg.model_copy(update={"refinement": cfg.refinement.model_copy(update={
+        "segment_score": segment_score, "smooth_length": 1})})
+    sink = MemorySink()
+    async with App(cfg, sinks=[sink]):
+        await _wait(sink, lambda ms: sum(m.kind == "score" for m in ms) >= 4, 30, "four scores")
+    scores = [m.payload for m in sink.messages if m.kind == "score" and m.payload.get("available")]
+    assert all(s["p_anomalous"] == pytest.approx(0.6) for s in scores)  # published either way
+    assert all(s["raw_label"] == 1 for s in scores)  # the text still says "Anomalous"
+    expected = 0.6 if segment_score == "p_anomalous" else 1.0
+    assert all(s["score"] == pytest.approx(expected) for s in scores)  # the switch decides what is scored
