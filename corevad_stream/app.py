@@ -49,7 +49,7 @@ from .sinks.base import Sink
 from .sinks.jsonl import JsonlSink
 from .sinks.store import EventStoreSink
 from .sources import FRAMELESS_SCHEME, FramelessSource, Source, StatusCallback, VideoSource
-from .worker import ModelWorker, SegmentResult
+from .worker import ModelWorker, PreparedBatch, SegmentResult
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,8 @@ class App:
         executor = DaemonPool(1, name="corevad[worker].model")
         stack.callback(executor.shutdown, wait=False, cancel_futures=True)
         self._executor = executor
+        self._prep_executor = DaemonPool(1, name="corevad[worker].prepare")
+        stack.callback(self._prep_executor.shutdown, wait=False, cancel_futures=True)
         assert self.backend is not None
         self.worker = ModelWorker(self.backend, self.encoder, keep_snapshot=cfg.alerts.snapshot,
                                   text_encoder=self.text_encoder)
@@ -362,23 +364,47 @@ class App:
         log.log(level, "model %s%s", change.state.value, f" ({change.reason})" if change.reason else "")
         self.publisher.publish(Message("model", self.model_health.snapshot(), retain=True))
 
-    async def _worker_loop(self) -> None:
+    async def _prepare_loop(self, ready: asyncio.Queue[tuple[list[SegmentJob], PreparedBatch | None] | None]
+                            ) -> None:
+        """Stage 1: form the next batch and preprocess it on its own thread while the model runs the last one."""
         loop = asyncio.get_running_loop()
         while True:
             batch = await self.batcher.next_batch()
             if not batch:
+                await ready.put(None)
                 return
             jobs = [j for j in batch if not j.end_of_stream]
+            prepared = await loop.run_in_executor(self._prep_executor, self.worker.prepare, jobs) if jobs else None
+            await ready.put((batch, prepared))
+
+    async def _worker_loop(self) -> None:
+        """Stage 2: the model. Stages are joined by a one-batch queue, so at most one batch waits prepared."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Queue[tuple[list[SegmentJob], PreparedBatch | None] | None] = asyncio.Queue(maxsize=1)
+        prep = asyncio.create_task(self._prepare_loop(ready), name="corevad[worker].prepare")
+        try:
+            await self._model_loop(loop, ready)
+        finally:
+            prep.cancel()
+
+    async def _model_loop(self, loop: asyncio.AbstractEventLoop,
+                          ready: asyncio.Queue[tuple[list[SegmentJob], PreparedBatch | None] | None]) -> None:
+        while True:
+            item = await ready.get()
+            if item is None:
+                return
+            batch, prepared = item
+            jobs = prepared.jobs if prepared is not None else []
             results: list[SegmentResult] = []
-            if jobs:
+            if prepared is not None:
                 self._inflight_since = time.monotonic()
                 try:
-                    results = await loop.run_in_executor(self._executor, self.worker.infer, jobs)
+                    results = await loop.run_in_executor(self._executor, self.worker.finish, prepared)
                 except Exception:  # noqa: BLE001 - never lose the worker; the segments count as dropped
                     log.exception("model worker failed on a batch of %d", len(jobs))
-                    for job in jobs:
-                        job.release()
-                        self._on_drop(job, "worker error")
+                    for lost in jobs:
+                        lost.release()
+                        self._on_drop(lost, "worker error")
                 finally:
                     self._inflight_since = None
                 if results:
@@ -390,9 +416,9 @@ class App:
                         r0 = results[0]
                         self._publish_model(self.model_health.failure(r0.error_kind or "error", r0.error or ""))
             pending = iter(results)
-            for item in batch:  # markers keep their place behind their camera's segments
-                if item.end_of_stream:
-                    await self.cameras[item.camera].results.put(item)
+            for job in batch:  # markers keep their place behind their camera's segments
+                if job.end_of_stream:
+                    await self.cameras[job.camera].results.put(job)
                 else:
                     r = next(pending, None)
                     if r is not None:

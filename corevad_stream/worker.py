@@ -1,6 +1,8 @@
 """The model worker: one batch of segments -> VLM answers, parsed verdicts and CLIP features (blocking).
 
-Called off the event loop (one dedicated daemon thread), so model time never stalls sources or sinks.
+Two steps, each called off the event loop on its own daemon thread: prepare() (the backend's CPU
+preprocessing, when it has one) and finish() (the model call, parsing, features). The runtime prepares
+batch k+1 while the model runs batch k, so the GPU does not wait for the CPU; infer() is the two in a row.
 A backend failure does not stop the monitor, and it is never read as an answer: the batch's results carry
 the error (and its kind) instead of a verdict, and scoring publishes them as unavailable, not as "Normal".
 An empty answer is a failure of its segment alone; a non-empty answer that cannot be parsed is an answer
@@ -12,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -48,6 +51,21 @@ class SegmentResult:
         return self.error is None
 
 
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch after preprocessing: the backend's prepared inputs, or the error that stopped them."""
+
+    jobs: list[SegmentJob]
+    clips: list[Clip]
+    prepared: Any = None  # None: the backend has no prepare step (answers come from answer_scored)
+    error: tuple[str, str] | None = None
+    prep_s: float = 0.0
+
+
+def _failure(exc: BaseException) -> tuple[str, str]:
+    return (exc.kind if isinstance(exc, ModelError) else "error"), (str(exc) or type(exc).__name__)
+
+
 class ModelWorker:
     """Runs the VLM backend and the CLIP encoder on batches of segments."""
 
@@ -61,14 +79,36 @@ class ModelWorker:
         self.errors = 0
 
     def infer(self, batch: list[SegmentJob]) -> list[SegmentResult]:
-        """Blocking. Releases every segment's ring slot before returning."""
+        """Blocking: prepare() then finish(). Releases every segment's ring slot before returning."""
+        return self.finish(self.prepare(batch))
+
+    def prepare(self, batch: list[SegmentJob]) -> PreparedBatch:
+        """The backend's CPU preprocessing (prepare(clips)), if it has one. Never raises: a failure is
+        carried to finish() and reported for this batch only."""
         t0 = time.perf_counter()
+        clips = [Clip(job.camera, job.index, job.frames) for job in batch]
+        out = PreparedBatch(batch, clips)
+        prepare = getattr(self.backend, "prepare", None)
+        if prepare is not None:
+            try:
+                out.prepared = prepare(clips)
+            except Exception as exc:  # noqa: BLE001 - this batch fails, the monitor keeps running
+                out.error = _failure(exc)
+        out.prep_s = time.perf_counter() - t0
+        return out
+
+    def finish(self, pb: PreparedBatch) -> list[SegmentResult]:
+        """The model call on a prepared batch, parsing, features. Releases every segment's ring slot."""
+        t0 = time.perf_counter()
+        batch, clips = pb.jobs, pb.clips
         try:
-            clips = [Clip(job.camera, job.index, job.frames) for job in batch]
             errors: list[tuple[str, str] | None] = [None] * len(batch)
             probs: list[float | None] = [None] * len(batch)
             try:
-                scored = answers(self.backend, clips)
+                if pb.error is not None:
+                    raise ModelError(pb.error[1], kind=pb.error[0])
+                scored = (self.backend.run(pb.prepared) if pb.prepared is not None  # type: ignore[attr-defined]
+                          else answers(self.backend, clips))
                 if len(scored) != len(clips):
                     raise ModelError(f"backend {self.backend.name} returned {len(scored)} answers "
                                      f"for {len(clips)} segments", kind="malformed")
@@ -76,8 +116,7 @@ class ModelWorker:
                 probs = [a.p_anomalous for a in scored]
             except Exception as exc:  # noqa: BLE001 - model failure: no answers for this batch, keep running
                 self.errors += 1
-                kind = exc.kind if isinstance(exc, ModelError) else "error"
-                message = str(exc) or type(exc).__name__
+                kind, message = _failure(exc)
                 log.error("model backend failed on %s: %s",
                           ", ".join(f"{j.camera}#{j.index}" for j in batch), message)
                 texts = [""] * len(batch)
@@ -93,7 +132,7 @@ class ModelWorker:
             for job in batch:
                 job.release()
         self.batches += 1
-        model_s = time.perf_counter() - t0
+        model_s = pb.prep_s + time.perf_counter() - t0
         out = []
         for i, job in enumerate(batch):
             err = errors[i]

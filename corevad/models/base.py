@@ -37,7 +37,9 @@ class VLMBackend(Protocol):
     """Segments in, raw answer texts out (one per clip, same order). Blocking; called off the event loop.
 
     A backend that can also give the label's probability adds `answer_scored(clips) -> list[Answer]`
-    (see `answers`)."""
+    (see `answers`). One whose work splits into CPU preprocessing and model time adds `prepare(clips)` (any
+    thread) and `run(prepared) -> list[Answer]`: the runtime then prepares the next batch while the model
+    runs this one."""
 
     name: str
 

@@ -114,7 +114,9 @@ class TransformersBackend:
         messages = [{"role": "user", "content": [{"type": "text", "text": body}]}]
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
-    def _generate(self, clips: Sequence[Clip]) -> list[Answer]:
+    def _inputs(self, clips: Sequence[Clip]) -> Any:
+        """The processor's tensors for one generate call, on the CPU (pinned when the model is on a GPU, so
+        the copy to it can overlap)."""
         images: list[np.ndarray] = []
         texts: list[str] = []
         for clip in clips:
@@ -128,7 +130,14 @@ class TransformersBackend:
             padding=True,
             crop_to_patches=self.config.crop_to_patches,
         )
-        inputs = inputs.to(self.device)
+        if self.device.type == "cuda":
+            for k, v in inputs.items():
+                if hasattr(v, "pin_memory"):
+                    inputs[k] = v.pin_memory()
+        return inputs
+
+    def _generate(self, inputs: Any) -> list[Answer]:
+        inputs = inputs.to(self.device, non_blocking=True)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         with self._torch.inference_mode():
@@ -144,24 +153,41 @@ class TransformersBackend:
         return [Answer(t.strip(), p_anomalous(zip(texts, row, strict=True))) for t, row in zip(decoded, logp,
                                                                                                 strict=True)]
 
+    def prepare(self, clips: Sequence[Clip]) -> list[tuple[Clip, Any]]:
+        """CPU preprocessing, one entry per generate call of config.batch_size clips (thread-safe: the runtime
+        runs it for the next batch while run() has the model)."""
+        bs = self.config.batch_size
+        out = []
+        for s in range(0, len(clips), bs):
+            chunk = clips[s : s + bs]
+            try:
+                out.append((chunk[0], self._inputs(chunk)))
+            except ModelError:
+                raise
+            except Exception as exc:
+                raise ModelError(f"preprocessing failed for {chunk[0].source} segments from {chunk[0].index}: "
+                                 f"{exc}") from exc
+        return out
+
+    def run(self, prepared: list[tuple[Clip, Any]]) -> list[Answer]:
+        """The model on prepared inputs: answers in order, with each answer's P(Anomalous)."""
+        out: list[Answer] = []
+        with self._lock:
+            for first, inputs in prepared:
+                try:
+                    out.extend(self._generate(inputs))
+                except Exception as exc:
+                    raise ModelError(f"generate failed for {first.source} segments from {first.index}: {exc}"
+                                     ) from exc
+        return out
+
     def answer(self, clips: Sequence[Clip]) -> list[str]:
         """Raw answer text per clip, same order; batched config.batch_size clips per generate call."""
         return [a.text for a in self.answer_scored(clips)]
 
     def answer_scored(self, clips: Sequence[Clip]) -> list[Answer]:
         """answer() with each answer's P(Anomalous) from the first token's logits."""
-        out: list[Answer] = []
-        bs = self.config.batch_size
-        with self._lock:
-            for s in range(0, len(clips), bs):
-                try:
-                    out.extend(self._generate(clips[s : s + bs]))
-                except ModelError:
-                    raise
-                except Exception as exc:
-                    first = clips[s]
-                    raise ModelError(f"generate failed for {first.source} segments from {first.index}: {exc}") from exc
-        return out
+        return self.run(self.prepare(clips))
 
     def close(self) -> None:
         self.model = None
