@@ -374,7 +374,11 @@ class App:
                 await ready.put(None)
                 return
             jobs = [j for j in batch if not j.end_of_stream]
-            prepared = await loop.run_in_executor(self._prep_executor, self.worker.prepare, jobs) if jobs else None
+            prepared: PreparedBatch | None = None
+            if jobs and self.config.runtime.overlap_preprocessing:
+                prepared = await loop.run_in_executor(self._prep_executor, self.worker.prepare, jobs)
+            elif jobs:
+                prepared = PreparedBatch(jobs, [], needs_prepare=True)  # prepared on the model's thread
             await ready.put((batch, prepared))
 
     async def _worker_loop(self) -> None:

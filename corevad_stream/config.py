@@ -255,6 +255,8 @@ class RuntimeConfig(_Strict):
     # 0 by default: while the model is busy, segments queue up and form batches anyway; waiting when it is
     # idle only adds latency (alert latency is a target, see tools/bench_stream.py).
     max_wait_s: float = Field(0.0, ge=0, le=60, description="Longest wait for a batch to fill once one segment is in.")
+    overlap_preprocessing: bool = Field(True, description="Preprocess the next batch (CPU) while the model runs "
+                                                          "this one (backends with a prepare step: transformers).")
     overload_policy: OverloadPolicy = Field(OverloadPolicy.DROP_OLDEST, description="drop_oldest, stride "
                                                                                     "or block (lossless).")
     max_pending_per_camera: int = Field(3, gt=0, le=1000, description="Segments a camera may have waiting.")

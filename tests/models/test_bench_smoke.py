@@ -23,3 +23,25 @@ def test_internvl2_8b_shape_builds_on_meta(tmp_path: Path) -> None:
     # InternVL2-8B has about 8.08 B parameters (InternViT-300M + InternLM2.5-7B + MLP projector).
     assert 7.9e9 < report["internvl2_8b_params"] < 8.2e9
     assert report["meta_smoke"] == "ok"
+
+
+@pytest.mark.slow
+def test_bench_gpu_tiny_runs_every_part_on_the_cpu(tmp_path: Path) -> None:
+    out_file = tmp_path / "gpu.json"
+    out = subprocess.run(
+        [sys.executable, str(REPO / "tools" / "bench_gpu.py"), "--tiny", "--batches", "1", "2", "--repeats", "1",
+         "--seconds", "2", "--warmup", "1", "--max-cameras", "2", "--out", str(out_file)],
+        capture_output=True, text=True, timeout=600, cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    report = json.loads(out_file.read_text())
+    assert report["card"] == "cpu" and report["answer_tokens"] == 24
+    assert [r["batch"] for r in report["sweep"]] == [1, 2] and all(r["segments_per_s"] > 0 for r in report["sweep"])
+    split = report["split"]
+    assert all(split[k] > 0 for k in ("processor_s", "vision_s", "prefill_1_token_s", "answer_24_tokens_s"))
+    assert split["answer_24_tokens_s"] > split["prefill_1_token_s"]  # 24 decode steps cost more than one
+    live = report["live"]
+    assert 1 <= live["cameras_held"] <= 2 and live["trials"][0]["cameras"] == 1
+    best = live["at_capacity"]
+    assert best["held"] and best["drops"] == 0 and 0 < best["latency_p50_s"] <= best["latency_p99_s"]
+    assert report["live_over_generate_only"] > 0

@@ -1,0 +1,295 @@
+"""The model stage on one GPU, in one command: what a GPU owner runs to size a deployment.
+
+    python tools/bench_gpu.py --out gpu.json        # InternVL2-8B-shaped random bf16 model on cuda, <= 8 min
+    python tools/bench_gpu.py --tiny --out t.json   # tiny InternVL on the CPU (tests/tools keep this working)
+
+It measures, with the project's own transformers backend and runtime (corevad_stream.App):
+  sweep      generate-only segments/s by batch size (8 frames, 24 answer tokens every time);
+  split      at one batch size: the processor on the CPU, the vision tower, prefill + 1 token, the full
+             24-token answer;
+  live       the largest number of looping 640x480 cameras held for `--seconds` with zero dropped segments
+             (doubling, then bisection), with score latency p50/p99 (segment end -> score) and throughput;
+  ratio      live segments/s at that capacity / generate-only segments/s at the live run's mean batch size;
+  memory     peak GPU memory; the card's name, torch and transformers versions.
+JSON on stdout (and --out), a plain table on stderr.
+
+On a GPU machine without pydantic (the runtime's config) install the wheels first; see
+/work/.library/device/README.md or PLATFORM.md: `pip install --target /tmp/site .whl/*.whl` and
+PYTHONPATH=/tmp/site. No ffmpeg or PyAV is needed: the test clip is written with OpenCV.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+ANSWER_TOKENS = 24
+
+
+def _need_runtime() -> None:
+    missing = [m for m in ("pydantic", "yaml", "cv2") if _missing(m)]
+    if missing:
+        sys.exit(f"bench_gpu: missing Python packages {', '.join(missing)}: install them (on a GPU machine: carry "
+                 "wheels, pip install --target /tmp/site .whl/*.whl, export PYTHONPATH=/tmp/site)")
+
+
+def _missing(module: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(module) is None
+
+
+def write_clip(path: Path, *, seconds: int = 10, size: tuple[int, int] = (640, 480), fps: int = 30) -> Path:
+    """A moving-pattern MP4 written with OpenCV (mp4v), so no ffmpeg is needed."""
+    import cv2
+
+    w, h = size
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not out.isOpened():
+        raise RuntimeError(f"OpenCV cannot write {path}")
+    yy, xx = np.mgrid[0:h, 0:w]
+    for t in range(seconds * fps):
+        img = np.stack([(xx + 4 * t) % 256, (yy + 2 * t) % 256, (xx + yy + 3 * t) % 256], axis=-1).astype(np.uint8)
+        out.write(img)
+    out.release()
+    return path
+
+
+def build_backend(tiny: bool, device: str, work: Path, max_batch: int) -> tuple[Any, str]:
+    """The transformers backend with every answer exactly ANSWER_TOKENS long (random weights stop anywhere)."""
+    from corevad.models import VLMConfig
+    from corevad.models.transformers_backend import TransformersBackend
+
+    if tiny:
+        from corevad.models.tiny import build_tiny_internvl
+
+        path = build_tiny_internvl(work / "tiny", image_size=112)
+        backend = TransformersBackend(VLMConfig(model=str(path), device=device, max_new_tokens=ANSWER_TOKENS,
+                                                batch_size=max_batch))
+        name = "tiny InternVL (112 px, 16 tokens/frame)"
+    else:
+        from bench_models import build_8b_shaped
+
+        model, processor_dir = build_8b_shaped(device, False, work)
+        backend = TransformersBackend(VLMConfig(model=str(processor_dir), device=device,
+                                                max_new_tokens=ANSWER_TOKENS, batch_size=max_batch))
+        backend.model = model
+        backend.dtype = next(model.parameters()).dtype
+        name = "InternVL2-8B-shaped, random bf16 (8 frames x 256 tokens)"
+    orig = backend.model.generate
+
+    def generate(**kw: Any) -> Any:
+        kw["min_new_tokens"] = kw["max_new_tokens"]
+        return orig(**kw)
+
+    backend.model.generate = generate
+    return backend, name
+
+
+def _sync(torch: Any) -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _clips(n: int, size: int, rng: np.random.Generator) -> list[Any]:
+    from corevad.models import Clip
+
+    return [Clip("bench", i, rng.integers(0, 256, size=(8, size, size, 3), dtype=np.uint8)) for i in range(n)]
+
+
+def sweep(backend: Any, batches: list[int], repeats: int, frame: int) -> list[dict[str, Any]]:
+    import torch
+
+    rng = np.random.default_rng(0)
+    backend.answer(_clips(1, frame, rng))  # warm-up
+    rows = []
+    for b in batches:
+        clips = _clips(b, frame, rng)
+        times = []
+        for _ in range(repeats):
+            _sync(torch)
+            t0 = time.perf_counter()
+            backend.run(backend.prepare(clips))
+            _sync(torch)
+            times.append(time.perf_counter() - t0)
+        med = statistics.median(times)
+        rows.append({"batch": b, "batch_s": round(med, 4), "segments_per_s": round(b / med, 3)})
+    return rows
+
+
+def split(backend: Any, batch: int, frame: int) -> dict[str, float]:
+    """Median of 3 of each part at one batch size."""
+    import torch
+
+    rng = np.random.default_rng(1)
+    clips = _clips(batch, frame, rng)
+    parts: dict[str, list[float]] = {"processor_s": [], "vision_s": [], "prefill_1_token_s": [],
+                                     "answer_24_tokens_s": []}
+    model = backend.model
+    for _ in range(3):
+        t0 = time.perf_counter()
+        [(_, inputs)] = backend.prepare(clips)
+        parts["processor_s"].append(time.perf_counter() - t0)
+        on = inputs.to(backend.device)
+        pixels = on["pixel_values"].to(backend.dtype)
+        with torch.inference_mode():
+            _sync(torch)
+            t0 = time.perf_counter()
+            model.get_image_features(pixel_values=pixels)
+            _sync(torch)
+            parts["vision_s"].append(time.perf_counter() - t0)
+            for key, n in (("prefill_1_token_s", 1), ("answer_24_tokens_s", ANSWER_TOKENS)):
+                _sync(torch)
+                t0 = time.perf_counter()
+                model.generate(**{**on, "pixel_values": pixels}, max_new_tokens=n, do_sample=False)
+                _sync(torch)
+                parts[key].append(time.perf_counter() - t0)
+    return {k: round(statistics.median(v), 4) for k, v in parts.items()}
+
+
+async def live_trial(backend: Any, clip: Path, cameras: int, *, seconds: float, warmup_s: float, max_batch: int,
+                     frame: int, overlap: bool) -> dict[str, Any]:
+    from corevad_stream import App, MemorySink
+    from corevad_stream.config import config_from_dict
+
+    state = Path(tempfile.mkdtemp(prefix="corevad-bench-gpu-"))
+    cfg = config_from_dict({
+        "cameras": [{"name": f"cam{i}", "url": str(clip), "loop": True} for i in range(cameras)],
+        "metrics": {"enabled": False}, "store": {"enabled": False},
+        "alerts": {"snapshot": False}, "refinement": {"use_features": False},
+        "runtime": {"max_batch": max_batch, "frame_size": frame, "state_dir": str(state),
+                    "overlap_preprocessing": overlap, "stats_interval_s": 3600},
+    })
+    sink = MemorySink()
+    async with App(cfg, backend=backend, sinks=[sink]) as app:
+        t_end = time.monotonic() + warmup_s + 120
+        while time.monotonic() < t_end and not all(c.scored for c in app.counters.values()):
+            await asyncio.sleep(0.1)
+        await asyncio.sleep(warmup_s)
+        base = {n: (c.drops, c.scored, c.unanswered) for n, c in app.counters.items()}
+        batches0, t0, mark = app.worker.batches, time.time(), len(sink.messages)
+        await asyncio.sleep(seconds)
+        dt = time.time() - t0
+        drops = sum(c.drops - base[n][0] for n, c in app.counters.items())
+        scored = sum(c.scored - base[n][1] for n, c in app.counters.items())
+        unanswered = sum(c.unanswered - base[n][2] for n, c in app.counters.items())
+        batches = app.worker.batches - batches0
+        lat = [m.payload["latency_s"] for m in sink.messages[mark:] if m.kind == "score" and m.payload["available"]]
+    a = np.asarray(lat) if lat else np.asarray([np.nan])
+    return {"cameras": cameras, "held": drops == 0 and unanswered == 0 and scored > 0, "drops": drops,
+            "unanswered": unanswered, "scored_per_s": round(scored / dt, 3),
+            "mean_batch": round(scored / batches, 2) if batches else None,
+            "latency_p50_s": round(float(np.percentile(a, 50)), 3), "latency_p99_s": round(float(np.percentile(a, 99)),
+                                                                                         3)}
+
+
+async def capacity(backend: Any, clip: Path, *, start: int, most: int, **kw: Any) -> dict[str, Any]:
+    """Largest camera count held with zero drops: doubling from `start`, then bisection."""
+    trials: list[dict[str, Any]] = []
+
+    async def held(n: int) -> bool:
+        r = await live_trial(backend, clip, n, **kw)
+        trials.append(r)
+        print(f"  live {n:3d} cameras: {'held' if r['held'] else 'NOT held'}, {r['drops']} drops, "
+              f"{r['scored_per_s']} seg/s, p50 {r['latency_p50_s']} s, p99 {r['latency_p99_s']} s",
+              file=sys.stderr, flush=True)
+        return bool(r["held"])
+
+    lo, hi, n = 0, most + 1, max(1, start)  # lo: largest count held; hi: smallest not held
+    while n <= most:
+        if await held(n):
+            lo, n = n, n * 2
+        else:
+            hi = n
+            break
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if await held(mid):
+            lo = mid
+        else:
+            hi = mid
+    best = max((t for t in trials if t["held"] and t["cameras"] == lo), key=lambda t: t["scored_per_s"],
+               default=None)
+    return {"cameras_held": lo, "at_capacity": best, "trials": trials}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tiny", action="store_true", help="tiny InternVL on the CPU (minutes, no GPU)")
+    ap.add_argument("--device", default=None, help="default: cuda, or cpu with --tiny")
+    ap.add_argument("--batches", type=int, nargs="+", default=None, help="sweep (default 1 4 8 16 32; tiny 1 2 4)")
+    ap.add_argument("--split-batch", type=int, default=None, help="batch of the time split (default 16; tiny 4)")
+    ap.add_argument("--max-batch", type=int, default=None, help="runtime.max_batch live (default 16; tiny 4)")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seconds", type=float, default=None, help="each live trial (default 60; tiny 5)")
+    ap.add_argument("--warmup", type=float, default=None, help="before each trial's window (default 10; tiny 2)")
+    ap.add_argument("--start-cameras", type=int, default=None, help="first live trial (default 4; tiny 1)")
+    ap.add_argument("--max-cameras", type=int, default=None, help="largest trial (default 32; tiny 4)")
+    ap.add_argument("--serial", action="store_true", help="no preprocessing overlap (the before figure)")
+    ap.add_argument("--skip-live", action="store_true")
+    ap.add_argument("--out", type=Path, help="also write the JSON here")
+    args = ap.parse_args(argv)
+    _need_runtime()
+    import torch
+    import transformers
+
+    tiny = args.tiny
+    device = args.device or ("cpu" if tiny else "cuda")
+    batches = args.batches or ([1, 2, 4] if tiny else [1, 4, 8, 16, 32])
+    split_batch = args.split_batch or (4 if tiny else 16)
+    max_batch = args.max_batch or (4 if tiny else 16)
+    frame = 112 if tiny else 448
+    t_start = time.monotonic()
+    report: dict[str, Any] = {
+        "device": device, "card": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
+        "torch": torch.__version__, "transformers": transformers.__version__, "answer_tokens": ANSWER_TOKENS,
+        "overlap_preprocessing": not args.serial,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        backend, report["model"] = build_backend(tiny, device, work, max(max(batches), split_batch, max_batch))
+        print(f"bench_gpu: {report['model']} on {report['card']}", file=sys.stderr, flush=True)
+        report["sweep"] = sweep(backend, batches, args.repeats, frame)
+        for r in report["sweep"]:
+            print(f"  batch {r['batch']:3d}: {r['segments_per_s']} segments/s ({r['batch_s']} s)", file=sys.stderr)
+        report["split"] = {"batch": split_batch, **split(backend, split_batch, frame)}
+        print(f"  split at batch {split_batch}: {report['split']}", file=sys.stderr, flush=True)
+        if not args.skip_live:
+            clip = write_clip(work / "cam.mp4")
+            live = asyncio.run(capacity(
+                backend, clip, start=args.start_cameras or (1 if tiny else 4), most=args.max_cameras or (4 if tiny
+                                                                                                       else 32),
+                seconds=args.seconds or (5.0 if tiny else 60.0), warmup_s=args.warmup or (2.0 if tiny else 10.0),
+                max_batch=max_batch, frame=frame, overlap=not args.serial))
+            report["live"] = live
+            best = live["at_capacity"]
+            if best and best["mean_batch"]:
+                b = max(1, round(best["mean_batch"]))
+                gen = sweep(backend, [b], args.repeats, frame)[0]
+                report["generate_only_at_live_batch"] = gen
+                report["live_over_generate_only"] = round(best["scored_per_s"] / gen["segments_per_s"], 3)
+        if device.startswith("cuda"):
+            report["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        backend.close()
+    report["wall_s"] = round(time.monotonic() - t_start, 1)
+    text = json.dumps(report, indent=2)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
