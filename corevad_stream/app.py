@@ -475,13 +475,16 @@ class App:
     def stats(self) -> dict[str, Any]:
         """Per-camera counters and runtime totals (what <prefix>/stats carries)."""
         store = self._store_sink
+        replicas = getattr(self.backend, "endpoint_stats", None)  # the openai backend's replicas
+        endpoints = {"endpoints": [{**e, "url": redact(e["url"])} for e in replicas()]} if replicas else {}
         return {
             "uptime_s": round(time.monotonic() - self._started, 1),
             "run_id": self.run_id,
             "cameras": {name: c.snapshot() for name, c in self.counters.items()},
             "model": {"backend": getattr(self.backend, "name", "?"), "batches": self.worker.batches,
                       "errors": self.worker.errors, "pending": self.batcher.pending(),
-                      **self.model_health.snapshot()},
+                      **self.model_health.snapshot(),
+                      **endpoints},
             "sinks": {"dropped": self.publisher.dropped, "errors": self.publisher.errors},
             "store": None if store is None else {"written": store.written, "dropped": store.dropped,
                                                  "errors": store.errors},

@@ -190,8 +190,10 @@ async def test_the_label_probability_is_published_and_scores_when_asked(
     cfg = cfg.model_copy(update={"refinement": cfg.refinement.model_copy(update={
         "segment_score": segment_score, "smooth_length": 1})})
     sink = MemorySink()
-    async with App(cfg, sinks=[sink]):
+    async with App(cfg, sinks=[sink]) as app:
         await _wait(sink, lambda ms: sum(m.kind == "score" for m in ms) >= 4, 30, "four scores")
+        [replica] = app.stats()["model"]["endpoints"]  # the pool's view, in <prefix>/stats
+    assert replica["url"] == model_server.base_url and replica["healthy"] and replica["requests"] >= 4
     scores = [m.payload for m in sink.messages if m.kind == "score" and m.payload.get("available")]
     assert all(s["p_anomalous"] == pytest.approx(0.6) for s in scores)  # published either way
     assert all(s["raw_label"] == 1 for s in scores)  # the text still says "Anomalous"
