@@ -176,6 +176,9 @@ class App:
         assert self.backend is not None
         self.worker = ModelWorker(self.backend, self.encoder, keep_snapshot=cfg.alerts.snapshot,
                                   text_encoder=self.text_encoder)
+        warm = await asyncio.to_thread(self.worker.warm_up, rt.max_batch, rt.frames_per_segment, rt.frame_size)
+        if warm is not None:
+            log.info("model warmed up: a batch of %d in %.2f s", rt.max_batch, warm)
         self._support = None
         if self.text_encoder is not None:
             self._support = await asyncio.to_thread(explanation_support, self.text_encoder)

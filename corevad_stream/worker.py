@@ -79,6 +79,22 @@ class ModelWorker:
         self.batches = 0
         self.errors = 0
 
+    def warm_up(self, batch: int, frames: int, size: int) -> float | None:
+        """One full-size batch of blank segments through an in-process model before cameras go online, so
+        the first live batch does not pay for CUDA start-up and kernel selection. Returns its seconds (None:
+        the backend has no prepare step, or the warm-up failed, which is logged: live batches will report)."""
+        prepare = getattr(self.backend, "prepare", None)
+        if prepare is None:
+            return None
+        clips = [Clip("warm-up", i, np.zeros((frames, size, size, 3), np.uint8)) for i in range(batch)]
+        t0 = time.perf_counter()
+        try:
+            self.backend.run(prepare(clips))  # type: ignore[attr-defined]
+        except Exception as exc:  # noqa: BLE001 - reported; the monitor still starts
+            log.warning("model warm-up failed: %s", exc)
+            return None
+        return time.perf_counter() - t0
+
     def infer(self, batch: list[SegmentJob]) -> list[SegmentResult]:
         """Blocking: prepare() then finish(). Releases every segment's ring slot before returning."""
         return self.finish(self.prepare(batch))

@@ -222,7 +222,9 @@ async def capacity(backend: Any, clip: Path, *, start: int, most: int, **kw: Any
             hi = mid
     best = max((t for t in trials if t["held"] and t["cameras"] == lo), key=lambda t: t["scored_per_s"],
                default=None)
-    return {"cameras_held": lo, "at_capacity": best, "trials": trials}
+    # Held at the largest count tried: the model was not the limit, so the ratio below says little.
+    bound = "max_cameras (raise --max-cameras)" if lo == most else "drops"
+    return {"cameras_held": lo, "limited_by": bound, "at_capacity": best, "trials": trials}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -29,10 +29,12 @@ class Recording:
         self.name = inner.name
         self.clips: dict[tuple[str, int], Clip] = {}
         self.answered: dict[tuple[str, int], str] = {}
+        self.sources: list[str] = []  # in the order prepare() saw them
 
     def prepare(self, clips: Sequence[Clip]) -> Any:
         for c in clips:
             assert c.frames is not None
+            self.sources.append(c.source)
             self.clips[(c.source, c.index)] = Clip(c.source, c.index, c.frames.copy())
         return [(c.source, c.index) for c in clips], self.inner.prepare(clips)
 
@@ -71,8 +73,10 @@ async def test_overlapped_answers_are_the_serial_ones_in_order(tmp_path: Path,
     for cam in ("cam0", "cam1", "cam2"):  # each camera's scores come out in segment order
         order = [m.payload["index"] for m in sink.messages if m.kind == "score" and m.camera == cam]
         assert order == sorted(order) == list(range(4))
+    assert backend.sources[:4] == ["warm-up"] * 4  # a full batch through the model before cameras go online
     serial = {k: inner.answer([clip])[0] for k, clip in backend.clips.items()}  # one at a time
     assert backend.answered == serial  # batching and overlap change no answer
+    assert len(published) == len(serial) - 4
     for key, payload in published.items():  # and each answer reached its own segment
         assert payload["description"] == parse_answer(backend.answered[key]).description
     assert len(set(serial.values())) > 1  # the frames matter, so a mix-up would show
