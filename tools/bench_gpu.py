@@ -67,7 +67,8 @@ def write_clip(path: Path, *, seconds: int = 10, size: tuple[int, int] = (640, 4
     return path
 
 
-def build_backend(tiny: bool, device: str, work: Path, max_batch: int) -> tuple[Any, str]:
+def build_backend(tiny: bool, device: str, work: Path, max_batch: int, static_cache: bool = False
+                  ) -> tuple[Any, str]:
     """The transformers backend with every answer exactly ANSWER_TOKENS long (random weights stop anywhere)."""
     from corevad.models import VLMConfig
     from corevad.models.transformers_backend import TransformersBackend
@@ -77,14 +78,15 @@ def build_backend(tiny: bool, device: str, work: Path, max_batch: int) -> tuple[
 
         path = build_tiny_internvl(work / "tiny", image_size=112)
         backend = TransformersBackend(VLMConfig(model=str(path), device=device, max_new_tokens=ANSWER_TOKENS,
-                                                batch_size=max_batch))
+                                                batch_size=max_batch, static_cache=static_cache))
         name = "tiny InternVL (112 px, 16 tokens/frame)"
     else:
         from bench_models import build_8b_shaped
 
         model, processor_dir = build_8b_shaped(device, False, work)
         backend = TransformersBackend(VLMConfig(model=str(processor_dir), device=device,
-                                                max_new_tokens=ANSWER_TOKENS, batch_size=max_batch))
+                                                max_new_tokens=ANSWER_TOKENS, batch_size=max_batch,
+                                                static_cache=static_cache))
         backend.model = model
         backend.dtype = next(model.parameters()).dtype
         name = "InternVL2-8B-shaped, random bf16 (8 frames x 256 tokens)"
@@ -153,7 +155,8 @@ def split(backend: Any, batch: int, frame: int) -> dict[str, float]:
             for key, n in (("prefill_1_token_s", 1), ("answer_24_tokens_s", ANSWER_TOKENS)):
                 _sync(torch)
                 t0 = time.perf_counter()
-                model.generate(**{**on, "pixel_values": pixels}, max_new_tokens=n, do_sample=False)
+                extra = {"cache_implementation": "static"} if backend.config.static_cache else {}
+                model.generate(**{**on, "pixel_values": pixels}, max_new_tokens=n, do_sample=False, **extra)
                 _sync(torch)
                 parts[key].append(time.perf_counter() - t0)
     return {k: round(statistics.median(v), 4) for k, v in parts.items()}
@@ -240,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--start-cameras", type=int, default=None, help="first live trial (default 4; tiny 1)")
     ap.add_argument("--max-cameras", type=int, default=None, help="largest trial (default 32; tiny 4)")
     ap.add_argument("--serial", action="store_true", help="no preprocessing overlap (the before figure)")
+    ap.add_argument("--static-cache", action="store_true", help="static KV cache (compiled decoding on CUDA)")
     ap.add_argument("--skip-live", action="store_true")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
     args = ap.parse_args(argv)
@@ -257,11 +261,12 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, Any] = {
         "device": device, "card": torch.cuda.get_device_name(0) if device.startswith("cuda") else "cpu",
         "torch": torch.__version__, "transformers": transformers.__version__, "answer_tokens": ANSWER_TOKENS,
-        "overlap_preprocessing": not args.serial,
+        "overlap_preprocessing": not args.serial, "static_cache": args.static_cache,
     }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        backend, report["model"] = build_backend(tiny, device, work, max(max(batches), split_batch, max_batch))
+        backend, report["model"] = build_backend(tiny, device, work, max(max(batches), split_batch, max_batch),
+                                                 static_cache=args.static_cache)
         print(f"bench_gpu: {report['model']} on {report['card']}", file=sys.stderr, flush=True)
         report["sweep"] = sweep(backend, batches, args.repeats, frame)
         for r in report["sweep"]:

@@ -99,6 +99,13 @@ class VLMConfig(_Frozen):
         default=False,
         description="Tile each frame (InternVL dynamic tiling); the paper uses one 448 px tile per frame.",
     )
+    static_cache: bool = Field(
+        default=False,
+        description="transformers backend: a static KV cache, with which transformers compiles the decoding step "
+                    "on CUDA (each new batch shape compiles once; the runtime's warm-up compiles the full batch "
+                    "before cameras go online; compiled code is kept under the corevad cache across restarts). "
+                    "Off until measured on a GPU: tools/bench_gpu.py --static-cache.",
+    )
     openai: OpenAIOptions = Field(default_factory=OpenAIOptions, description="openai backend options.")
     responses: Path | None = Field(
         default=None, description="replay backend: recorded responses JSON (video -> list of answers)."

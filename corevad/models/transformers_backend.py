@@ -72,6 +72,14 @@ class TransformersBackend:
         if _local_model_type(cfg.model) == "internvl_chat":
             raise ModelError(f"cannot load {cfg.model!r}: {_REMOTE_CODE_HINT}")
         self.device = resolve_device(cfg.device)
+        if cfg.static_cache:
+            import os
+
+            from ..paths import cache_dir
+
+            # torch.compile's output survives a restart here (default: a temp folder), so a restarted
+            # monitor does not compile again.
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "inductor"))
         self.dtype = resolve_dtype(cfg.dtype, self.device, gpu_default="bfloat16")
         try:
             self.processor = AutoProcessor.from_pretrained(cfg.model)
@@ -141,9 +149,10 @@ class TransformersBackend:
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         with self._torch.inference_mode():
+            extra: dict[str, Any] = {"cache_implementation": "static"} if self.config.static_cache else {}
             out = self.model.generate(
                 **inputs, max_new_tokens=self.config.max_new_tokens, do_sample=False, num_beams=1,
-                output_logits=True, return_dict_in_generate=True,
+                output_logits=True, return_dict_in_generate=True, **extra,
             )
             # The label's probability from the first answer token's raw logits (before any processor).
             ids, texts = self.label_tokens()

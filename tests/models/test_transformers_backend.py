@@ -100,3 +100,25 @@ def test_label_probability_is_the_first_tokens_softmax_renormalised_over_the_lab
         pa, pn = float(probs[by_label[1]].sum()), float(probs[by_label[0]].sum())
         assert a.p_anomalous is not None and 0.0 <= a.p_anomalous <= 1.0
         assert a.p_anomalous == pytest.approx(pa / (pa + pn), abs=1e-3)  # = 1 - p(Normal), renormalised
+
+
+def test_a_static_cache_gives_the_same_answers(tiny_internvl_dir: Path, clips: list[Clip], backend) -> None:
+    static = load_vlm(VLMConfig(model=str(tiny_internvl_dir), max_new_tokens=12, batch_size=3, device="cpu",
+                                static_cache=True))
+    caches: list[str] = []
+    generate = static.model.generate  # type: ignore[attr-defined]
+
+    def recording(**kw):  # type: ignore[no-untyped-def]
+        out = generate(**kw)
+        caches.append(type(out.past_key_values).__name__)
+        return out
+
+    static.model.generate = recording  # type: ignore[attr-defined]
+    try:
+        got = static.answer_scored(clips)  # type: ignore[attr-defined]
+    finally:
+        static.close()
+    assert caches == ["StaticCache", "StaticCache"]  # two generate calls of up to 3, both static
+    want = backend.answer_scored(clips)
+    assert [a.text for a in got] == [a.text for a in want]
+    assert [a.p_anomalous for a in got] == pytest.approx([a.p_anomalous for a in want], abs=1e-5)
