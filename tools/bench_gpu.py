@@ -198,13 +198,17 @@ async def live_trial(backend: Any, clip: Path, cameras: int, *, seconds: float, 
                                                                                          3)}
 
 
-async def capacity(backend: Any, clip: Path, *, start: int, most: int, **kw: Any) -> dict[str, Any]:
-    """Largest camera count held with zero drops: doubling from `start`, then bisection."""
+async def capacity(backend: Any, clip: Path, *, start: int, most: int, progress: Any = None,
+                   **kw: Any) -> dict[str, Any]:
+    """Largest camera count held with zero drops: doubling from `start`, then bisection. progress(trials)
+    after each trial."""
     trials: list[dict[str, Any]] = []
 
     async def held(n: int) -> bool:
         r = await live_trial(backend, clip, n, **kw)
         trials.append(r)
+        if progress is not None:
+            progress(trials)
         print(f"  live {n:3d} cameras: {'held' if r['held'] else 'NOT held'}, {r['drops']} drops, "
               f"{r['scored_per_s']} seg/s, p50 {r['latency_p50_s']} s, p99 {r['latency_p99_s']} s",
               file=sys.stderr, flush=True)
@@ -239,8 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-batch", type=int, default=None, help="runtime.max_batch live (default 16; tiny 4)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=None, help="each live trial (default 60; tiny 5)")
-    ap.add_argument("--warmup", type=float, default=None, help="before each trial's window (default 10; tiny 2)")
-    ap.add_argument("--start-cameras", type=int, default=None, help="first live trial (default 4; tiny 1)")
+    ap.add_argument("--warmup", type=float, default=None, help="before each trial's window (default 5; tiny 2)")
+    ap.add_argument("--start-cameras", type=int, default=None, help="first live trial (default 6; tiny 1)")
     ap.add_argument("--max-cameras", type=int, default=None, help="largest trial (default 32; tiny 4)")
     ap.add_argument("--serial", action="store_true", help="no preprocessing overlap (the before figure)")
     ap.add_argument("--static-cache", action="store_true", help="static KV cache (compiled decoding on CUDA)")
@@ -263,6 +267,12 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__, "transformers": transformers.__version__, "answer_tokens": ANSWER_TOKENS,
         "overlap_preprocessing": not args.serial, "static_cache": args.static_cache,
     }
+
+    def save() -> None:  # after every stage: a run cut short by a time limit still leaves its figures
+        if args.out:
+            report["wall_s"] = round(time.monotonic() - t_start, 1)
+            args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         backend, report["model"] = build_backend(tiny, device, work, max(max(batches), split_batch, max_batch),
@@ -271,15 +281,25 @@ def main(argv: list[str] | None = None) -> int:
         report["sweep"] = sweep(backend, batches, args.repeats, frame)
         for r in report["sweep"]:
             print(f"  batch {r['batch']:3d}: {r['segments_per_s']} segments/s ({r['batch_s']} s)", file=sys.stderr)
+        save()
         report["split"] = {"batch": split_batch, **split(backend, split_batch, frame)}
         print(f"  split at batch {split_batch}: {report['split']}", file=sys.stderr, flush=True)
+        if device.startswith("cuda"):
+            report["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
+        save()
         if not args.skip_live:
             clip = write_clip(work / "cam.mp4")
+
+            def progress(trials: list[dict[str, Any]]) -> None:
+                report["live_trials_so_far"] = trials
+                save()
+
             live = asyncio.run(capacity(
-                backend, clip, start=args.start_cameras or (1 if tiny else 4), most=args.max_cameras or (4 if tiny
-                                                                                                       else 32),
-                seconds=args.seconds or (5.0 if tiny else 60.0), warmup_s=args.warmup or (2.0 if tiny else 10.0),
-                max_batch=max_batch, frame=frame, overlap=not args.serial))
+                backend, clip, progress=progress, start=args.start_cameras or (1 if tiny else 6),
+                most=args.max_cameras or (4 if tiny else 32), seconds=args.seconds or (5.0 if tiny else 60.0),
+                warmup_s=args.warmup or (2.0 if tiny else 5.0), max_batch=max_batch, frame=frame,
+                overlap=not args.serial))
+            report.pop("live_trials_so_far", None)
             report["live"] = live
             best = live["at_capacity"]
             if best and best["mean_batch"]:
@@ -290,11 +310,9 @@ def main(argv: list[str] | None = None) -> int:
         if device.startswith("cuda"):
             report["gpu_peak_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
         backend.close()
+    save()
     report["wall_s"] = round(time.monotonic() - t_start, 1)
-    text = json.dumps(report, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    print(json.dumps(report, indent=2))
     return 0
 
 
