@@ -389,14 +389,22 @@
     }
     try {
       await loadCameras();
-      await loadAlerts();
-      route();
-      if (!STATIC) {
-        onModel(null, await api.model());
-        connect();
-      }
     } catch (err) {
-      showError(`cannot load: ${err.message}`);
+      showError(`cannot load the cameras: ${err.message}`);
+    }
+    try {
+      await loadAlerts();
+    } catch (err) { // e.g. store.enabled: false: no history, but live alerts still arrive below
+      showError(`no alert history (${err.message}); showing live alerts only`);
+    }
+    route();
+    if (!STATIC) {
+      try {
+        onModel(null, await api.model());
+      } catch (err) {
+        showError(`cannot load the model state: ${err.message}`);
+      }
+      connect();
     }
   }
   start();
