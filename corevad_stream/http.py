@@ -26,6 +26,7 @@ import base64
 import hmac
 import json
 import logging
+import math
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -302,9 +303,12 @@ def _float(value: str | None) -> float | None:
     if value is None:
         return None
     try:
-        return float(value)
+        x = float(value)
     except ValueError:
         raise ValueError(f"not a number: {value!r}") from None
+    if not math.isfinite(x):
+        raise ValueError(f"not a finite number: {value!r}")
+    return x
 
 
 __all__ = ["HttpServer", "LiveFeed"]

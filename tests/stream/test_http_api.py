@@ -40,12 +40,14 @@ async def test_api_lists_filters_shows_and_acknowledges_alerts(tmp_path: Path) -
             acked = await client.post(f"/api/events/{events[0]['id']}/ack")
             after = (await client.get(f"/api/events/{events[0]['id']}")).json()
             bad = await client.get("/api/events", params={"state": "maybe"})
+            not_finite = await client.get("/api/events", params={"since": "nan"})
             metrics = await client.get("/metrics")
     assert [e["start_segment"] for e in events] == [42, 22, 2]  # newest first
     assert all(not e["active"] and e["explanation"] == ["A man smashes the shop window."] for e in events)
     assert len(ended) == 1 and ended[0]["id"] == events[1]["id"]  # paging
     assert one["scores"] and {s["segment"] for s in one["scores"]} >= {42, 43, 44}
     assert missing.status_code == 404 and acked.json() == {"acknowledged": True} and after["acknowledged_at"]
+    assert not_finite.status_code == 400 and "finite" in not_finite.json()["error"]
     assert bad.status_code == 400 and "corevad_camera_scored_total" in metrics.text
     by_name = {c["name"]: c for c in cameras}
     assert by_name["gate"]["scored"] == 60 and by_name["door"]["url"] == "rtsp://***@127.0.0.1:9/x"
