@@ -135,7 +135,7 @@ class HttpServer:
                                   "set metrics.port (or --metrics-port) to a free port, 0 = any")
             await asyncio.sleep(0.01)
         self.port = self._server.servers[0].sockets[0].getsockname()[1]
-        log.info("metrics and API on http://%s:%d/ (/metrics, /api/...)", self.host, self.port)
+        log.info("review page on http://%s:%d/ (API /api/..., Prometheus /metrics)", self.host, self.port)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
