@@ -45,3 +45,32 @@ def test_bench_gpu_tiny_runs_every_part_on_the_cpu(tmp_path: Path) -> None:
     best = live["at_capacity"]
     assert best["held"] and best["drops"] == 0 and 0 < best["latency_p50_s"] <= best["latency_p99_s"]
     assert report["live_over_generate_only"] > 0
+
+
+def test_bench_gpu_wires_the_8b_shaped_model_like_the_tiny_one(tmp_path: Path, tiny_internvl_dir: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The GPU path (a model object swapped into the backend) checked on the CPU with the tiny weights, so a
+    scarce GPU run does not find a wiring bug."""
+    import numpy as np
+    from transformers import InternVLForConditionalGeneration
+
+    sys.path.insert(0, str(REPO / "tools"))
+    import bench_gpu
+    import bench_models
+
+    built: list[str] = []
+
+    def small_8b_shape(device: str, meta: bool, workdir: Path) -> tuple[object, Path]:
+        built.append(device)
+        return InternVLForConditionalGeneration.from_pretrained(tiny_internvl_dir).eval(), tiny_internvl_dir
+
+    monkeypatch.setattr(bench_models, "build_8b_shaped", small_8b_shape)
+    backend, name = bench_gpu.build_backend(False, "cpu", tmp_path, 2)
+    try:
+        [row] = bench_gpu.sweep(backend, [2], 1, 112)
+        split = bench_gpu.split(backend, 2, 112)
+        [answer] = backend.answer_scored(bench_gpu._clips(1, 112, np.random.default_rng(0)))
+    finally:
+        backend.close()
+    assert built == ["cpu"] and "8B" in name and row["segments_per_s"] > 0
+    assert split["answer_24_tokens_s"] > 0 and answer.p_anomalous is not None
