@@ -6,6 +6,7 @@
 (() => {
   const SPARK = 120; // scores in a camera's sparkline
   const PAGE = 50; // alerts per page
+  const KEEP = 500; // alerts kept on a page left open: live ones push the oldest out (Older alerts pages back)
   const SVGNS = "http://www.w3.org/2000/svg";
   const dataNode = document.getElementById("corevad-data");
   const STATIC = dataNode ? JSON.parse(dataNode.textContent) : null;
@@ -228,6 +229,13 @@
     else if (prepend) $("alerts").prepend(node);
     else $("alerts").append(node);
     alertNodes.set(a.id, node);
+    while (prepend && alertNodes.size > KEEP) { // a tab open for weeks stays small
+      const last = $("alerts").lastElementChild;
+      alertNodes.delete(last.dataset.id);
+      alerts.delete(last.dataset.id);
+      last.remove();
+      offset = Math.max(0, offset - 1);
+    }
     $("empty").hidden = alertNodes.size > 0;
   }
   async function loadAlerts({ more = false } = {}) {
