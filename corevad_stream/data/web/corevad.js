@@ -317,7 +317,11 @@
     const old = alerts.get(after.id) || {};
     const a = { ...old, ...after, acknowledged_at: old.acknowledged_at || null, snapshot: old.snapshot, _snap: old._snap };
     alerts.set(a.id, a);
-    if (matches(a)) renderAlert(a, { prepend: !alertNodes.has(a.id) });
+    if (matches(a)) {
+      const fresh = !alertNodes.has(a.id);
+      if (fresh) offset += 1; // the API's newest-first pages moved down by one
+      renderAlert(a, { prepend: fresh });
+    }
     if (detailId === a.id) showDetail(a.id).catch(() => {});
   }
   function onSnapshot(camera, payload) {
