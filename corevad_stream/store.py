@@ -16,6 +16,7 @@ retention period.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sqlite3
 import threading
@@ -25,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StreamError
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
@@ -72,17 +75,46 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0, check_same_thread=False)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.executescript(_SCHEMA)
-            for table, column, typ in _ADDED_COLUMNS:
-                if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
-                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {typ}")
+            try:
+                conn = _open_writable(path)
+            except sqlite3.DatabaseError as exc:
+                if not _corrupt(exc):
+                    raise
+                _set_aside(path, exc)  # a damaged file must not keep the monitor from starting
+                conn = _open_writable(path)
     except sqlite3.Error as exc:
         raise StoreError(f"event store {path}: {exc}") from None
     conn.row_factory = sqlite3.Row
     return conn
+
+
+def _open_writable(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=5.0, check_same_thread=False)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.executescript(_SCHEMA)
+        for table, column, typ in _ADDED_COLUMNS:
+            if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {typ}")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def _corrupt(exc: sqlite3.DatabaseError) -> bool:
+    text = str(exc).lower()
+    return "not a database" in text or "malformed" in text or "corrupt" in text
+
+
+def _set_aside(path: Path, exc: Exception) -> None:
+    """Move a damaged store (and its WAL) to <name>.bad-<time>: kept for a person to look at, never deleted."""
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if p.exists():
+            os.replace(p, p.with_name(f"{p.name}.bad-{stamp}"))
+    log.error("event store %s is damaged (%s): moved to %s.bad-%s, starting a new one", path, exc, path.name, stamp)
 
 
 class EventStore:

@@ -211,3 +211,18 @@ async def test_the_runtime_writes_alerts_status_and_scores(tmp_path: Path) -> No
     assert json.loads(json.dumps(store.scores("yard", 0, 1e12)))[3]["score"] == 1.0
     store.close()
     await asyncio.sleep(0)
+
+
+def test_a_damaged_store_file_is_set_aside_and_a_new_one_started(tmp_path: Path) -> None:
+    from corevad_stream.alert_state import OpenAlerts
+
+    path = tmp_path / "events.sqlite3"
+    garbage = os.urandom(8192)
+    path.write_bytes(garbage)
+    record = OpenAlerts(path)  # the first opener at start-up
+    assert record.load() == {}
+    record.set("gate", {"id": "gate-r-1", "camera": "gate"})
+    assert OpenAlerts(path).load() == {"gate": {"id": "gate-r-1", "camera": "gate"}}  # the new file works
+    [kept] = [p for p in tmp_path.iterdir() if p.name.startswith("events.sqlite3.bad-")]
+    assert kept.read_bytes() == garbage  # nothing deleted: kept for a person to look at
+    record.close()
