@@ -157,7 +157,6 @@ class EndpointPool:
             if not ejected:
                 return
             for ep in due:
-                ok = False
                 try:
                     ok = bool(self._probe(ep.url))
                 except Exception:  # noqa: BLE001 - a failed probe is just "not yet"
@@ -211,7 +210,6 @@ class OpenAIBackend:
         )
         self.pool = EndpointPool(opts.urls, eject_after=opts.eject_after, probe_interval_s=opts.probe_interval_s,
                                  logprobs=opts.logprobs is not False, probe=self._probe)
-        self.url = opts.urls[0] + "/chat/completions"  # the first replica (messages, single-server use)
         self._pool = DaemonPool(opts.concurrency, name="corevad-openai")
         self._closed = threading.Event()
         self._policy = BackoffPolicy(initial_s=opts.backoff_s, max_s=max(opts.max_backoff_s, opts.backoff_s),
