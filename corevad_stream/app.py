@@ -378,10 +378,8 @@ class App:
                 return
             jobs = [j for j in batch if not j.end_of_stream]
             prepared: PreparedBatch | None = None
-            if jobs and self.config.runtime.overlap_preprocessing:
+            if jobs and self.config.runtime.overlap_preprocessing:  # else the model stage does both (infer)
                 prepared = await loop.run_in_executor(self._prep_executor, self.worker.prepare, jobs)
-            elif jobs:
-                prepared = PreparedBatch(jobs, [], needs_prepare=True)  # prepared on the model's thread
             await ready.put((batch, prepared))
 
     async def _worker_loop(self) -> None:
@@ -401,12 +399,14 @@ class App:
             if item is None:
                 return
             batch, prepared = item
-            jobs = prepared.jobs if prepared is not None else []
+            jobs = [j for j in batch if not j.end_of_stream]
             results: list[SegmentResult] = []
-            if prepared is not None:
+            if jobs:
+                step = (functools.partial(self.worker.finish, prepared) if prepared is not None
+                        else functools.partial(self.worker.infer, jobs))
                 self._inflight_since = time.monotonic()
                 try:
-                    results = await loop.run_in_executor(self._executor, self.worker.finish, prepared)
+                    results = await loop.run_in_executor(self._executor, step)
                 except Exception:  # noqa: BLE001 - never lose the worker; the segments count as dropped
                     log.exception("model worker failed on a batch of %d", len(jobs))
                     for lost in jobs:

@@ -60,7 +60,6 @@ class PreparedBatch:
     prepared: Any = None  # None: the backend has no prepare step (answers come from answer_scored)
     error: tuple[str, str] | None = None
     prep_s: float = 0.0
-    needs_prepare: bool = False  # not prepared yet: finish() prepares it first (no overlap)
 
 
 def _failure(exc: BaseException) -> tuple[str, str]:
@@ -116,8 +115,6 @@ class ModelWorker:
 
     def finish(self, pb: PreparedBatch) -> list[SegmentResult]:
         """The model call on a prepared batch, parsing, features. Releases every segment's ring slot."""
-        if pb.needs_prepare:
-            pb = self.prepare(pb.jobs)
         t0 = time.perf_counter()
         batch, clips = pb.jobs, pb.clips
         try:

@@ -105,10 +105,13 @@ class Faulty:
         pass
 
 
-async def test_a_preprocessing_or_model_failure_costs_only_its_batch(video_factory: Callable[..., Path]) -> None:
+@pytest.mark.parametrize("overlap", [True, False])  # False: runtime.overlap_preprocessing off (serial)
+async def test_a_preprocessing_or_model_failure_costs_only_its_batch(video_factory: Callable[..., Path],
+                                                                     overlap: bool) -> None:
     cams = [{"name": "cam0", "url": str(video_factory("c0.mp4", seconds=8, size=(64, 48))), "rate": "fast",
              "overload_policy": "block"}]
-    cfg = stream_config(cams, runtime={"frames_per_segment": 2, "max_batch": 1})  # one segment per batch
+    cfg = stream_config(cams, runtime={"frames_per_segment": 2, "max_batch": 1,  # one segment per batch
+                                       "overlap_preprocessing": overlap})
     sink = MemorySink()
     async with App(cfg, backend=Faulty(), sinks=[sink]) as app:
         await app.wait_finished(timeout=120)
