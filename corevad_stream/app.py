@@ -443,7 +443,8 @@ class App:
             quality = self.config.camera_section(cam.cfg, "alerts").snapshot_quality
             jpeg = await asyncio.to_thread(_jpeg, out.snapshot, quality)
             if jpeg is not None:
-                self.publisher.publish(Message("snapshot", jpeg, camera=cam.name, retain=True))
+                self.publisher.publish(Message("snapshot", jpeg, camera=cam.name, retain=True,
+                                               alert_id=out.snapshot_alert))
 
     async def _stats_loop(self) -> None:
         interval = self.config.runtime.stats_interval_s

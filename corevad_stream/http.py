@@ -48,15 +48,14 @@ _WEB_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; char
 class LiveFeed:
     """A sink that fans published messages out to SSE subscribers (bounded queues, oldest dropped).
 
-    It also keeps each camera's latest snapshot with the id of the alert it belongs to: the page asks for
-    an alert's picture as soon as it hears of it, before the event store's writer may have stored it."""
+    It also keeps each camera's latest snapshot with the id of the alert it shows: the page asks for an
+    alert's picture as soon as it hears of it, before the event store's writer may have stored it."""
 
     name = "live-feed"
 
     def __init__(self, *, per_client: int = 1000) -> None:
         self.per_client = per_client
         self._clients: set[asyncio.Queue[Message]] = set()
-        self._active: dict[str, str] = {}  # camera -> its active alert's id
         self._snapshots: dict[str, tuple[str, bytes]] = {}  # camera -> (alert id, JPEG)
 
     def snapshot(self, alert_id: str) -> bytes | None:
@@ -71,18 +70,11 @@ class LiveFeed:
     async def send(self, message: Message) -> None:
         if message.kind not in LIVE_KINDS:
             return
-        if message.kind == "events" and isinstance(message.payload, dict):
-            after = message.payload["after"]
-            if after.get("active"):
-                self._active[after["camera"]] = after["id"]
-            elif self._active.get(after["camera"]) == after["id"]:
-                del self._active[after["camera"]]
-        elif message.kind == "snapshot" and isinstance(message.payload, bytes):
-            alert_id = self._active.get(message.camera or "")
-            if alert_id is None:
+        if message.kind == "snapshot" and isinstance(message.payload, bytes):
+            if message.alert_id is None:
                 return
-            self._snapshots[message.camera or ""] = (alert_id, message.payload)
-            message = Message("snapshot", {"alert_id": alert_id}, camera=message.camera)
+            self._snapshots[message.camera or ""] = (message.alert_id, message.payload)
+            message = Message("snapshot", {"alert_id": message.alert_id}, camera=message.camera)
         elif message.kind == "score" and isinstance(message.payload, dict):
             message = Message("score", {k: message.payload.get(k) for k in _SCORE_FIELDS}, camera=message.camera)
         for q in list(self._clients):

@@ -21,6 +21,7 @@ class Message:
     payload: dict[str, Any] | str | bytes
     camera: str | None = None
     retain: bool = False
+    alert_id: str | None = None  # a snapshot: the alert it shows (its payload is only the JPEG)
 
     def __post_init__(self) -> None:
         if self.kind not in EITHER_KINDS and (self.kind in GLOBAL_KINDS) != (self.camera is None):

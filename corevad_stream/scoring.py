@@ -47,6 +47,7 @@ class ScoringOutput:
 
     messages: list[Message] = field(default_factory=list)
     snapshot: np.ndarray | None = None
+    snapshot_alert: str | None = None  # the alert whose peak the snapshot shows
     scored: list[ScoredSegment] = field(default_factory=list)
 
 
@@ -176,7 +177,7 @@ class CameraScoring:
                 if ev.type != "end" and (ev.before is None or ev.before.peak_index != ev.after.peak_index):
                     peak = next((m for m in self._metas.values() if m.index == ev.after.peak_index), None)
                     if peak is not None and peak.snapshot is not None:
-                        out.snapshot = peak.snapshot
+                        out.snapshot, out.snapshot_alert = peak.snapshot, ev.after.id
             self._sync_state(out.messages)
         self._prune()
         return out

@@ -128,21 +128,21 @@ class EventStore:
         self._lock = threading.Lock()  # the reader connection is shared by the read helpers
         self._write_lock = threading.Lock()  # and the writer connection by the writing threads
         self.snapshot_dir = snapshot_dir(path)
-        self._active: dict[str, str] = {}  # camera -> id of its active alert (snapshots belong to it)
 
     def close(self) -> None:
         self._db.close()
         self._reader.close()
 
     # -- writes (the store sink's thread) ----------------------------------------------------------------
-    def write(self, kind: str, camera: str | None, payload: Any, at: float) -> None:
-        """One published message, committed."""
+    def write(self, kind: str, camera: str | None, payload: Any, at: float, *, alert_id: str | None = None
+              ) -> None:
+        """One published message, committed (alert_id: the alert a snapshot shows)."""
         db = self._db
         with self._write_lock, db:
             if kind == "events" and isinstance(payload, dict):
                 self._alert(payload, at)
-            elif kind == "snapshot" and isinstance(payload, bytes) and camera in self._active:
-                self._snapshot(self._active[camera], payload)
+            elif kind == "snapshot" and isinstance(payload, bytes) and alert_id is not None:
+                self._snapshot(alert_id, payload)
             elif kind == "score" and isinstance(payload, dict) and camera is not None:
                 db.execute("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?)",
                            (camera, int(payload["index"]), float(payload["start"]), float(payload["end"]),
@@ -168,13 +168,12 @@ class EventStore:
              a.get("score"), json.dumps(a.get("explanation", [])), a.get("end_reason"), at))
         self._db.execute("INSERT INTO alert_events (alert_id, type, time, payload) VALUES (?, ?, ?, ?)",
                          (a["id"], event["type"], at, json.dumps(event)))
-        if a.get("active"):
-            self._active[a["camera"]] = a["id"]
-        elif self._active.get(a["camera"]) == a["id"]:
-            del self._active[a["camera"]]
 
     def _snapshot(self, alert_id: str, jpeg: bytes) -> None:
-        """The alert's snapshot file (replaced when the peak moves): written whole, then renamed."""
+        """The alert's snapshot file (replaced when the peak moves): written whole, then renamed. Only an
+        alert still open takes one (a late snapshot never replaces an ended alert's picture)."""
+        if self._db.execute("SELECT 1 FROM alerts WHERE id = ? AND active = 1", (alert_id,)).fetchone() is None:
+            return
         name = f"{_safe_name(alert_id)}.jpg"
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.snapshot_dir / (name + ".tmp")

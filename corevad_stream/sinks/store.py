@@ -61,7 +61,7 @@ class EventStoreSink:
         if message.kind not in _STORED_KINDS:
             return
         try:
-            self._queue.put_nowait((message.kind, message.camera, message.payload, time.time()))
+            self._queue.put_nowait((message, time.time()))
         except queue.Full:
             self.dropped += 1
             if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
@@ -82,7 +82,8 @@ class EventStoreSink:
             if item is _STOP:
                 return
             try:
-                self.store.write(*item)
+                message, at = item
+                self.store.write(message.kind, message.camera, message.payload, at, alert_id=message.alert_id)
                 self.written += 1
             except Exception as exc:  # noqa: BLE001 - same boundary
                 self.errors += 1

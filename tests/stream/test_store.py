@@ -61,18 +61,18 @@ def test_retention_by_age_and_the_size_cap_delete_the_oldest_scores(tmp_path: Pa
     store.close()
 
 
-def test_snapshots_belong_to_the_active_alert_and_go_with_the_retention(tmp_path: Path) -> None:
+def test_snapshots_belong_to_their_open_alert_and_go_with_the_retention(tmp_path: Path) -> None:
     store = EventStore(tmp_path / "e.sqlite3", retention=Retention(days=1, max_bytes=10**12))
-    store.write("snapshot", "cam", b"\xff\xd8 before any alert", 99.0)  # no alert open: not kept
+    store.write("snapshot", "cam", b"\xff\xd8 before any alert", 99.0, alert_id="cam-r-3")  # no alert yet: not kept
     store.write("events", None, _event("new", "cam-r-3", active=True, peak=0.99), 101.0)
-    store.write("snapshot", "cam", b"\xff\xd8 first peak", 101.5)
-    store.write("snapshot", "cam", b"\xff\xd8 higher peak", 105.5)  # the peak moved: replaced
-    store.write("snapshot", "other", b"\xff\xd8 another camera", 105.6)
+    store.write("snapshot", "cam", b"\xff\xd8 first peak", 101.5, alert_id="cam-r-3")
+    store.write("snapshot", "cam", b"\xff\xd8 higher peak", 105.5, alert_id="cam-r-3")  # the peak moved: replaced
+    store.write("snapshot", "other", b"\xff\xd8 another camera", 105.6, alert_id="other-r-1")  # no such alert
     path = store.snapshot_path("cam-r-3")
     assert path is not None and path.read_bytes() == b"\xff\xd8 higher peak"
     assert sorted(p.name for p in store.snapshot_dir.iterdir()) == ["cam-r-3.jpg"]
     store.write("events", None, _event("end", "cam-r-3", active=False, peak=1.0), 131.0)
-    store.write("snapshot", "cam", b"\xff\xd8 after the end", 132.0)
+    store.write("snapshot", "cam", b"\xff\xd8 after the end", 132.0, alert_id="cam-r-3")
     assert store.snapshot_path("cam-r-3").read_bytes() == b"\xff\xd8 higher peak"  # type: ignore[union-attr]
     assert store.prune(now=100.0 + 0.5 * 86400) == 0 and path.exists()  # younger than a day: kept
     store.prune(now=100.0 + 2 * 86400)
@@ -94,7 +94,7 @@ def test_an_older_store_file_gains_the_new_columns(tmp_path: Path) -> None:
     old.close()
     store = EventStore(path)
     store.write("events", None, _event("new", "cam-r-3", active=True, peak=0.99), 101.0)
-    store.write("snapshot", "cam", b"\xff\xd8", 102.0)
+    store.write("snapshot", "cam", b"\xff\xd8", 102.0, alert_id="cam-r-3")
     assert store.alert("cam-r-3")["snapshot"] == "cam-r-3.jpg"  # type: ignore[index]
     store.close()
 
