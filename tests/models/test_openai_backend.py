@@ -2,65 +2,31 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 
-from corevad.models import Clip, OpenAIOptions, VLMBackend, VLMConfig, load_vlm
-from corevad.models.openai_backend import OpenAIError, encode_jpeg_data_url
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds services.py
+
+from services import TransformersServe, free_port  # noqa: E402
+
+from corevad.models import Clip, OpenAIOptions, VLMBackend, VLMConfig, load_vlm  # noqa: E402
+from corevad.models.openai_backend import OpenAIError, encode_jpeg_data_url  # noqa: E402
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(tiny_internvl_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    exe = Path(sys.executable).with_name("transformers")
-    if not exe.exists():
-        exe = Path(shutil.which("transformers") or "transformers")
-    port = _free_port()
-    log = tmp_path_factory.mktemp("serve") / "serve.log"
-    with open(log, "wb") as logf:
-        proc = subprocess.Popen(
-            [str(exe), "serve", str(tiny_internvl_dir), "--host", "127.0.0.1", "--port", str(port),
-             "--device", "cpu"],
-            stdout=logf, stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
+    serve = TransformersServe(tmp_path_factory.mktemp("serve"), tiny_internvl_dir)
+    serve.start(timeout=180)  # model load + import on a slow CI machine
     try:
-        deadline = time.monotonic() + 180  # model load + import on a slow CI machine
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"transformers serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"transformers serve did not come up:\n{log.read_text()[-3000:]}")
-            time.sleep(0.5)
-        yield base
+        yield f"http://{serve.host}:{serve.port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        serve.stop(timeout=20)
 
 
 def _backend(base_url: str, model: str, **opts: object):
@@ -116,7 +82,7 @@ def test_client_error_fails_fast_with_status(server: str) -> None:
 
 
 def test_unreachable_server_is_retried_then_reported() -> None:
-    port = _free_port()  # nothing listens there
+    port = free_port()  # nothing listens there
     backend = _backend(f"http://127.0.0.1:{port}/v1", "m", max_retries=2, backoff_s=0.01)
     try:
         with pytest.raises(OpenAIError, match="after 3 attempts") as info:
