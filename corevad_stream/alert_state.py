@@ -34,10 +34,10 @@ class OpenAlerts:
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
-            from .store import StoreError, _connect
+            from .store import StoreError, connect
 
             try:
-                self._db = _connect(self.path)
+                self._db = connect(self.path)
             except StoreError as exc:
                 raise AlertStateError(f"open-alert record: {exc}") from None
         return self._db

@@ -69,7 +69,9 @@ class Retention:
     max_bytes: int = 512 * 1024 * 1024
 
 
-def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """A connection to the store file: readonly, or writable with the schema in place (a damaged file is set
+    aside first). Used by EventStore and by the open-alert record (alert_state.py)."""
     try:
         if readonly:
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0, check_same_thread=False)
@@ -123,8 +125,8 @@ class EventStore:
     def __init__(self, path: Path, *, retention: Retention = Retention()) -> None:
         self.path = path
         self.retention = retention
-        self._db = _connect(path)
-        self._reader = _connect(path, readonly=True)
+        self._db = connect(path)
+        self._reader = connect(path, readonly=True)
         self._lock = threading.Lock()  # the reader connection is shared by the read helpers
         self._write_lock = threading.Lock()  # and the writer connection by the writing threads
         self.snapshot_dir = snapshot_dir(path)
