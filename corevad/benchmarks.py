@@ -151,6 +151,27 @@ def load_responses(path: str | Path) -> dict[str, list[str]]:
     return out
 
 
+def load_probabilities(path: str | Path) -> dict[str, list[float | None]]:
+    """Label probabilities beside a responses file (`corevad generate` writes `<out stem>.p_anomalous.json`):
+    video name -> P(Anomalous) per segment, null where the backend could not tell."""
+    p = Path(path)
+    try:
+        data = json.loads(read_text_checked(p, limit=RESPONSES_LIMIT, what="probabilities file"))
+    except json.JSONDecodeError as e:
+        raise DataError(f"{p}:{e.lineno}: invalid JSON: {e.msg}") from e
+    if not isinstance(data, dict):
+        raise DataError(f"{p}: expected a JSON object video -> list of probabilities")
+    out: dict[str, list[float | None]] = {}
+    for k, v in data.items():
+        if not isinstance(v, list):
+            raise DataError(f"{p}: video {k!r}: expected a list of probabilities, got {type(v).__name__}")
+        for i, x in enumerate(v):
+            if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float)) or not 0.0 <= x <= 1.0):
+                raise DataError(f"{p}: video {k!r} segment {i}: expected a probability in [0, 1] or null, got {x!r}")
+        out[str(k).replace("#", "").removesuffix(".mp4")] = [None if x is None else float(x) for x in v]
+    return out
+
+
 def match_responses(
     videos: list[VideoGT], responses: Mapping[str, list[str]], segment_len: int = 30, skip_bad: bool = False
 ) -> tuple[list[tuple[VideoGT, list[str]]], list[ResponseCountError]]:

@@ -15,7 +15,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import offline_commands
-from .benchmarks import DATASETS, load_benchmark, load_responses
+from .benchmarks import DATASETS, load_benchmark, load_probabilities, load_responses
 from .config import load_method_params
 from .errors import CorevadError
 from .params import CausalParams, OfflineParams
@@ -61,6 +61,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                    help="sentence-transformers hub id or local folder for --text-context")
     p.add_argument("--start-prior", action="store_true", default=None, dest="start_prior",
                    help="causal mode: count the smoothing taps before a video's start as normal")
+    p.add_argument("--probabilities", metavar="JSON",
+                   help="label probabilities (corevad generate's <out stem>.p_anomalous.json): score P(Anomalous) "
+                        "instead of the 0/1 label where the backend gave one")
     p.add_argument("--skip-bad", action="store_true",
                    help="leave out videos whose answers are missing or miscounted instead of stopping")
     p.add_argument("--json", action="store_true", help="print the result as JSON on stdout")
@@ -103,8 +106,9 @@ def _table(result: EvalResult, dataset: str, offline: OfflineParams, causal: Cau
     t.add_row("all", str(result.videos), f"{100 * result.auc:.2f}", f"{100 * result.ap:.2f}", style="bold")
     for c in result.per_class:
         t.add_row(c.cls, str(c.videos), f"{100 * c.auc:.2f}", "")
+    by_p = f", {result.probability_segments:,} scored by P(Anomalous)" if result.probability_segments else ""
     t.caption = (f"{result.frames:,} frames ({result.anomalous_frames:,} anomalous), {result.segments:,} answers, "
-                 f"{result.unparsed} unparsed (scored 0), {len(result.skipped)} videos skipped\n"
+                 f"{result.unparsed} unparsed (scored 0), {len(result.skipped)} videos skipped{by_p}\n"
                  f"parameters: {params}")
     return t
 
@@ -115,6 +119,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     videos = load_benchmark(args.dataset, args.annotations)
     responses = load_responses(args.responses)
+    probabilities = load_probabilities(args.probabilities) if args.probabilities else None
     encoder = _text_encoder(args)
     sentence = None
     if args.text_context:
@@ -130,7 +135,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         task = progress.add_task("videos", total=len(videos))
         result = evaluate(videos, responses, mode=args.mode, offline=offline, causal=causal,
                           features_dir=args.features, text_encoder=encoder, apply_lrc=args.apply_lrc,
-                          sentence_encoder=sentence,
+                          sentence_encoder=sentence, probabilities=probabilities,
                           skip_bad=args.skip_bad, keep_scores=bool(args.plots),
                           on_video=lambda _v: progress.advance(task))
     for e in result.skipped:

@@ -11,7 +11,7 @@ import numpy as np
 
 from .benchmarks import VideoGT, match_responses
 from .cleaning import lrc_choice, similarity
-from .errors import ResponseCountError
+from .errors import DataError, ResponseCountError
 from .features import load_segment_features
 from .metrics import ClassMetric, frame_ap, frame_auc, per_class_metrics
 from .params import CausalParams, OfflineParams
@@ -36,13 +36,14 @@ class EvalResult:
     unparsed: int
     used_features: bool
     skipped: list[ResponseCountError] = field(default_factory=list)
+    probability_segments: int = 0  # segments scored by P(Anomalous) (--probabilities) instead of the 0/1 label
     scores: dict[str, VideoScores] = field(default_factory=dict, repr=False)
 
     def to_dict(self) -> dict:
         return {
             "mode": self.mode, "auc": self.auc, "ap": self.ap, "videos": self.videos, "frames": self.frames,
             "anomalous_frames": self.anomalous_frames, "segments": self.segments, "unparsed": self.unparsed,
-            "used_features": self.used_features,
+            "used_features": self.used_features, "probability_segments": self.probability_segments,
             "per_class": [{"class": c.cls, "auc": c.auc, "videos": c.videos} for c in self.per_class],
             "skipped": [{"video": e.video, "expected": e.expected, "got": e.got} for e in self.skipped],
         }
@@ -51,6 +52,17 @@ class EvalResult:
 def refinement_text(v: Verdict) -> str:
     """What refinement embeds: the description, or the whole answer when there is none (as the authors)."""
     return v.description or v.text
+
+
+def scored_labels(video: str, verdicts: Sequence[Verdict],
+                  probabilities: Sequence[float | None] | None = None) -> np.ndarray:
+    """What a segment scores: its P(Anomalous) where known, else its 0/1 label."""
+    labels = np.array([v.label for v in verdicts], dtype=np.float64)
+    if probabilities is None:
+        return labels
+    if len(probabilities) != len(verdicts):
+        raise DataError(f"video {video!r}: {len(probabilities)} probabilities for {len(verdicts)} answers")
+    return np.array([lab if p is None else p for lab, p in zip(labels, probabilities, strict=True)])
 
 
 def score_video(
@@ -64,13 +76,15 @@ def score_video(
     text_encoder: TextEncoder | None = None,
     apply_lrc: bool = False,
     sentence_encoder: TextEncoder | None = None,
+    probabilities: Sequence[float | None] | None = None,
 ) -> tuple[VideoScores, int]:
     """Score one video; returns its scores and how many answers were unparsed.
 
-    sentence_encoder (causal mode, without CLIP features): text-anchored context refinement."""
+    sentence_encoder (causal mode, without CLIP features): text-anchored context refinement.
+    probabilities: P(Anomalous) per segment (None where unknown): scored instead of the 0/1 label."""
     verdicts = [parse_answer(a) for a in answers]
     unparsed = sum(not v.parsed for v in verdicts)
-    labels = np.array([v.label for v in verdicts], dtype=np.float64)
+    labels = scored_labels(video.name, verdicts, probabilities)
     if visual is None or text_encoder is None:
         visual = resp_emb = desc_emb = None  # text-only
     else:
@@ -102,22 +116,32 @@ def evaluate(
     text_encoder: TextEncoder | None = None,
     apply_lrc: bool = False,
     sentence_encoder: TextEncoder | None = None,
+    probabilities: Mapping[str, Sequence[float | None]] | None = None,
     skip_bad: bool = False,
     keep_scores: bool = False,
     on_video: Callable[[VideoGT], None] | None = None,
 ) -> EvalResult:
-    """Evaluate a benchmark. Without features_dir (or a text encoder) the protocol is text-only."""
+    """Evaluate a benchmark. Without features_dir (or a text encoder) the protocol is text-only.
+    probabilities (video -> P(Anomalous) per segment, None where unknown) score instead of the labels; a
+    scored video missing from it is an error."""
     seg_len = offline.segment_len if mode == "offline" else causal.segment_len
     pairs, skipped = match_responses(videos, responses, seg_len, skip_bad)
     use_features = features_dir is not None and text_encoder is not None
     kept, frame_scores, per_video = [], [], {}
-    segments = unparsed = 0
+    segments = unparsed = with_p = 0
     for video, answers in pairs:
+        probs = None
+        if probabilities is not None:
+            probs = probabilities.get(video.name)
+            if probs is None:
+                raise DataError(f"video {video.name!r} is missing from the probabilities file")
+            with_p += sum(p is not None for p in probs)
         visual = (load_segment_features(features_dir, video.name, video.segments(seg_len), seg_len)
                   if features_dir and use_features else None)
         scores, bad = score_video(video, answers, mode, offline, causal, visual=visual,
                                   text_encoder=text_encoder, apply_lrc=apply_lrc,
-                                  sentence_encoder=sentence_encoder if mode == "causal" else None)
+                                  sentence_encoder=sentence_encoder if mode == "causal" else None,
+                                  probabilities=probs)
         kept.append(video)
         frame_scores.append(scores.frame_scores)
         if keep_scores:
@@ -134,4 +158,5 @@ def evaluate(
         mode=mode, auc=frame_auc(gt, s), ap=frame_ap(gt, s), per_class=per_class_metrics(kept, frame_scores),
         videos=len(kept), frames=int(gt.size), anomalous_frames=int(gt.sum()), segments=segments,
         unparsed=unparsed, used_features=use_features, skipped=skipped, scores=per_video,
+        probability_segments=with_p,
     )

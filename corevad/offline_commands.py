@@ -261,11 +261,14 @@ def generate_responses(
     """Ask the VLM about every segment; write the authors' JSON (video -> one-line answer per segment).
 
     Completed videos live in out_path; the video in progress is checkpointed after every batch in
-    `<out>.partial.json`, so a killed run resumes mid-video. Raw answers go to `<out stem>.raw.json`.
+    `<out>.partial.json`, so a killed run resumes mid-video. Raw answers go to `<out stem>.raw.json`, and
+    the label probability P(Anomalous) of each answer (null where the backend cannot tell) to
+    `<out stem>.p_anomalous.json`, which `corevad eval --probabilities` scores instead of the 0/1 labels.
     """
     from rich.console import Console
 
     from .models.base import Clip
+    from .models.base import answers as answers_of
     from .prompt import parse_answer
     from .segments import segment_count
     from .video import frame_count_message, iter_segments
@@ -275,9 +278,11 @@ def generate_responses(
     out = Path(out_path)
     raw_path = out.with_name(out.stem + ".raw.json")
     partial_path = out.with_name(out.name + ".partial.json")
+    probs_path = out.with_name(out.stem + ".p_anomalous.json")
     results: dict[str, list[str]] = _read_json(out, {})
     raws: dict[str, list[str]] = _read_json(raw_path, {})
     partial: dict[str, Any] = _read_json(partial_path, {})
+    probs: dict[str, list[float | None]] = _read_json(probs_path, {})
 
     with _progress(console) as progress:
         vids = progress.add_task("videos", total=len(jobs))
@@ -292,8 +297,10 @@ def generate_responses(
                     raise DataError(f"video {job.name!r} is listed but not in the video folder")
                 answers: list[str] = []
                 raw_answers: list[str] = []
+                p_answers: list[float | None] = []
                 if partial.get("video") == job.name:
                     answers, raw_answers = list(partial["answers"]), list(partial["raw"])
+                    p_answers = list(partial.get("p") or [None] * len(answers))
                 expected_segments = (
                     segment_count(job.expected_frames, segment_len) if job.expected_frames else None
                 )
@@ -303,20 +310,23 @@ def generate_responses(
                 n_frames = 0
 
                 def flush(pending: list[Clip] = pending, answers: list[str] = answers,
-                          raw_answers: list[str] = raw_answers, name: str = job.name) -> None:
+                          raw_answers: list[str] = raw_answers, p_answers: list[float | None] = p_answers,
+                          name: str = job.name) -> None:
                     if not pending:
                         return
-                    got = backend.answer(pending)
+                    got = answers_of(backend, pending)
                     if len(got) != len(pending):
                         raise CorevadError(f"backend returned {len(got)} answers for {len(pending)} segments")
-                    for text in got:
-                        verdict = parse_answer(text)
-                        raw_answers.append(text)
+                    for answer in got:
+                        verdict = parse_answer(answer.text)
+                        raw_answers.append(answer.text)
                         answers.append(one_line(verdict.text))
+                        p_answers.append(answer.p_anomalous)
                         report.unparsed += not verdict.parsed
                     progress.advance(seg_task, len(pending))
                     pending.clear()
-                    atomic_write_json(partial_path, {"video": name, "answers": answers, "raw": raw_answers})
+                    atomic_write_json(partial_path, {"video": name, "answers": answers, "raw": raw_answers,
+                                                     "p": p_answers})
 
                 for segment, frames in iter_segments(job.path, segment_len, n_sampled):
                     n_frames = segment.end
@@ -336,6 +346,7 @@ def generate_responses(
                     if fix_frame_count:
                         answers = _fit_length(answers, expected_segments)
                         raw_answers = _fit_length(raw_answers, expected_segments)
+                        p_answers = _fit_length(p_answers, expected_segments)
                         msg += f"; answers fitted to {expected_segments} segments"
                     else:
                         msg += f"; {len(answers)} answers instead of {expected_segments} (--fix-frame-count)"
@@ -343,7 +354,10 @@ def generate_responses(
                     report.warnings.append(msg)
                 results[job.name] = answers
                 raws[job.name] = raw_answers
-                # Results first, then raw, then drop the checkpoint: a crash in between only redoes work.
+                probs[job.name] = p_answers
+                # Probabilities, results, raw, then drop the checkpoint: a video is done once it is in the
+                # results, which needs its probabilities already there; a crash in between only redoes work.
+                atomic_write_json(probs_path, probs)
                 atomic_write_json(out, results)
                 atomic_write_json(raw_path, raws)
                 partial_path.unlink(missing_ok=True)
@@ -354,6 +368,7 @@ def generate_responses(
                 console.print(f"[red]failed:[/] {job.name}: {_error_text(exc)}", highlight=False)
             progress.advance(vids)
     if not out.exists():
+        atomic_write_json(probs_path, probs)
         atomic_write_json(out, results)
     return report
 

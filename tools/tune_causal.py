@@ -14,6 +14,9 @@ The protocol (README "Tuning protocol"):
      written to corevad_stream/data/replay_ucf.yaml.
 
 Run: .venv/bin/python tools/tune_causal.py [--data ../shared/data] [--out corevad_stream/data/replay_ucf.yaml] [--json]
+
+With answers recorded by `corevad generate` (e.g. on a GPU, with label probabilities), add --responses R.json
+--probabilities R.p_anomalous.json --out other.yaml: each segment then scores its P(Anomalous).
 """
 
 from __future__ import annotations
@@ -32,7 +35,8 @@ import numpy as np
 import yaml
 
 from corevad.alerts import AlertParams, AlertTracker
-from corevad.benchmarks import VideoGT, load_benchmark, load_responses, match_responses
+from corevad.benchmarks import VideoGT, load_benchmark, load_probabilities, load_responses, match_responses
+from corevad.evaluate import scored_labels
 from corevad.latency import delay_stats, detection_delay, false_alerts_per_hour, laap_approx
 from corevad.metrics import frame_ap, frame_auc
 from corevad.params import CausalParams, OfflineParams
@@ -61,11 +65,15 @@ class Video:
     labels: np.ndarray
 
 
-def load(data: Path) -> list[Video]:
+def load(data: Path, responses: Path | None = None, probabilities: Path | None = None) -> list[Video]:
+    """UCF-Crime's test videos with what each segment scores: the label, or P(Anomalous) from a
+    probabilities file (corevad generate's sidecar) where it has one."""
     videos = load_benchmark("ucf-crime", data / "ucf_crime" / "test_annotations.tsv")
-    responses = load_responses(data / "ucf_crime" / "VLM_responses_LRC_ucf.json")
-    pairs, _ = match_responses(videos, responses, SEG)
-    return [Video(v, np.array([parse_answer(a).label for a in ans], dtype=np.float64)) for v, ans in pairs]
+    answers = load_responses(responses or data / "ucf_crime" / "VLM_responses_LRC_ucf.json")
+    probs = load_probabilities(probabilities) if probabilities else None
+    pairs, _ = match_responses(videos, answers, SEG)
+    return [Video(v, scored_labels(v.name, [parse_answer(a) for a in ans], None if probs is None else probs[v.name]))
+            for v, ans in pairs]
 
 
 def fast_causal_smooth(x: np.ndarray, length: int, sigma: float, lookahead: int) -> np.ndarray:
@@ -214,6 +222,10 @@ def write_config(path: Path, params: CausalParams, alerts: AlertParams, summary:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--responses", type=Path, help="answers to tune on (default: the authors' recorded ones)")
+    ap.add_argument("--probabilities", type=Path,
+                    help="P(Anomalous) per segment (corevad generate's <out stem>.p_anomalous.json), scored "
+                         "instead of the labels where known")
     ap.add_argument("--out", type=Path, default=REPO / "corevad_stream" / "data" / "replay_ucf.yaml")
     ap.add_argument("--fa-budget", type=float, default=6.0,
                     help="most false alerts per hour of normal video (default 6: one per 10 min per camera)")
@@ -221,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-write", action="store_true", help="do not write --out")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    videos = load(args.data)
+    videos = load(args.data, args.responses, args.probabilities)
     halves = {h: {g.name for g in split_videos([v.gt for v in videos], h)} for h in ("tune", "test")}
     tune = [v for v in videos if v.gt.name in halves["tune"]]
     test = [v for v in videos if v.gt.name in halves["test"]]

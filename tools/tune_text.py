@@ -14,6 +14,7 @@ Same split and rules as tools/tune_causal.py (corevad.splits; nothing chosen on 
      set; --write writes the chosen variant to corevad_stream/data/replay_ucf_text.yaml.
 
 Run: .venv/bin/python tools/tune_text.py [--data ../shared/data] [--fa-budget 6] [--write] [--json]
+     [--responses R.json --probabilities R.p_anomalous.json]  (answers recorded with corevad generate)
 """
 
 from __future__ import annotations
@@ -41,7 +42,8 @@ from tune_causal import (  # noqa: E402
 )
 
 from corevad.alerts import AlertParams  # noqa: E402
-from corevad.benchmarks import VideoGT, load_benchmark, load_responses, match_responses  # noqa: E402
+from corevad.benchmarks import VideoGT, load_benchmark, load_probabilities, load_responses, match_responses  # noqa: E402,E501
+from corevad.evaluate import scored_labels  # noqa: E402
 from corevad.params import CausalParams  # noqa: E402
 from corevad.pipeline import score_causal  # noqa: E402
 from corevad.prompt import parse_answer  # noqa: E402
@@ -69,15 +71,17 @@ class Video:
     description_emb: np.ndarray | None = None
 
 
-def load(data: Path) -> list[Video]:
+def load(data: Path, responses: Path | None = None, probabilities: Path | None = None) -> list[Video]:
+    """As tools/tune_causal.py's load, with the answers' texts for the encoder."""
     videos = load_benchmark("ucf-crime", data / "ucf_crime" / "test_annotations.tsv")
-    responses = load_responses(data / "ucf_crime" / "VLM_responses_LRC_ucf.json")
-    pairs, _ = match_responses(videos, responses, SEG)
+    answers = load_responses(responses or data / "ucf_crime" / "VLM_responses_LRC_ucf.json")
+    probs = load_probabilities(probabilities) if probabilities else None
+    pairs, _ = match_responses(videos, answers, SEG)
     out = []
     for v, ans in pairs:
         verdicts = [parse_answer(a) for a in ans]
-        out.append(Video(v, np.array([x.label for x in verdicts], dtype=np.float64), [x.text for x in verdicts],
-                         [x.description for x in verdicts]))
+        out.append(Video(v, scored_labels(v.name, verdicts, None if probs is None else probs[v.name]),
+                         [x.text for x in verdicts], [x.description for x in verdicts]))
     return out
 
 
@@ -139,6 +143,10 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
     ap.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2", help="text encoder")
+    ap.add_argument("--responses", type=Path, help="answers to tune on (default: the authors' recorded ones)")
+    ap.add_argument("--probabilities", type=Path,
+                    help="P(Anomalous) per segment (corevad generate's <out stem>.p_anomalous.json), scored "
+                         "instead of the labels where known")
     ap.add_argument("--fa-budget", type=float, default=3.0,
                     help="false alerts per hour of normal video on the tune half (default 3: issue 12's target)")
     ap.add_argument("--write", action="store_true",
@@ -146,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
-    videos = load(args.data)
+    videos = load(args.data, args.responses, args.probabilities)
     timing = embed(videos, args.model)
     halves = {h: {g.name for g in split_videos([v.gt for v in videos], h)} for h in ("tune", "test")}
     sets = {"tune": [v for v in videos if v.gt.name in halves["tune"]],

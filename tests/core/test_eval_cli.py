@@ -54,6 +54,44 @@ def test_causal_mode_matches_the_core(ucf, capsys):
     assert out["params"]["causal"]["smooth_length"] == 4
 
 
+def test_label_probabilities_are_scored_instead_of_labels(ucf, tmp_path, capsys):
+    """`--probabilities` (corevad generate's sidecar): P(Anomalous) where known, the 0/1 label where null."""
+    ann, resp, videos, responses = ucf
+    rng = np.random.default_rng(3)
+    probs: dict[str, list[float | None]] = {}
+    for v in videos:
+        lab = np.array([parse_answer(a).label for a in responses[v.name]], dtype=float)
+        p = np.clip(0.7 * lab + 0.3 * rng.random(lab.size), 0, 1)  # a soft, label-consistent probability
+        probs[v.name] = [None if i % 7 == 0 else float(x) for i, x in enumerate(p)]  # some unknown
+    f = tmp_path / "p.json"
+    f.write_text(json.dumps(probs))
+    args = ["eval", "--dataset", "ucf-crime", "--annotations", str(ann), "--responses", str(resp),
+            "--mode", "causal", "--json"]
+    assert main([*args, "--probabilities", str(f)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    p = CausalParams()
+    expected = []
+    for v in videos:
+        lab = [parse_answer(a).label for a in responses[v.name]]
+        vals = np.array([lab[i] if x is None else x for i, x in enumerate(probs[v.name])])
+        expected.append(score_causal(vals, v.frames, p).frame_scores)
+    assert out["auc"] == pytest.approx(roc_auc_score(concat_gt(videos), np.concatenate(expected)), abs=1e-12)
+    assert out["probability_segments"] == sum(x is not None for x in sum(probs.values(), []))
+    assert main(args) == 0
+    labels_only = json.loads(capsys.readouterr().out)
+    assert labels_only["probability_segments"] == 0 and labels_only["auc"] != pytest.approx(out["auc"], abs=1e-4)
+
+    name = videos[0].name
+    for bad, needle in (({**probs, name: probs[name][:-1]}, f"{name!r}: {len(probs[name]) - 1} probabilities"),
+                        ({**probs, name: [1.5] * len(probs[name])}, f"video {name!r} segment 0"),
+                        ({k: w for k, w in probs.items() if k != name}, f"{name!r} is missing from the probabilities"),
+                        ([0.5], "expected a JSON object")):
+        f.write_text(json.dumps(bad))
+        assert main([*args, "--probabilities", str(f)]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert needle in err, err
+
+
 def test_garbled_answers_are_counted_not_fatal(ucf):
     _, _, videos, responses = ucf
     sub = videos[:3] + [v for v in videos if not v.is_anomalous][:3]

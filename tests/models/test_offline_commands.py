@@ -82,6 +82,10 @@ def test_generate_then_lrc_then_eval(
     assert {k: len(v) for k, v in raw.items()} == {"alpha": 3, "beta": 2, "gamma": 2}
     assert not (tmp_path / "responses.json.partial.json").exists()
     assert "broken" in capsys.readouterr().err
+    # The tiny InternVL's first-step logits give every answer a label probability, written beside.
+    probs = json.loads((tmp_path / "responses.p_anomalous.json").read_text())
+    assert {k: len(v) for k, v in probs.items()} == {"alpha": 3, "beta": 2, "gamma": 2}
+    assert all(isinstance(p, float) and 0.0 < p < 1.0 for v in probs.values() for p in v)
 
     feats = tmp_path / "feats"
     main(["extract-features", "--videos", str(video_dir), "--out", str(feats), *_clip_args(tiny_clip_name)])
@@ -104,6 +108,11 @@ def test_generate_then_lrc_then_eval(
     assert rc == 0
     result = json.loads(capsys.readouterr().out)
     assert 0.0 <= result["auc"] <= 1.0 and result["used_features"] is True
+    # ...and scores the label probabilities instead of the labels when asked.
+    rc = main(["eval", "--dataset", "ucf-crime", "--annotations", str(ann), "--responses", str(out), "--mode",
+               "causal", "--probabilities", str(tmp_path / "responses.p_anomalous.json"), "--json"])
+    assert rc == 0
+    assert json.loads(capsys.readouterr().out)["probability_segments"] == 5  # alpha 3 + gamma 2
 
 
 def test_generate_killed_mid_video_resumes(tmp_path: Path, tiny_internvl_dir: Path, make_video) -> None:
@@ -139,3 +148,8 @@ def test_generate_killed_mid_video_resumes(tmp_path: Path, tiny_internvl_dir: Pa
     clean = tmp_path / "clean.json"
     assert main(_generate_args(videos, clean, tiny_internvl_dir, 1)) == 0
     assert json.loads(clean.read_text()) == resumed
+    resumed_p = json.loads((tmp_path / "responses.p_anomalous.json").read_text())
+    clean_p = json.loads((tmp_path / "clean.p_anomalous.json").read_text())
+    assert {k: len(v) for k, v in resumed_p.items()} == {"long": 10, "short": 2}
+    for k in clean_p:  # the checkpoint kept the probabilities of the answers before the kill
+        assert resumed_p[k] == pytest.approx(clean_p[k], abs=1e-5)
