@@ -151,6 +151,12 @@ def load_responses(path: str | Path) -> dict[str, list[str]]:
     return out
 
 
+def probabilities_beside(responses: str | Path) -> Path:
+    """Where the label probabilities of a responses file live: `<stem>.p_anomalous.json` beside it."""
+    p = Path(responses)
+    return p.with_name(p.stem + ".p_anomalous.json")
+
+
 def load_probabilities(path: str | Path) -> dict[str, list[float | None]]:
     """Label probabilities beside a responses file (`corevad generate` writes `<out stem>.p_anomalous.json`):
     video name -> P(Anomalous) per segment, null where the backend could not tell."""

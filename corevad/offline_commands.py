@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from .benchmarks import probabilities_beside
 from .errors import CorevadError, DataError
 from .features import feature_path, load_segment_features
 from .files import MIB, read_text_checked
@@ -278,7 +279,7 @@ def generate_responses(
     out = Path(out_path)
     raw_path = out.with_name(out.stem + ".raw.json")
     partial_path = out.with_name(out.name + ".partial.json")
-    probs_path = out.with_name(out.stem + ".p_anomalous.json")
+    probs_path = probabilities_beside(out)
     results: dict[str, list[str]] = _read_json(out, {})
     raws: dict[str, list[str]] = _read_json(raw_path, {})
     partial: dict[str, Any] = _read_json(partial_path, {})
@@ -385,10 +386,13 @@ def lrc_responses(
     window: int = 1,
     segment_len: int = 30,
     renormalise_visual: bool = False,
+    probabilities: dict[str, list[float | None]] | None = None,
     console: Any = None,
 ) -> RunReport:
     """Local Response Cleaning per video (the authors' LRC.py): each segment takes the answer in
     [i - window, i + window] whose CLIP text embedding best matches the segment's mean frame embedding.
+    probabilities (generate's sidecar): the chosen answer's P(Anomalous) goes with it, to
+    `<out stem>.p_anomalous.json`.
     """
     from rich.console import Console
 
@@ -398,6 +402,8 @@ def lrc_responses(
     report = RunReport()
     out = Path(out_path)
     cleaned: dict[str, list[str]] = _read_json(out, {})
+    probs_path = probabilities_beside(out)
+    cleaned_p: dict[str, list[float | None]] = _read_json(probs_path, {}) if probabilities is not None else {}
     with _progress(console) as progress:
         task = progress.add_task("LRC", total=len(responses))
         for video, answers in responses.items():
@@ -410,6 +416,13 @@ def lrc_responses(
                 texts = [one_line(a) if a else "" for a in answers]
                 emb = encode_texts(texts)
                 choice = lrc_choice(similarity(visual, emb, renormalise_visual), window, window)
+                if probabilities is not None:
+                    p = probabilities.get(video)
+                    if p is None or len(p) != len(answers):
+                        raise DataError(f"{video}: {'no' if p is None else len(p)} probabilities for "
+                                        f"{len(answers)} answers in the probabilities file")
+                    cleaned_p[video] = [p[int(j)] for j in choice]
+                    atomic_write_json(probs_path, cleaned_p)  # before the answers: a video is done once there
                 cleaned[video] = clean_responses(texts, choice)
                 atomic_write_json(out, cleaned)
                 report.done.append(video)
@@ -519,14 +532,16 @@ def _cmd_generate(args: argparse.Namespace) -> int:
 def _cmd_lrc(args: argparse.Namespace) -> int:
     from rich.console import Console
 
-    from .benchmarks import load_responses
+    from .benchmarks import load_probabilities, load_responses
     from .models import load_clip
 
     console = Console(stderr=True)
     responses = load_responses(args.responses)
+    beside = probabilities_beside(args.responses)
+    probabilities = load_probabilities(beside) if beside.is_file() else None
     encoder = load_clip(_clip_config(args))
     report = lrc_responses(responses, args.features, args.out, encoder.encode_texts, window=args.window,
-                           console=console)
+                           probabilities=probabilities, console=console)
     report.print(console, "lrc")
     return report.exit_code
 

@@ -96,9 +96,12 @@ def test_generate_then_lrc_then_eval(
     assert rc == 1
     cleaned = json.loads(cleaned_path.read_text())
     assert set(cleaned) == {"alpha", "gamma"}
+    cleaned_p = json.loads((tmp_path / "lrc.p_anomalous.json").read_text())  # the chosen answers' probabilities
+    assert set(cleaned_p) == {"alpha", "gamma"}
     for video, answers in cleaned.items():
-        for i, a in enumerate(answers):  # each segment takes a neighbour's (or its own) answer
-            assert a in responses[video][max(0, i - 1) : i + 2]
+        for i, a in enumerate(answers):  # each segment takes a neighbour's (or its own) answer, with its p
+            near = range(max(0, i - 1), min(len(answers), i + 2))
+            assert any(a == responses[video][j] and cleaned_p[video][i] == probs[video][j] for j in near)
 
     # The lead's eval reads what these commands wrote (UCF TSV with the generated videos).
     ann = _annotations(tmp_path / "ann.tsv", [("alpha", "Fighting", 75, 30, 60), ("gamma", "Normal", 31, -1, -1)])
