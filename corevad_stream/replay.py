@@ -31,7 +31,7 @@ from corevad.alerts import AlertParams
 from corevad.benchmarks import VideoGT
 from corevad.latency import FPS, delay_stats, detection_delay, false_alerts_per_hour, laap_approx
 from corevad.metrics import ClassMetric, frame_ap, frame_auc, per_class_metrics
-from corevad.models.base import Clip, ImageTextEncoder, VLMBackend
+from corevad.models.base import Answer, Clip, ImageTextEncoder, VLMBackend, answers
 from corevad.models.text import TextEncoder
 from corevad.params import CausalParams, OfflineParams
 from corevad.pipeline import score_offline
@@ -217,9 +217,22 @@ class _CameraBackend:
         self.inner = inner
         self.videos = dict(videos)
         self.name = inner.name
+        prepare, run = getattr(inner, "prepare", None), getattr(inner, "run", None)
+        if prepare is not None and run is not None:
+            # Keep the inner backend's two-stage form, so a decoded replay overlaps preprocessing with the
+            # model as the live monitor does (the worker looks these up by name).
+            self.prepare = lambda clips: prepare(self._map(clips))
+            self.run = run
+
+    def _map(self, clips: Sequence[Clip]) -> list[Clip]:
+        return [Clip(self.videos.get(c.source, c.source), c.index, c.frames) for c in clips]
 
     def answer(self, clips: Sequence[Clip]) -> list[str]:
-        return self.inner.answer([Clip(self.videos.get(c.source, c.source), c.index, c.frames) for c in clips])
+        return self.inner.answer(self._map(clips))
+
+    def answer_scored(self, clips: Sequence[Clip]) -> list[Answer]:
+        """The inner backend's label probabilities too (None where it gives none)."""
+        return answers(self.inner, self._map(clips))
 
     def close(self) -> None:
         pass  # the caller owns the wrapped backend

@@ -64,6 +64,9 @@ def _add_args(p: argparse.ArgumentParser) -> None:
     src.add_argument("--responses", type=Path, metavar="FILE",
                      help="recorded answers (video -> one answer per 30-frame segment): the replay backend; "
                           "alone, segments are frame-less (no decoding)")
+    p.add_argument("--probabilities", type=Path, metavar="FILE",
+                   help="with --responses: each answer's P(Anomalous) (corevad generate's <stem>.p_anomalous.json), "
+                        "scored instead of the 0/1 label where known (sets refinement.segment_score: p_anomalous)")
     p.add_argument("-c", "--config", type=Path, default=DEFAULT_CONFIG,
                    help="YAML with refinement / alerts / runtime / model / mqtt sections "
                         f"(default {DEFAULT_CONFIG.relative_to(DEFAULT_CONFIG.parent.parent)}: chosen on the "
@@ -121,10 +124,14 @@ def _run(args: argparse.Namespace, *, report: bool, err: Console) -> int:
 
     if args.videos is None and args.responses is None:
         raise ValueError("give --videos DIR, --responses FILE, or both")
+    if args.probabilities is not None and args.responses is None:
+        raise ValueError("--probabilities goes with --responses (the answers they belong to)")
     cfg = _load_config(args.config)
     refinement = dict(cfg.get("refinement") or {})
     alerts = dict(cfg.get("alerts") or {})
     refinement.update({k: getattr(args, k) for k in _REFINEMENT_FLAGS if getattr(args, k) is not None})
+    if args.probabilities is not None:
+        refinement["segment_score"] = "p_anomalous"
     alerts.update({k: getattr(args, k) for k in _ALERT_FLAGS if getattr(args, k) is not None})
     mqtt = dict(cfg.get("mqtt") or {}) or None
     if args.mqtt:
@@ -143,7 +150,7 @@ def _run(args: argparse.Namespace, *, report: bool, err: Console) -> int:
         pairs, bad = match_responses(videos, responses, 30, args.skip_bad)
         skipped += [f"{e.video}: {e}" for e in bad]
         videos = [v for v, _ in pairs]
-        backend = ReplayBackend(responses)
+        backend = ReplayBackend(responses, probabilities=args.probabilities)
     if args.videos is not None:
         inputs, missing = video_inputs(videos, args.videos, skip_missing=args.skip_bad)
         skipped += [f"{m}: no video file" for m in missing]

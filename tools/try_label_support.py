@@ -29,52 +29,15 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tune_causal import CLOSE_AFTER_S, CLOSE_GAPS, COOLDOWN_S, _nan_big, alert_metrics, score_metrics  # noqa: E402
+from tune_causal import _rule, alert_metrics, choose_alerts_fine, score_metrics  # noqa: E402
 from tune_text import REPO, Video, embed, load, scores  # noqa: E402
 
-from corevad.alerts import AlertParams  # noqa: E402
 from corevad.explain import ANOMALY_PHRASES, NORMAL_PHRASES, support  # noqa: E402
 from corevad.params import CausalParams  # noqa: E402
 from corevad.splits import split_videos  # noqa: E402
 
 SUPPORT_WEIGHTS = (0.25, 0.5, 1.0)
 SUPPORT_TAUS = (0.05, 0.1, 0.2, 0.5)
-
-
-def _rule(r: dict[str, Any]) -> tuple[float, float, float]:
-    return (r["detected"], -_nan_big(r["median_delay_s"]), -r["false_alerts_per_hour"])
-
-
-def choose_alerts_fine(videos: list[Video], seg: list[np.ndarray], delay: int, budget: float
-                       ) -> tuple[AlertParams, dict[str, Any]]:
-    """For each hysteresis setting the lowest tune score value (>= 0.3, 4 decimals) within budget."""
-    values = np.unique(np.round(np.concatenate(seg), 4))
-    values = values[values >= 0.3]
-
-    def run(thr: float, gap: float, after: float, cool: float) -> dict[str, Any]:
-        ap = AlertParams(open_threshold=float(thr), close_threshold=round(max(0.0, float(thr) - gap), 4),
-                         close_after_s=after, cooldown_s=cool)
-        return {"params": ap, **alert_metrics(videos, seg, ap, delay)}  # type: ignore[arg-type]
-
-    rows = []
-    for gap, after, cool in itertools.product(CLOSE_GAPS, CLOSE_AFTER_S, COOLDOWN_S):
-        lo, hi = 0, len(values) - 1
-        top = run(values[hi], gap, after, cool)
-        rows.append(top)
-        if top["false_alerts_per_hour"] > budget:
-            continue
-        while lo < hi:  # values[hi] keeps the budget
-            mid = (lo + hi) // 2
-            row = run(values[mid], gap, after, cool)
-            if row["false_alerts_per_hour"] <= budget:
-                hi = mid
-                rows.append(row)
-            else:
-                lo = mid + 1
-    ok = [r for r in rows if r["false_alerts_per_hour"] <= budget] or \
-        [min(rows, key=lambda r: r["false_alerts_per_hour"])]
-    best = max(ok, key=_rule)
-    return best["params"], best
 
 
 def with_support(videos: list[Video], labels: dict[str, np.ndarray], sup: dict[str, np.ndarray],

@@ -16,7 +16,8 @@ The protocol (README "Tuning protocol"):
 Run: .venv/bin/python tools/tune_causal.py [--data ../shared/data] [--out corevad_stream/data/replay_ucf.yaml] [--json]
 
 With answers recorded by `corevad generate` (e.g. on a GPU, with label probabilities), add --responses R.json
---probabilities R.p_anomalous.json --out other.yaml: each segment then scores its P(Anomalous).
+--probabilities R.p_anomalous.json --out other.yaml: each segment then scores its P(Anomalous); with such
+continuous scores add --search-thresholds (the fixed open-threshold grid misses their operating point).
 """
 
 from __future__ import annotations
@@ -146,10 +147,13 @@ def tune_scores(tune: list[Video]) -> tuple[CausalParams, list[dict[str, Any]]]:
     return params, rows
 
 
-def tune_alerts(tune: list[Video], params: CausalParams, fa_budget: float
+def tune_alerts(tune: list[Video], params: CausalParams, fa_budget: float, *, search: bool = False
                 ) -> tuple[AlertParams, list[dict[str, Any]]]:
     seg = [fast_causal_smooth(v.labels, params.smooth_length, params.smooth_sigma, params.smooth_lookahead)
            for v in tune]
+    if search:
+        alerts, best = choose_alerts_fine(tune, seg, params.delay, fa_budget)
+        return alerts, [{k: v for k, v in best.items() if k != "params"}]
     alerts, rows, _ = choose_alerts(tune, seg, params.delay, fa_budget)
     return alerts, rows
 
@@ -169,6 +173,46 @@ def choose_alerts(videos: Sequence[Any], seg: list[np.ndarray], delay: int, fa_b
     best = max(ok, key=lambda r: (r["detected"], -_nan_big(r["median_delay_s"]), -r["false_alerts_per_hour"]))
     return AlertParams(open_threshold=best["open_threshold"], close_threshold=best["close_threshold"],
                        close_after_s=best["close_after_s"], cooldown_s=best["cooldown_s"]), rows, best
+
+
+def _rule(r: dict[str, Any]) -> tuple[float, float, float]:
+    """The alert rule's order (larger is better): most detected, lowest median delay, fewest false alerts."""
+    return (r["detected"], -_nan_big(r["median_delay_s"]), -r["false_alerts_per_hour"])
+
+
+def choose_alerts_fine(videos: Sequence[Any], seg: list[np.ndarray], delay: int, budget: float
+                       ) -> tuple[AlertParams, dict[str, Any]]:
+    """choose_alerts with the open threshold searched over the scores themselves (--search-thresholds):
+    for each hysteresis setting of the grid, the lowest score value (>= 0.3, 4 decimals) that keeps the
+    budget (false alerts fall as the threshold rises; binary search). A fixed grid misses the operating
+    point of continuous scores (label probabilities, refined scores). None within budget: the fewest."""
+    values = np.unique(np.round(np.concatenate(seg), 4))
+    values = values[values >= 0.3]
+
+    def run(thr: float, gap: float, after: float, cool: float) -> dict[str, Any]:
+        ap = AlertParams(open_threshold=float(thr), close_threshold=round(max(0.0, float(thr) - gap), 4),
+                         close_after_s=after, cooldown_s=cool)
+        return {"params": ap, **alert_metrics(videos, seg, ap, delay)}  # type: ignore[arg-type]
+
+    rows = []
+    for gap, after, cool in itertools.product(CLOSE_GAPS, CLOSE_AFTER_S, COOLDOWN_S):
+        lo, hi = 0, len(values) - 1
+        top = run(values[hi], gap, after, cool)
+        rows.append(top)
+        if top["false_alerts_per_hour"] > budget:
+            continue
+        while lo < hi:  # values[hi] keeps the budget
+            mid = (lo + hi) // 2
+            row = run(values[mid], gap, after, cool)
+            if row["false_alerts_per_hour"] <= budget:
+                hi = mid
+                rows.append(row)
+            else:
+                lo = mid + 1
+    ok = [r for r in rows if r["false_alerts_per_hour"] <= budget] or \
+        [min(rows, key=lambda r: r["false_alerts_per_hour"])]
+    best = max(ok, key=_rule)
+    return best["params"], best
 
 
 def _alert_dict(ap: AlertParams) -> dict[str, float]:
@@ -231,6 +275,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="most false alerts per hour of normal video (default 6: one per 10 min per camera)")
     ap.add_argument("--json", action="store_true", help="print the full summary (grids included) as JSON")
     ap.add_argument("--no-write", action="store_true", help="do not write --out")
+    ap.add_argument("--search-thresholds", action="store_true",
+                    help="search the open threshold over the tune scores instead of the fixed grid (for "
+                         "continuous scores such as label probabilities)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     videos = load(args.data, args.responses, args.probabilities)
@@ -244,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         fast = fast_causal_smooth(v.labels, params.smooth_length, params.smooth_sigma, params.smooth_lookahead)
         if not np.allclose(ref, fast, atol=1e-9):
             raise SystemExit(f"fast smoother disagrees with score_causal on {v.gt.name}")
-    alerts, alert_rows = tune_alerts(tune, params, args.fa_budget)
+    alerts, alert_rows = tune_alerts(tune, params, args.fa_budget, search=args.search_thresholds)
     summary = {"causal": asdict(params), "alerts": _alert_dict(alerts), "fa_budget": args.fa_budget,
                "report": {"tune": report(tune, params, alerts), "test": report(test, params, alerts),
                           "all": report(videos, params, alerts)},

@@ -22,7 +22,7 @@ def load_vlm(config: VLMConfig | None = None, **overrides: Any) -> VLMBackend:
         cfg = VLMConfig.model_validate({**cfg.model_dump(), **overrides})
     if cfg.backend == "replay":
         assert cfg.responses is not None  # checked by VLMConfig
-        return ReplayBackend(cfg.responses)
+        return ReplayBackend(cfg.responses, probabilities=cfg.probabilities)
     if cfg.backend == "openai":
         from .openai_backend import OpenAIBackend
 

@@ -110,11 +110,17 @@ class VLMConfig(_Frozen):
     responses: Path | None = Field(
         default=None, description="replay backend: recorded responses JSON (video -> list of answers)."
     )
+    probabilities: Path | None = Field(
+        default=None, description="replay backend: each recorded answer's P(Anomalous) (corevad generate's "
+                                  "<stem>.p_anomalous.json), replayed as the label probability.",
+    )
 
     @model_validator(mode="after")
     def _check_backend(self) -> VLMConfig:
         if self.backend == "replay" and self.responses is None:
             raise ValueError("backend 'replay' needs 'responses' (a responses JSON file)")
+        if self.probabilities is not None and self.backend != "replay":
+            raise ValueError("'probabilities' is a replay backend setting")
         return self
 
 

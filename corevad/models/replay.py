@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..benchmarks import load_responses
+from ..benchmarks import load_probabilities, load_responses
 from ..errors import ModelError
-from .base import Clip
+from .base import Answer, Clip
 
 
 class ReplayBackend:
@@ -15,11 +15,14 @@ class ReplayBackend:
 
     A source may be given with or without a file extension ("Abuse028_x264.mp4" finds
     "Abuse028_x264"); XD-Violence names with '#' also match the '#'-less keys the authors store.
+    probabilities (`corevad generate`'s `<stem>.p_anomalous.json`, or a mapping): answer_scored replays each
+    answer's P(Anomalous) too, None where the file has null or no such video.
     """
 
     name = "replay"
 
-    def __init__(self, responses: str | Path | Mapping[str, Sequence[str]]) -> None:
+    def __init__(self, responses: str | Path | Mapping[str, Sequence[str]],
+                 probabilities: str | Path | Mapping[str, Sequence[float | None]] | None = None) -> None:
         if isinstance(responses, (str, Path)):
             self.path: Path | None = Path(responses)
             data: Mapping[str, Sequence[str]] = load_responses(responses)
@@ -27,6 +30,13 @@ class ReplayBackend:
             self.path = None
             data = responses
         self._answers = {str(k): list(v) for k, v in data.items()}
+        if isinstance(probabilities, (str, Path)):
+            probabilities = load_probabilities(probabilities)
+        self._p = {str(k): list(v) for k, v in (probabilities or {}).items()}
+        for k, v in self._p.items():
+            if k in self._answers and len(v) != len(self._answers[k]):
+                raise ModelError(f"replay: video {k!r} has {len(v)} probabilities for {len(self._answers[k])} "
+                                 "recorded answers")
 
     @property
     def videos(self) -> list[str]:
@@ -56,6 +66,14 @@ class ReplayBackend:
                     f"no segment {clip.index}"
                 )
             out.append(answers[clip.index])
+        return out
+
+    def answer_scored(self, clips: Sequence[Clip]) -> list[Answer]:
+        texts = self.answer(clips)
+        out = []
+        for clip, text in zip(clips, texts, strict=True):
+            p = self._p.get(self._key(clip.source))
+            out.append(Answer(text, None if p is None else p[clip.index]))
         return out
 
     def close(self) -> None:

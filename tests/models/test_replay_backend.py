@@ -24,6 +24,27 @@ def test_answers_by_source_and_index(tmp_path: Path) -> None:
         backend.answer([Clip("nope", 0, None)])
 
 
+def test_recorded_label_probabilities_replay_with_their_answers(tmp_path: Path) -> None:
+    from corevad.models.base import Answer, answers
+
+    path = tmp_path / "r.json"
+    path.write_text(json.dumps({"A_x264": ["Normal scenes. a", "Anomalous scenes. b"], "B": ["Normal scenes. c"]}))
+    probs = tmp_path / "r.p_anomalous.json"
+    probs.write_text(json.dumps({"A_x264.mp4": [0.25, None]}))  # names normalised as the answers'; B has none
+    backend = load_vlm(VLMConfig(backend="replay", responses=path, probabilities=probs))
+    clips = [Clip("A_x264", 0, None), Clip("A_x264", 1, None), Clip("B", 0, None)]
+    assert answers(backend, clips) == [Answer("Normal scenes. a", 0.25), Answer("Anomalous scenes. b", None),
+                                       Answer("Normal scenes. c", None)]
+    probs.write_text(json.dumps({"A_x264": [0.25]}))
+    with pytest.raises(ModelError, match="'A_x264' has 1 probabilities for 2"):
+        ReplayBackend(path, probabilities=probs)
+    probs.write_text(json.dumps({"A_x264": [0.25, -1]}))
+    with pytest.raises(DataError, match="segment 1"):
+        ReplayBackend(path, probabilities=probs)
+    with pytest.raises(ValueError, match="replay backend setting"):
+        VLMConfig(backend="openai", probabilities=probs)
+
+
 def test_bad_files_name_the_problem(tmp_path: Path) -> None:
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")

@@ -122,3 +122,41 @@ def test_camera_names_are_topic_safe_and_unique(shared_data: Path) -> None:
     names = camera_names(xd)
     assert len(set(names.values())) == len(xd) == 800
     assert all(re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_\-]{0,63}", n) for n in names.values())
+
+
+def test_camera_backend_keeps_the_two_stage_form_and_the_label_probability() -> None:
+    """Replay's per-camera wrapper maps camera names to videos and hides nothing the worker looks for."""
+    from corevad.models.base import Answer, Clip, answers
+    from corevad_stream.replay import _CameraBackend
+
+    class TwoStage:
+        name = "two-stage"
+
+        def __init__(self) -> None:
+            self.prepared: list[list[str]] = []
+
+        def answer(self, clips):  # type: ignore[no-untyped-def]
+            return [f"Normal scenes. {c.source}" for c in clips]
+
+        def answer_scored(self, clips):  # type: ignore[no-untyped-def]
+            return [Answer(f"Anomalous scenes. {c.source}", 0.75) for c in clips]
+
+        def prepare(self, clips):  # type: ignore[no-untyped-def]
+            self.prepared.append([c.source for c in clips])
+            return [c.source for c in clips]
+
+        def run(self, prepared):  # type: ignore[no-untyped-def]
+            return [Answer(f"ran {s}", 0.5) for s in prepared]
+
+        def close(self) -> None:
+            pass
+
+    inner = TwoStage()
+    w = _CameraBackend(inner, {"cam-a": "Video_A"})  # type: ignore[arg-type]
+    clip = Clip("cam-a", 0, np.zeros((1, 2, 2, 3), np.uint8))
+    assert answers(w, [clip]) == [Answer("Anomalous scenes. Video_A", 0.75)]
+    assert w.run(w.prepare([clip])) == [Answer("ran Video_A", 0.5)]  # type: ignore[attr-defined]
+    assert inner.prepared == [["Video_A"]]
+    plain = _CameraBackend(ReplayBackend({"Video_A": ["Normal scenes. x"]}), {"cam-a": "Video_A"})
+    assert not hasattr(plain, "prepare")  # the replay backend has one stage; so does its wrapper
+    assert answers(plain, [clip]) == [Answer("Normal scenes. x", None)]

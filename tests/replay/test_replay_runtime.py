@@ -145,3 +145,40 @@ def test_replay_command_names_a_miscounted_video(ucf, shared_data: Path, tmp_pat
     assert rc == 2
     err = capsys.readouterr().err
     assert videos[0].name in err
+
+
+def test_report_scores_recorded_label_probabilities_like_the_core(ucf, shared_data: Path, tmp_path: Path,
+                                                                  capsys) -> None:
+    """report --probabilities: the replay backend replays P(Anomalous) and the runtime scores it (where null,
+    the label), equal to corevad.pipeline.score_causal on the same values."""
+    from corevad_stream.cli import main
+
+    videos, responses = ucf
+    rng = np.random.default_rng(8)
+    probs: dict[str, list[float | None]] = {}
+    for v in videos:
+        lab = _labels(responses[v.name])
+        p = 0.6 * lab + 0.4 * rng.random(lab.size)
+        probs[v.name] = [None if i % 5 == 0 else float(x) for i, x in enumerate(p)]
+    pfile = tmp_path / "r.p_anomalous.json"
+    pfile.write_text(json.dumps(probs))
+    d = shared_data / "ucf_crime"
+    args = ["report", "--dataset", "ucf-crime", "--annotations", str(d / "test_annotations.tsv"),
+            "--responses", str(d / "VLM_responses_LRC_ucf.json"), "--half", "test", "--limit", "8", "--json"]
+    assert main([*args, "--probabilities", str(pfile), "--out", str(tmp_path / "p")]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    params = CausalParams(**{k: summary["params"]["causal"][k] for k in TUNED})
+    scores = np.load(tmp_path / "p" / "online_scores.npz")
+    by_name = {v.name: v for v in videos}
+    assert len(scores.files) == 8
+    for name in scores.files:
+        lab = _labels(responses[name])
+        values = np.array([lab[i] if x is None else x for i, x in enumerate(probs[name])])
+        ref = score_causal(values, by_name[name].frames, params).frame_scores
+        np.testing.assert_allclose(scores[name], ref, rtol=1e-6, atol=1e-9)
+    assert main([*args, "--out", str(tmp_path / "labels")]) == 0
+    capsys.readouterr()
+    labels_only = np.load(tmp_path / "labels" / "online_scores.npz")
+    assert any(not np.allclose(labels_only[n], scores[n]) for n in scores.files)  # the probabilities were used
+    assert main([*args[:5], "--videos", str(tmp_path), "--probabilities", str(pfile)]) == 2
+    assert "--probabilities goes with --responses" in capsys.readouterr().err
