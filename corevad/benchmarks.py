@@ -134,21 +134,28 @@ def concat_gt(videos: list[VideoGT]) -> np.ndarray:
 RESPONSES_LIMIT = 256 * MIB  # the UCF-Crime file is 3.6 MB: 70x headroom
 
 
-def load_responses(path: str | Path) -> dict[str, list[str]]:
-    """The authors' responses JSON: video name -> one answer per 30-frame segment."""
+def _per_video_lists(path: str | Path, what: str, items: str) -> dict[str, list]:
+    """A size-checked JSON object video -> list (responses and their probabilities share this form), with
+    video names as the authors store them ('#' dropped, no .mp4)."""
     p = Path(path)
     try:
-        data = json.loads(read_text_checked(p, limit=RESPONSES_LIMIT, what="responses file"))
+        data = json.loads(read_text_checked(p, limit=RESPONSES_LIMIT, what=what))
     except json.JSONDecodeError as e:
         raise DataError(f"{p}:{e.lineno}: invalid JSON: {e.msg}") from e
     if not isinstance(data, dict):
-        raise DataError(f"{p}: expected a JSON object video -> list of answers")
+        raise DataError(f"{p}: expected a JSON object video -> list of {items}")
     out = {}
     for k, v in data.items():
         if not isinstance(v, list):
-            raise DataError(f"{p}: video {k!r}: expected a list of answers, got {type(v).__name__}")
-        out[str(k).replace("#", "").removesuffix(".mp4")] = ["" if r is None else str(r) for r in v]
+            raise DataError(f"{p}: video {k!r}: expected a list of {items}, got {type(v).__name__}")
+        out[str(k).replace("#", "").removesuffix(".mp4")] = v
     return out
+
+
+def load_responses(path: str | Path) -> dict[str, list[str]]:
+    """The authors' responses JSON: video name -> one answer per 30-frame segment."""
+    return {k: ["" if r is None else str(r) for r in v]
+            for k, v in _per_video_lists(path, "responses file", "answers").items()}
 
 
 def probabilities_beside(responses: str | Path) -> Path:
@@ -160,21 +167,13 @@ def probabilities_beside(responses: str | Path) -> Path:
 def load_probabilities(path: str | Path) -> dict[str, list[float | None]]:
     """Label probabilities beside a responses file (`corevad generate` writes `<out stem>.p_anomalous.json`):
     video name -> P(Anomalous) per segment, null where the backend could not tell."""
-    p = Path(path)
-    try:
-        data = json.loads(read_text_checked(p, limit=RESPONSES_LIMIT, what="probabilities file"))
-    except json.JSONDecodeError as e:
-        raise DataError(f"{p}:{e.lineno}: invalid JSON: {e.msg}") from e
-    if not isinstance(data, dict):
-        raise DataError(f"{p}: expected a JSON object video -> list of probabilities")
     out: dict[str, list[float | None]] = {}
-    for k, v in data.items():
-        if not isinstance(v, list):
-            raise DataError(f"{p}: video {k!r}: expected a list of probabilities, got {type(v).__name__}")
+    for k, v in _per_video_lists(path, "probabilities file", "probabilities").items():
         for i, x in enumerate(v):
             if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float)) or not 0.0 <= x <= 1.0):
-                raise DataError(f"{p}: video {k!r} segment {i}: expected a probability in [0, 1] or null, got {x!r}")
-        out[str(k).replace("#", "").removesuffix(".mp4")] = [None if x is None else float(x) for x in v]
+                raise DataError(f"{path}: video {k!r} segment {i}: expected a probability in [0, 1] or null, "
+                                f"got {x!r}")
+        out[k] = [None if x is None else float(x) for x in v]
     return out
 
 
