@@ -235,7 +235,9 @@ class StoreConfig(_Strict):
     path: Path | None = Field(None, description="sqlite file; default <state dir>/events-<prefix>.sqlite3.")
     retention_days: float = Field(30.0, gt=0, le=3650, description="Scores and status changes older than "
                                                                    "this are deleted (alerts are kept).")
-    max_mb: float = Field(512.0, gt=1, le=1_000_000, description="Size cap: the oldest scores go first.")
+    max_mb: float = Field(512.0, gt=1, le=1_000_000,
+                          description="Size cap of the file and its snapshots: the oldest scores and ended alerts' "
+                                      "snapshots go first.")
     queue: int = Field(10_000, gt=0, le=1_000_000, description="Messages waiting for the disk; beyond this "
                                                                "they are dropped and counted.")
 

@@ -15,6 +15,7 @@ retention period.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -199,8 +200,9 @@ class EventStore:
         return cur.rowcount == 1
 
     def prune(self, *, now: float | None = None) -> int:
-        """Apply the retention: scores older than `days`, then the oldest until the file is under the cap.
-        Returns the rows deleted."""
+        """Apply the retention: scores, status changes and snapshots older than `days`; then, while the file
+        and its snapshots together are over the cap, the oldest of either (the alert rows stay, and an open
+        alert keeps its picture). Returns the rows and snapshots deleted."""
         now = time.time() if now is None else now
         deleted = 0
         with self._db:
@@ -214,20 +216,42 @@ class EventStore:
                 (self.snapshot_dir / name).unlink(missing_ok=True)
                 self._db.execute("UPDATE alerts SET snapshot = NULL WHERE id = ?", (alert_id,))
             deleted += len(old)
-        while self.size_bytes() > self.retention.max_bytes:
+        pictures = self._snapshot_bytes()  # kept up to date below: listing the folder each turn is quadratic
+        while self._db_bytes() + pictures > self.retention.max_bytes:
+            # Oldest first across both kinds: a chunk of the oldest scores, or the oldest ended alert's
+            # snapshot when it is older (neither kind is emptied to spare the other).
+            oldest_score = self._db.execute("SELECT MIN(end) FROM scores").fetchone()[0]
+            picture = self._db.execute("SELECT id, snapshot, start_time FROM alerts WHERE snapshot IS NOT NULL "
+                                       "AND active = 0 ORDER BY start_time LIMIT 1").fetchone()
+            if oldest_score is None and picture is None:
+                break
+            if picture is not None and (oldest_score is None or picture[2] <= oldest_score):
+                f = self.snapshot_dir / picture[1]
+                with contextlib.suppress(FileNotFoundError):
+                    pictures -= f.stat().st_size
+                    f.unlink()
+                with self._db:
+                    self._db.execute("UPDATE alerts SET snapshot = NULL WHERE id = ?", (picture[0],))
+                deleted += 1
+                continue
             with self._db:
-                n = self._db.execute("DELETE FROM scores WHERE rowid IN (SELECT rowid FROM scores ORDER BY end "
-                                     "LIMIT 10000)").rowcount
-            deleted += n
+                deleted += self._db.execute("DELETE FROM scores WHERE rowid IN (SELECT rowid FROM scores ORDER BY "
+                                            "end LIMIT 10000)").rowcount
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.execute("VACUUM")
-            if n == 0:
-                break
         return deleted
 
     def size_bytes(self) -> int:
-        return sum(p.stat().st_size for p in (self.path, self.path.with_name(self.path.name + "-wal"))
-                   if p.exists())
+        """The database file, its WAL and the snapshots: what the size cap (Retention.max_bytes) holds."""
+        return self._db_bytes() + self._snapshot_bytes()
+
+    def _db_bytes(self) -> int:
+        return _file_bytes([self.path, self.path.with_name(self.path.name + "-wal")])
+
+    def _snapshot_bytes(self) -> int:
+        if not self.snapshot_dir.is_dir():
+            return 0
+        return _file_bytes([p for p in self.snapshot_dir.iterdir() if p.suffix == ".jpg"])
 
     # -- reads -------------------------------------------------------------------------------------------
     def alerts(self, *, camera: str | None = None, since: float | None = None, until: float | None = None,
@@ -273,6 +297,14 @@ class EventStore:
             raise ValueError(f"no table {table!r}")
         with self._lock:
             return int(self._reader.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+
+
+def _file_bytes(paths: list[Path]) -> int:
+    total = 0
+    for p in paths:
+        with contextlib.suppress(FileNotFoundError):  # a snapshot replaced or pruned meanwhile
+            total += p.stat().st_size
+    return total
 
 
 def snapshot_dir(store_path: Path) -> Path:

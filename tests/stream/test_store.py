@@ -226,3 +226,34 @@ def test_a_damaged_store_file_is_set_aside_and_a_new_one_started(tmp_path: Path)
     [kept] = [p for p in tmp_path.iterdir() if p.name.startswith("events.sqlite3.bad-")]
     assert kept.read_bytes() == garbage  # nothing deleted: kept for a person to look at
     record.close()
+
+
+def test_the_size_cap_counts_snapshots_and_drops_the_oldest_ended_alerts_pictures(tmp_path: Path) -> None:
+    store = EventStore(tmp_path / "e.sqlite3", retention=Retention(days=1000, max_bytes=10**12))
+    picture = b"\xff\xd8" + os.urandom(200_000)
+    for k in range(6):  # six alerts an hour apart, each with a 200 kB picture; the last is still open
+        aid, t = f"cam-r-{k}", 1000.0 + 3600 * k
+        ev = _event("new", aid, active=True, peak=0.99)
+        ev["after"]["start_time"] = t
+        store.write("events", None, ev, t)
+        store.write("snapshot", "cam", picture, t + 1, alert_id=aid)
+        if k < 5:
+            ev = _event("end", aid, active=False, peak=0.99)
+            ev["after"].update(start_time=t, end_time=t + 30)
+            store.write("events", None, ev, t + 30)
+    for i in range(100):  # scores newer than every picture but the last two
+        store.write("score", "cam", {"index": i, "start": 16000.0 + i, "end": 16001.0 + i, "score": 0.1,
+                                     "label": 0}, 16001.0 + i)
+    before = store.size_bytes()
+    assert before > 6 * 200_000  # the pictures count
+    store.retention = Retention(days=1000, max_bytes=before - 5 * 100_000)  # 2.5 pictures over: three go
+    store.prune(now=20000.0)
+    assert store.size_bytes() <= store.retention.max_bytes
+    kept = {a["id"] for a in store.alerts() if store.snapshot_path(a["id"]) is not None}
+    assert kept == {"cam-r-3", "cam-r-4", "cam-r-5"}  # the three oldest pictures went first, oldest first
+    assert store.count("scores") == 100 and len(store.alerts()) == 6  # newer scores and every alert row stay
+    store.retention = Retention(days=1000, max_bytes=1)  # a cap nothing fits: all but the open alert's picture
+    store.prune(now=20000.0)
+    assert [a["id"] for a in store.alerts() if store.snapshot_path(a["id"]) is not None] == ["cam-r-5"]
+    assert store.count("scores") == 0
+    store.close()
