@@ -14,7 +14,7 @@ Same split and rules as tools/tune_causal.py (corevad.splits; nothing chosen on 
      set; --write writes the chosen variant to corevad_stream/data/replay_ucf_text.yaml.
 
 Run: .venv/bin/python tools/tune_text.py [--data ../shared/data] [--fa-budget 6] [--write] [--json]
-     [--responses R.json --probabilities R.p_anomalous.json]  (answers recorded with corevad generate)
+     [--responses R.json --probabilities R.p_anomalous.json --search-thresholds]  (answers recorded with corevad generate)
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from tune_causal import (  # noqa: E402
     _nan_big,
     alert_metrics,
     choose_alerts,
+    choose_alerts_fine,
     score_metrics,
 )
 
@@ -152,6 +153,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true",
                     help="write the chosen values to corevad_stream/data/replay_ucf_text.yaml")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--search-thresholds", action="store_true",
+                    help="search the open threshold over the tune scores (tools/tune_causal.py) instead of the "
+                         "fixed grid: for continuous scores such as label probabilities")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     videos = load(args.data, args.responses, args.probabilities)
@@ -168,8 +172,11 @@ def main(argv: list[str] | None = None) -> int:
         "today": (base, today_alerts, False, {})}
     for name, p, text in (("start prior", replace(base, start_prior=True), False),
                           ("text context", ctx, True), ("both", replace(ctx, start_prior=True), True)):
-        ap_sel, _, best = choose_alerts(sets["tune"], scores(sets["tune"], p, text=text, query=query), p.delay,
-                                        args.fa_budget, OPEN_THRESHOLDS)
+        seg = scores(sets["tune"], p, text=text, query=query)
+        if args.search_thresholds:
+            ap_sel, best = choose_alerts_fine(sets["tune"], seg, p.delay, args.fa_budget)
+        else:
+            ap_sel, _, best = choose_alerts(sets["tune"], seg, p.delay, args.fa_budget, OPEN_THRESHOLDS)
         variants[name] = (p, ap_sel, True, best) if text else (p, ap_sel, False, best)
     # The protocol's choice between the two context variants: the alert rule on the tune half.
     pick = max(("text context", "both"), key=lambda n: (variants[n][3]["detected"],
