@@ -14,7 +14,7 @@ Same split and rules as tools/tune_causal.py (corevad.splits; nothing chosen on 
      set; --write writes the chosen variant to corevad_stream/data/replay_ucf_text.yaml.
 
 Run: .venv/bin/python tools/tune_text.py [--data ../shared/data] [--fa-budget 6] [--write] [--json]
-     [--responses R.json --probabilities R.p_anomalous.json --search-thresholds]  (answers recorded with corevad generate)
+     [--responses R.json --probabilities R.p_anomalous.json --search-thresholds]  (corevad generate output)
 """
 
 from __future__ import annotations
