@@ -31,9 +31,13 @@ def _fresh(driver: Any) -> None:
 
 
 def _wait(driver: Any, what: str, condition: Callable[[Any], Any], timeout: float = 20.0) -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.05).until(condition, message=what)
+    # The page redraws the camera grid on every score: an element found by one poll can be gone when its
+    # text is read, which only means "look again".
+    return WebDriverWait(driver, timeout, poll_frequency=0.05,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(condition, message=what)
 
 
 async def test_the_page_shows_cameras_live_alerts_snapshots_and_acknowledges(
@@ -65,18 +69,21 @@ async def test_the_page_shows_cameras_live_alerts_snapshots_and_acknowledges(
             assert d.find_elements(By.CSS_SELECTOR, ".alert") == []
             marker = d.execute_script("window.__notReloaded = true; return window.__notReloaded;")
             go.set()
-            item = _wait(d, "a new alert in the feed", lambda d: d.find_elements(By.CSS_SELECTOR, ".alert.active"))[0]
-            why = item.find_element(By.CSS_SELECTOR, ".why").text
+            _wait(d, "a new alert in the feed", lambda d: d.find_elements(By.CSS_SELECTOR, ".alert.active"))
+            why = _wait(d, "the alert's explanation", lambda d: d.find_element(
+                By.CSS_SELECTOR, ".alert.active .why").text)
             anomalous_card = _wait(d, "camera highlighted", lambda d: d.find_elements(
                 By.CSS_SELECTOR, ".cam.anomalous[data-camera=lane]"))
             thumb_ok = _wait(d, "the snapshot loads", lambda d: d.execute_script(
                 "const i = document.querySelector('.alert .thumb');"
                 "return i && i.complete && i.naturalWidth > 0 ? i.naturalWidth : false;"))
             still = d.execute_script("return window.__notReloaded === true;")
-            alert_id = d.find_element(By.CSS_SELECTOR, ".alert").get_attribute("data-id")
-            d.find_element(By.CSS_SELECTOR, ".alert button.ack").click()
+            alert_id = _wait(d, "the alert's id", lambda d: d.find_element(By.CSS_SELECTOR, ".alert").get_attribute(
+                "data-id"))
+            _wait(d, "Acknowledge clicked", lambda d: d.find_element(By.CSS_SELECTOR, ".alert button.ack").click() or 1)
             _wait(d, "acknowledged", lambda d: d.find_elements(By.CSS_SELECTOR, ".alert.acked .pill.good"))
-            d.find_element(By.CSS_SELECTOR, ".alert a[href^='#event=']").click()
+            _wait(d, "event link clicked", lambda d: d.find_element(
+                By.CSS_SELECTOR, ".alert a[href^='#event=']").click() or 1)
             _wait(d, "event view", lambda d: d.find_elements(By.CSS_SELECTOR, "#detail .timeline polyline"))
             detail = {
                 "marks": len(d.find_elements(By.CSS_SELECTOR, "#detail .timeline line.mark.open")),
@@ -90,7 +97,8 @@ async def test_the_page_shows_cameras_live_alerts_snapshots_and_acknowledges(
             d.get(base)
             _wait(d, "phone layout", lambda d: d.find_elements(By.CSS_SELECTOR, ".alert"))
             model_pill = _wait(d, "model state", lambda d: d.find_element(By.ID, "model").text)
-            door_state = d.find_element(By.CSS_SELECTOR, ".cam[data-camera=door] [data-role=state]").text
+            door_state = _wait(d, "door's state", lambda d: d.find_element(
+                By.CSS_SELECTOR, ".cam[data-camera=door] [data-role=state]").text)
             overflow = d.execute_script("return document.documentElement.scrollWidth - "
                                         "document.documentElement.clientWidth;")
             d.save_screenshot(str(artifacts_dir / "web-page-phone.png"))
