@@ -29,12 +29,11 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tune_causal import _rule, alert_metrics, choose_alerts_fine, score_metrics  # noqa: E402
+from tune_causal import _rule, alert_metrics, choose_alerts_fine, halves, score_metrics  # noqa: E402
 from tune_text import REPO, Video, embed, load, scores  # noqa: E402
 
 from corevad.explain import ANOMALY_PHRASES, NORMAL_PHRASES, support  # noqa: E402
 from corevad.params import CausalParams  # noqa: E402
-from corevad.splits import split_videos  # noqa: E402
 
 SUPPORT_WEIGHTS = (0.25, 0.5, 1.0)
 SUPPORT_TAUS = (0.05, 0.1, 0.2, 0.5)
@@ -58,9 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     embed(videos, args.model)
     enc = load_text_encoder(args.model, disk_cache=True)
     anomaly, normal = enc.encode_texts(list(ANOMALY_PHRASES)), enc.encode_texts(list(NORMAL_PHRASES))
-    halves = {h: {g.name for g in split_videos([v.gt for v in videos], h)} for h in ("tune", "test")}
-    sets = {"tune": [v for v in videos if v.gt.name in halves["tune"]],
-            "test": [v for v in videos if v.gt.name in halves["test"]], "all": videos}
+    sets = halves(videos)
     text_cfg = yaml.safe_load((REPO / "corevad_stream" / "data" / "replay_ucf_text.yaml").read_text())["refinement"]
     ctx = CausalParams(**{k: v for k, v in text_cfg.items() if k != "text_context"})
     labels_p = replace(ctx, smooth_length=12, smooth_sigma=2.0)

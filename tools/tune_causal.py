@@ -37,6 +37,7 @@ import yaml
 
 from corevad.alerts import AlertParams, AlertTracker
 from corevad.benchmarks import VideoGT, load_benchmark, load_probabilities, load_responses, match_responses
+from corevad.errors import DataError
 from corevad.evaluate import scored_labels
 from corevad.latency import delay_stats, detection_delay, false_alerts_per_hour, laap_approx
 from corevad.metrics import frame_ap, frame_auc
@@ -45,6 +46,7 @@ from corevad.pipeline import score_causal, score_offline
 from corevad.prompt import parse_answer
 from corevad.refine import causal_kernel
 from corevad.splits import split_videos
+from corevad.types import Verdict
 
 REPO = Path(__file__).resolve().parent.parent
 SEG = 30
@@ -66,15 +68,45 @@ class Video:
     labels: np.ndarray
 
 
-def load(data: Path, responses: Path | None = None, probabilities: Path | None = None) -> list[Video]:
-    """UCF-Crime's test videos with what each segment scores: the label, or P(Anomalous) from a
-    probabilities file (corevad generate's sidecar) where it has one."""
+def load_answers(data: Path, responses: Path | None = None, probabilities: Path | None = None
+                 ) -> list[tuple[VideoGT, list[Verdict], np.ndarray]]:
+    """UCF-Crime's test videos with their parsed answers and what each segment scores: the label, or
+    P(Anomalous) from a probabilities file (corevad generate's sidecar) where it has one."""
     videos = load_benchmark("ucf-crime", data / "ucf_crime" / "test_annotations.tsv")
     answers = load_responses(responses or data / "ucf_crime" / "VLM_responses_LRC_ucf.json")
     probs = load_probabilities(probabilities) if probabilities else None
     pairs, _ = match_responses(videos, answers, SEG)
-    return [Video(v, scored_labels(v.name, [parse_answer(a) for a in ans], None if probs is None else probs[v.name]))
-            for v, ans in pairs]
+    out = []
+    for v, ans in pairs:
+        if probs is not None and v.name not in probs:
+            raise DataError(f"video {v.name!r} is missing from the probabilities file {probabilities}")
+        verdicts = [parse_answer(a) for a in ans]
+        out.append((v, verdicts, scored_labels(v.name, verdicts, None if probs is None else probs[v.name])))
+    return out
+
+
+def load(data: Path, responses: Path | None = None, probabilities: Path | None = None) -> list[Video]:
+    return [Video(v, values) for v, _, values in load_answers(data, responses, probabilities)]
+
+
+def halves(videos: Sequence[Any]) -> dict[str, list[Any]]:
+    """The fixed split (corevad.splits) of loaded videos: "tune", "test", and "all" in load order."""
+    names = {h: {g.name for g in split_videos([v.gt for v in videos], h)} for h in ("tune", "test")}
+    return {"tune": [v for v in videos if v.gt.name in names["tune"]],
+            "test": [v for v in videos if v.gt.name in names["test"]], "all": list(videos)}
+
+
+def add_answer_args(ap: argparse.ArgumentParser) -> None:
+    """What the tuning tools read and how they choose alert thresholds (--data, --responses, --probabilities,
+    --search-thresholds)."""
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--responses", type=Path, help="answers to tune on (default: the authors' recorded ones)")
+    ap.add_argument("--probabilities", type=Path,
+                    help="P(Anomalous) per segment (corevad generate's <out stem>.p_anomalous.json), scored "
+                         "instead of the labels where known")
+    ap.add_argument("--search-thresholds", action="store_true",
+                    help="search the open threshold over the tune scores instead of the fixed grid (for "
+                         "continuous scores such as label probabilities)")
 
 
 def fast_causal_smooth(x: np.ndarray, length: int, sigma: float, lookahead: int) -> np.ndarray:
@@ -265,25 +297,17 @@ def write_config(path: Path, params: CausalParams, alerts: AlertParams, summary:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    ap.add_argument("--responses", type=Path, help="answers to tune on (default: the authors' recorded ones)")
-    ap.add_argument("--probabilities", type=Path,
-                    help="P(Anomalous) per segment (corevad generate's <out stem>.p_anomalous.json), scored "
-                         "instead of the labels where known")
+    add_answer_args(ap)
     ap.add_argument("--out", type=Path, default=REPO / "corevad_stream" / "data" / "replay_ucf.yaml")
     ap.add_argument("--fa-budget", type=float, default=6.0,
                     help="most false alerts per hour of normal video (default 6: one per 10 min per camera)")
     ap.add_argument("--json", action="store_true", help="print the full summary (grids included) as JSON")
     ap.add_argument("--no-write", action="store_true", help="do not write --out")
-    ap.add_argument("--search-thresholds", action="store_true",
-                    help="search the open threshold over the tune scores instead of the fixed grid (for "
-                         "continuous scores such as label probabilities)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     videos = load(args.data, args.responses, args.probabilities)
-    halves = {h: {g.name for g in split_videos([v.gt for v in videos], h)} for h in ("tune", "test")}
-    tune = [v for v in videos if v.gt.name in halves["tune"]]
-    test = [v for v in videos if v.gt.name in halves["test"]]
+    sets = halves(videos)
+    tune, test = sets["tune"], sets["test"]
     params, score_rows = tune_scores(tune)
     # The fast smoother must equal the method core's, or the grid chose on the wrong numbers.
     for v in tune[:20]:

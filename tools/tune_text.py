@@ -33,22 +33,21 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tune_causal import (  # noqa: E402
-    SEG,
     _alert_dict,
     _nan_big,
+    add_answer_args,
     alert_metrics,
     choose_alerts,
     choose_alerts_fine,
+    halves,
+    load_answers,
     score_metrics,
 )
 
 from corevad.alerts import AlertParams  # noqa: E402
-from corevad.benchmarks import VideoGT, load_benchmark, load_probabilities, load_responses, match_responses  # noqa: E402,E501
-from corevad.evaluate import scored_labels  # noqa: E402
+from corevad.benchmarks import VideoGT  # noqa: E402
 from corevad.params import CausalParams  # noqa: E402
 from corevad.pipeline import score_causal  # noqa: E402
-from corevad.prompt import parse_answer  # noqa: E402
-from corevad.splits import split_videos  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 WINDOWS = (30, 60, 120, 240)
@@ -74,16 +73,8 @@ class Video:
 
 def load(data: Path, responses: Path | None = None, probabilities: Path | None = None) -> list[Video]:
     """As tools/tune_causal.py's load, with the answers' texts for the encoder."""
-    videos = load_benchmark("ucf-crime", data / "ucf_crime" / "test_annotations.tsv")
-    answers = load_responses(responses or data / "ucf_crime" / "VLM_responses_LRC_ucf.json")
-    probs = load_probabilities(probabilities) if probabilities else None
-    pairs, _ = match_responses(videos, answers, SEG)
-    out = []
-    for v, ans in pairs:
-        verdicts = [parse_answer(a) for a in ans]
-        out.append(Video(v, scored_labels(v.name, verdicts, None if probs is None else probs[v.name]),
-                         [x.text for x in verdicts], [x.description for x in verdicts]))
-    return out
+    return [Video(v, values, [x.text for x in verdicts], [x.description for x in verdicts])
+            for v, verdicts, values in load_answers(data, responses, probabilities)]
 
 
 def embed(videos: list[Video], model: str) -> dict[str, float]:
@@ -142,27 +133,18 @@ def evaluate(videos: list[Video], p: CausalParams, ap: AlertParams, *, text: boo
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    add_answer_args(ap)
     ap.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2", help="text encoder")
-    ap.add_argument("--responses", type=Path, help="answers to tune on (default: the authors' recorded ones)")
-    ap.add_argument("--probabilities", type=Path,
-                    help="P(Anomalous) per segment (corevad generate's <out stem>.p_anomalous.json), scored "
-                         "instead of the labels where known")
     ap.add_argument("--fa-budget", type=float, default=3.0,
                     help="false alerts per hour of normal video on the tune half (default 3: issue 12's target)")
     ap.add_argument("--write", action="store_true",
                     help="write the chosen values to corevad_stream/data/replay_ucf_text.yaml")
     ap.add_argument("--json", action="store_true")
-    ap.add_argument("--search-thresholds", action="store_true",
-                    help="search the open threshold over the tune scores (tools/tune_causal.py) instead of the "
-                         "fixed grid: for continuous scores such as label probabilities")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     videos = load(args.data, args.responses, args.probabilities)
     timing = embed(videos, args.model)
-    halves = {h: {g.name for g in split_videos([v.gt for v in videos], h)} for h in ("tune", "test")}
-    sets = {"tune": [v for v in videos if v.gt.name in halves["tune"]],
-            "test": [v for v in videos if v.gt.name in halves["test"]], "all": videos}
+    sets = halves(videos)
     today_cfg = yaml.safe_load((REPO / "corevad_stream" / "data" / "replay_ucf.yaml").read_text())
     base = CausalParams(**{k: v for k, v in today_cfg["refinement"].items() if k.startswith(("smooth", "lrc"))})
     today_alerts = AlertParams(**today_cfg["alerts"])
