@@ -150,12 +150,10 @@ class EventStore:
                 db.execute("INSERT OR REPLACE INTO scores VALUES (?, ?, ?, ?, ?, ?)",
                            (camera, int(payload["index"]), float(payload["start"]), float(payload["end"]),
                             payload.get("score"), payload.get("label")))
-            elif kind == "status" and isinstance(payload, dict):
-                db.execute("INSERT INTO status (camera, kind, time, state, reason) VALUES (?, 'camera', ?, ?, ?)",
-                           (camera, at, str(payload.get("state", "")), str(payload.get("reason", ""))))
-            elif kind == "model" and isinstance(payload, dict):
-                db.execute("INSERT INTO status (camera, kind, time, state, reason) VALUES (?, 'model', ?, ?, ?)",
-                           (camera, at, str(payload.get("state", "")), str(payload.get("reason", ""))))
+            elif kind in ("status", "model") and isinstance(payload, dict):
+                db.execute("INSERT INTO status (camera, kind, time, state, reason) VALUES (?, ?, ?, ?, ?)",
+                           (camera, "camera" if kind == "status" else "model", at, str(payload.get("state", "")),
+                            str(payload.get("reason", ""))))
 
     def _alert(self, event: dict[str, Any], at: float) -> None:
         a = event["after"]
@@ -203,18 +201,15 @@ class EventStore:
         """Apply the retention: scores, status changes and snapshots older than `days`; then, while the file
         and its snapshots together are over the cap, the oldest of either (the alert rows stay, and an open
         alert keeps its picture). Returns the rows and snapshots deleted."""
-        now = time.time() if now is None else now
+        cutoff = (time.time() if now is None else now) - self.retention.days * 86400
         deleted = 0
         with self._db:
-            deleted += self._db.execute("DELETE FROM scores WHERE end < ?",
-                                        (now - self.retention.days * 86400,)).rowcount
-            deleted += self._db.execute("DELETE FROM status WHERE time < ?",
-                                        (now - self.retention.days * 86400,)).rowcount
+            deleted += self._db.execute("DELETE FROM scores WHERE end < ?", (cutoff,)).rowcount
+            deleted += self._db.execute("DELETE FROM status WHERE time < ?", (cutoff,)).rowcount
             old = self._db.execute("SELECT id, snapshot FROM alerts WHERE snapshot IS NOT NULL AND start_time < ?",
-                                   (now - self.retention.days * 86400,)).fetchall()
+                                   (cutoff,)).fetchall()
             for alert_id, name in old:  # the alert stays; its picture goes with the retention period
-                (self.snapshot_dir / name).unlink(missing_ok=True)
-                self._db.execute("UPDATE alerts SET snapshot = NULL WHERE id = ?", (alert_id,))
+                self._drop_snapshot(alert_id, name)
             deleted += len(old)
         pictures = self._snapshot_bytes()  # kept up to date below: listing the folder each turn is quadratic
         while self._db_bytes() + pictures > self.retention.max_bytes:
@@ -226,12 +221,8 @@ class EventStore:
             if oldest_score is None and picture is None:
                 break
             if picture is not None and (oldest_score is None or picture[2] <= oldest_score):
-                f = self.snapshot_dir / picture[1]
-                with contextlib.suppress(FileNotFoundError):
-                    pictures -= f.stat().st_size
-                    f.unlink()
                 with self._db:
-                    self._db.execute("UPDATE alerts SET snapshot = NULL WHERE id = ?", (picture[0],))
+                    pictures -= self._drop_snapshot(picture[0], picture[1])
                 deleted += 1
                 continue
             with self._db:
@@ -240,6 +231,16 @@ class EventStore:
             self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             self._db.execute("VACUUM")
         return deleted
+
+    def _drop_snapshot(self, alert_id: str, name: str) -> int:
+        """Delete an alert's picture (the alert row stays) inside the caller's transaction; its bytes."""
+        f = self.snapshot_dir / name
+        size = 0
+        with contextlib.suppress(FileNotFoundError):
+            size = f.stat().st_size
+            f.unlink()
+        self._db.execute("UPDATE alerts SET snapshot = NULL WHERE id = ?", (alert_id,))
+        return size
 
     def size_bytes(self) -> int:
         """The database file, its WAL and the snapshots: what the size cap (Retention.max_bytes) holds."""
