@@ -106,7 +106,9 @@ class App:
         self.metrics_server: HttpServer | None = None
         self.live_feed = LiveFeed()  # server-sent events of /api/stream
         self.model_health = ModelHealth(down_after_s=config.runtime.model_down_after_s)
-        self.open_alerts = OpenAlerts(config.store.db_path(config.runtime.state_path(), self.prefix))
+        # One sqlite file holds the open-alert record and, when the store is on, the history.
+        self.store_path = config.store.db_path(config.runtime.state_path(), self.prefix)
+        self.open_alerts = OpenAlerts(self.store_path)
         self._stack: AsyncExitStack | None = None
         self._closing = threading.Event()
         self._started = 0.0
@@ -240,10 +242,8 @@ class App:
             from .store import Retention
 
             st = cfg.store
-            path = st.db_path(cfg.runtime.state_path(), self.prefix)
-            sinks.append(EventStoreSink(path, retention=Retention(days=st.retention_days,
-                                                                  max_bytes=int(st.max_mb * 1024 * 1024)),
-                                        queue_size=st.queue))
+            retention = Retention(days=st.retention_days, max_bytes=int(st.max_mb * 1024 * 1024))
+            sinks.append(EventStoreSink(self.store_path, retention=retention, queue_size=st.queue))
         if self._config_sinks and cfg.mqtt is not None:
             from .sinks.mqtt import MqttSink
 
