@@ -172,7 +172,7 @@ class HttpServer:
 
         async def page(request: Request) -> Response:
             name = request.path_params.get("name", "index.html")
-            body = _web_file(name)
+            body = web_file(name)
             if body is None:
                 return PlainTextResponse("not found\n", 404)
             return Response(body, media_type=_WEB_TYPES[Path(name).suffix], headers={"Cache-Control": "no-cache"})
@@ -279,7 +279,7 @@ class HttpServer:
         return self._store
 
 
-def _web_file(name: str) -> bytes | None:
+def web_file(name: str) -> bytes | None:
     """A file of the page from package data; only plain names with a known suffix (no paths)."""
     if "/" in name or "\\" in name or name.startswith(".") or Path(name).suffix not in _WEB_TYPES:
         return None

@@ -13,14 +13,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from corevad.paths import data_file
+from .http import web_file
 
 _CSS_LINK = '<link rel="stylesheet" href="static/corevad.css">'
 _JS_TAG = '<script src="static/corevad.js"></script>'
 
 
 def _web(name: str) -> str:
-    return data_file("corevad_stream", f"web/{name}").read_text(encoding="utf-8")
+    body = web_file(name)  # the live server's reader of the page's files
+    if body is None:
+        raise RuntimeError(f"the review page's file {name} is missing from the package data")
+    return body.decode("utf-8")
 
 
 def static_page(data: Mapping[str, Any]) -> str:
