@@ -14,6 +14,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from corevad.errors import CorevadError
+from corevad.files import MIB, read_text_checked
+
 log = logging.getLogger(__name__)
 
 ENTITIES = ("anomaly", "score", "status", "model", "snapshot")
@@ -63,10 +66,11 @@ def camera_configs(discovery_prefix: str, prefix: str, camera: str) -> dict[str,
 def removed_camera_topics(record: Path, discovery_prefix: str, prefix: str, cameras: list[str]) -> list[str]:
     """Config topics of cameras announced by an earlier run but no longer configured; updates the record."""
     try:
-        previous = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else []
+        previous = (json.loads(read_text_checked(record, limit=MIB, what="Home Assistant discovery record"))
+                    if record.is_file() else [])
         if not isinstance(previous, list):
             previous = []
-    except (OSError, ValueError) as exc:
+    except (CorevadError, OSError, ValueError) as exc:
         log.warning("Home Assistant discovery record %s unreadable (%s); not removing stale cameras", record, exc)
         previous = []
     gone = [c for c in previous if isinstance(c, str) and c not in cameras]
