@@ -1,8 +1,10 @@
-"""Wiring: sources -> ring buffers -> segments -> batcher -> model worker -> per-camera scoring -> sinks.
+"""Wiring: sources -> ring buffers -> segments -> batcher -> model stage -> per-camera scoring -> dispatch -> sinks.
 
-One App wires everything: its long-lived tasks run in one TaskGroup (named corevad[<camera>].<stage>),
-and an AsyncExitStack tears down in the reverse order of setup. Stages never import each other; this
-module joins them with bounded queues; what belongs to one camera lives in its CameraPipeline.
+App only builds the stages and joins them: each stage owns its state (batcher.Batcher, model_stage.ModelStage,
+camera.CameraPipeline, dispatch.Dispatch, supervisor.Supervisor, publisher.Publisher). Long-lived tasks run
+in one TaskGroup (named corevad[<camera>].<stage>); an AsyncExitStack tears down in the reverse order of
+setup: sources stop, the model drains, cameras finish, the last stats go out, then `offline`, then sinks.
+Cameras can be added and removed while the app runs (add_camera, remove_camera).
 Each run has a run id that goes into alert ids; alerts a killed run left open end at the next start.
 Programmatic use (replay, tests):
 
@@ -13,69 +15,64 @@ Programmatic use (replay, tests):
 from __future__ import annotations
 
 import asyncio
-import collections
-import concurrent.futures
 import functools
 import logging
 import secrets
-import threading
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from typing import Any
 
-import cv2
 import numpy as np
 
 from corevad.models.base import ImageTextEncoder, VLMBackend
 from corevad.models.text import TextEncoder
-from corevad.threads import DaemonPool
 
 from .alert_state import OpenAlerts
 from .batcher import Batcher
 from .camera import CameraPipeline
-from .config import CameraConfig, OverloadPolicy, StreamConfig
-from .entities import CameraCounters, CameraStatus, SegmentJob, StatusChange
-from .health import HealthChange, ModelHealth, ModelState
+from .config import CameraConfig, StreamConfig
+from .dispatch import Dispatch
+from .entities import (
+    REMOVED_REASON,
+    RESTART_REASON,
+    STOP_REASON,
+    CameraCounters,
+    CameraStatus,
+    OverloadPolicy,
+    ScoringOutput,
+    SegmentJob,
+    SegmentResult,
+    Source,
+    StatusCallback,
+    StatusChange,
+)
+from .health import ModelHealth
 from .http import HttpServer, LiveFeed
-from .messages import Message
+from .messages import AlertEventRecord, Message, StatusRecord
 from .metrics import Metrics
+from .model_stage import ModelStage
 from .publisher import Publisher
 from .redact import redact
 from .ring import FrameRing
-from .scoring import CameraScoring, ScoringOutput
+from .scoring import CameraScoring
 from .segmenter import Segmenter
 from .sinks.base import Sink
 from .sinks.jsonl import JsonlSink
 from .sinks.store import EventStoreSink
-from .sources import FRAMELESS_SCHEME, FramelessSource, Source, StatusCallback, VideoSource
-from .worker import ModelWorker, PreparedBatch, SegmentResult
+from .sources import FRAMELESS_SCHEME, FramelessSource, VideoSource
+from .supervisor import Supervisor
+from .worker import ModelWorker
 
 log = logging.getLogger(__name__)
 
 SourceFactory = Callable[[CameraConfig, Segmenter, CameraCounters, StatusCallback], Source]
-RESTART_REASON = "monitor restarted"
-STOP_REASON = "monitor stopped"
+__all__ = ["RESTART_REASON", "STOP_REASON", "App", "build_app", "run"]
 
 
 def new_run_id() -> str:
     """A short id unique to this run of the monitor (UTC start time + random), part of every alert id."""
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(2)
-
-
-class _RateWindow:
-    """Events per second over a sliding window (10 s): steady under batching, unlike a 1 s difference."""
-
-    def __init__(self, window_s: float = 10.0) -> None:
-        self.window_s = window_s
-        self._points: collections.deque[tuple[float, int]] = collections.deque()
-
-    def rate(self, now: float, total: int) -> float:
-        self._points.append((now, total))
-        while len(self._points) > 2 and now - self._points[1][0] >= self.window_s:
-            self._points.popleft()
-        t0, n0 = self._points[0]
-        return (total - n0) / (now - t0) if now > t0 else 0.0
 
 
 class App:
@@ -101,7 +98,7 @@ class App:
         self.prefix = prefix or (config.mqtt.prefix if config.mqtt is not None else "corevad")
         self.run_id = run_id or new_run_id()
         self.cameras: dict[str, CameraPipeline] = {}
-        self.counters: dict[str, CameraCounters] = {}
+        self.counters: dict[str, CameraCounters] = {}  # the same cameras' counters (metrics, the live view)
         self.sinks: list[Sink] = []
         self.metrics_server: HttpServer | None = None
         self.live_feed = LiveFeed()  # server-sent events of /api/stream
@@ -110,11 +107,9 @@ class App:
         self.store_path = config.store.db_path(config.runtime.state_path(), self.prefix)
         self.open_alerts = OpenAlerts(self.store_path)
         self._stack: AsyncExitStack | None = None
-        self._closing = threading.Event()
-        self._started = 0.0
-        self._stopped = False
-        self._inflight_since: float | None = None  # monotonic start of the batch in the model, if any
+        self._deadline: float | None = None  # set when teardown starts: one bound for all of it
         self._store_sink: EventStoreSink | None = None
+        self._support: Callable[[np.ndarray], float] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def __aenter__(self) -> App:
@@ -132,12 +127,60 @@ class App:
         await self._stack.__aexit__(*exc)
 
     async def _setup(self, stack: AsyncExitStack) -> None:
-        cfg = self.config
-        rt = cfg.runtime
+        """Build the stages in order; every teardown step is pushed right after what it undoes."""
+        cfg, rt = self.config, self.config.runtime
         self._loop = asyncio.get_running_loop()
-        self._started = time.monotonic()
         left_open = self.open_alerts.load()  # read before anything is published: a bad file fails early
         stack.callback(self.open_alerts.close)
+        await self._load_models(stack)
+        # Sinks first: they outlive every stage, so teardown flushes stages into them before closing.
+        for sink in self._make_sinks():
+            self.sinks.append(await stack.enter_async_context(sink))  # type: ignore[arg-type]
+        self._store_sink = next((s for s in self.sinks if isinstance(s, EventStoreSink)), None)
+        self.publisher = Publisher(self.sinks, bound=rt.sink_queue)
+        self.batcher = Batcher(max_batch=rt.max_batch, max_wait_s=rt.max_wait_s,
+                               max_pending_per_camera=rt.max_pending_per_camera,
+                               max_pending_total=rt.max_pending_total, on_drop=self._on_drop,
+                               default_policy=OverloadPolicy(rt.overload_policy), on_submit=self._on_submit)
+        self.metrics = Metrics(self.counters, self._lag, self.model_health)
+        await self._start_http(stack)
+        assert self.backend is not None
+        self.worker = ModelWorker(self.backend, self.encoder, keep_snapshot=cfg.alerts.snapshot,
+                                  text_encoder=self.text_encoder)
+        warm = await asyncio.to_thread(self.worker.warm_up, rt.max_batch, rt.frames_per_segment, rt.frame_size)
+        if warm is not None:
+            log.info("model warmed up: a batch of %d in %.2f s", rt.max_batch, warm)
+        if self.text_encoder is not None:
+            self._support = await asyncio.to_thread(explanation_support, self.text_encoder)
+        self.dispatch = Dispatch(publish=self.publisher.publish, open_alerts=self.open_alerts,
+                                 observe_latency=lambda cam, s: self.metrics.latency.labels(cam).observe(s))
+        stack.callback(self.dispatch.close)
+        self.model_stage = ModelStage(runner=self.worker, batches=self.batcher, health=self.model_health,
+                                      overlap=rt.overlap_preprocessing, deliver=self._deliver, on_drop=self._on_drop,
+                                      publish=self.publisher.publish, observe_model_s=self.metrics.model_time.observe)
+        stack.callback(self.model_stage.close)
+        self.supervisor = Supervisor(
+            cameras=self.cameras, model=self.model_stage, dispatch=self._dispatch_camera,  # type: ignore[arg-type]
+            publish=self.publisher.publish, stats_interval_s=rt.stats_interval_s, run_id=self.run_id,
+            sink_stats=lambda: {"dropped": self.publisher.dropped, "errors": self.publisher.errors},
+            store_stats=self._store_stats)
+        self._tg = await stack.enter_async_context(asyncio.TaskGroup())
+        self.publisher.start(self._tg)
+        stack.push_async_callback(self._close_publisher)
+        supervisor_task = self._tg.create_task(self.supervisor.run(), name="corevad[stats].tick")
+        stack.push_async_callback(self._stop_supervisor, supervisor_task)
+        stack.push_async_callback(self._finish_cameras)
+        self._model_task = self._tg.create_task(self.model_stage.run(), name="corevad[worker].model")
+        stack.push_async_callback(self._drain_model)
+        self.publisher.publish(Message("available", "online", retain=True))
+        self._end_left_open(left_open)
+        self.model_stage.announce()
+        stack.push_async_callback(self._stop_sources)  # runs first: no new segments from here on
+        for cam_cfg in cfg.enabled_cameras():
+            await self.add_camera(cam_cfg)
+
+    async def _load_models(self, stack: AsyncExitStack) -> None:
+        cfg = self.config
         if self.backend is None:
             from .models import build_models
 
@@ -150,60 +193,17 @@ class App:
             from .models import build_text_encoder
 
             self.text_encoder = await asyncio.to_thread(build_text_encoder, cfg.model, clip=self.encoder)
-        # Sinks first: they outlive every stage, so teardown flushes stages into them before closing.
-        for sink in self._make_sinks():
-            self.sinks.append(await stack.enter_async_context(sink))  # type: ignore[arg-type]
-        self.publisher = Publisher(self.sinks, bound=rt.sink_queue)
-        self.batcher = Batcher(max_batch=rt.max_batch, max_wait_s=rt.max_wait_s,
-                               max_pending_per_camera=rt.max_pending_per_camera,
-                               max_pending_total=rt.max_pending_total, on_drop=self._on_drop,
-                               default_policy=rt.overload_policy)
-        self.metrics = Metrics(self.counters, self._lag, self.model_health)
-        self._store_sink = next((s for s in self.sinks if isinstance(s, EventStoreSink)), None)
-        if cfg.metrics.enabled:
-            pw = cfg.metrics.password()
-            store = self._store_sink
-            self.metrics_server = await stack.enter_async_context(HttpServer(
-                host=cfg.metrics.host, port=cfg.metrics.port, render_metrics=self.metrics.render,
-                cameras=self.camera_overview, model=self.model_health.snapshot,
-                store_path=store.path if store is not None else None,
-                feed=self.live_feed, username=cfg.metrics.username,
-                password=pw.get_secret_value() if pw is not None else None))
-        # Daemon threads: a model call that hangs must not keep the process alive after shutdown.
-        executor = DaemonPool(1, name="corevad[worker].model")
-        stack.callback(executor.shutdown, wait=False, cancel_futures=True)
-        self._executor = executor
-        self._prep_executor = DaemonPool(1, name="corevad[worker].prepare")
-        stack.callback(self._prep_executor.shutdown, wait=False, cancel_futures=True)
-        assert self.backend is not None
-        self.worker = ModelWorker(self.backend, self.encoder, keep_snapshot=cfg.alerts.snapshot,
-                                  text_encoder=self.text_encoder)
-        warm = await asyncio.to_thread(self.worker.warm_up, rt.max_batch, rt.frames_per_segment, rt.frame_size)
-        if warm is not None:
-            log.info("model warmed up: a batch of %d in %.2f s", rt.max_batch, warm)
-        self._support = None
-        if self.text_encoder is not None:
-            self._support = await asyncio.to_thread(explanation_support, self.text_encoder)
-        for cam_cfg in cfg.enabled_cameras():
-            if cam_cfg.url.startswith("sample://"):
-                cam_cfg = await asyncio.to_thread(_resolve_sample, cam_cfg)  # generated on first use
-            self._add_camera(cam_cfg)
-        self._tg = await stack.enter_async_context(asyncio.TaskGroup())
-        stack.push_async_callback(self._shutdown)  # runs before the TaskGroup waits for its tasks
-        self._lane_tasks = self.publisher.start(self._tg)
-        self._worker_task = self._tg.create_task(self._worker_loop(), name="corevad[worker].model")
-        for cam in self.cameras.values():
-            cam.task = self._tg.create_task(cam.run(functools.partial(self._publish_scoring, cam)),
-                                            name=f"corevad[{cam.name}].score")
-        self._stats_task = self._tg.create_task(self._stats_loop(), name="corevad[stats].tick")
-        self.publisher.publish(Message("available", "online", retain=True))
-        self._end_left_open(left_open)
-        self.publisher.publish(Message("model", self.model_health.snapshot(), retain=True))
-        for cam in self.cameras.values():
-            self.publisher.publish(Message("state", cam.scoring.state, camera=cam.name, retain=True))
-            self.publisher.publish(Message("model", cam.health.snapshot(), camera=cam.name, retain=True))
-            assert cam.source is not None
-            cam.source.start()
+
+    async def _start_http(self, stack: AsyncExitStack) -> None:
+        m = self.config.metrics
+        if not m.enabled:
+            return
+        pw = m.password()
+        store = self._store_sink
+        self.metrics_server = await stack.enter_async_context(HttpServer(
+            host=m.host, port=m.port, render_metrics=self.metrics.render, cameras=self.camera_overview,
+            model=self.model_health.snapshot, store_path=store.path if store is not None else None,
+            feed=self.live_feed, username=m.username, password=pw.get_secret_value() if pw is not None else None))
 
     async def _load_clip(self) -> ImageTextEncoder | None:
         """CLIP for feature scoring. With use_features: auto a CLIP that does not load is a warning (scoring
@@ -229,7 +229,7 @@ class App:
                      "end_reason": RESTART_REASON}
             log.warning("camera %s: ending alert %s left open by the previous run (%s)", camera,
                         alert.get("id"), RESTART_REASON)
-            self.publisher.publish(Message("events", {"type": "end", "before": alert, "after": after}))
+            self.publisher.publish(Message("events", AlertEventRecord(type="end", before=alert, after=after)))
         self.open_alerts.clear()
 
     def _make_sinks(self) -> list[Sink]:
@@ -252,9 +252,41 @@ class App:
             sinks.append(self.live_feed)
         return sinks + self._extra_sinks
 
-    def _add_camera(self, cam_cfg: CameraConfig) -> None:
+    # -- cameras ---------------------------------------------------------------------------------------
+    async def add_camera(self, cam_cfg: CameraConfig) -> CameraPipeline:
+        """Start a camera while the app runs: its pipeline, its scoring task, its retained state, its source."""
+        if cam_cfg.name in self.cameras:
+            raise ValueError(f"camera {cam_cfg.name!r} is already running")
+        if self._deadline is not None:
+            raise RuntimeError("the app is shutting down")
+        if cam_cfg.url.startswith("sample://"):
+            cam_cfg = await asyncio.to_thread(_resolve_sample, cam_cfg)  # generated on first use
+        cam = self._build_camera(cam_cfg)
+        self.cameras[cam.name], self.counters[cam.name] = cam, cam.counters
+        cam.task = self._tg.create_task(cam.run(functools.partial(self._dispatch_camera, cam)),
+                                        name=f"corevad[{cam.name}].score")
+        self.publisher.publish(Message("state", cam.scoring.state, camera=cam.name, retain=True))
+        self.publisher.publish(Message("model", cam.health.record(), camera=cam.name, retain=True))
+        assert cam.source is not None
+        cam.source.start()
+        return cam
+
+    async def remove_camera(self, name: str) -> None:
+        """Stop a camera while the app runs: its source stops, what it cut is still scored (within
+        runtime.shutdown_timeout_s), an open alert ends ("camera removed"), its status says so, it is gone."""
+        cam = self.cameras.get(name)
+        if cam is None:
+            raise ValueError(f"no camera named {name!r}")
+        deadline = time.monotonic() + self.config.runtime.shutdown_timeout_s
+        await self._stop_camera_sources([cam], REMOVED_REASON, deadline)
+        await self._finish_camera_scoring([cam], REMOVED_REASON, deadline)
+        self._say_stopped(cam, REMOVED_REASON, always=True)
+        del self.cameras[name], self.counters[name]
+        self.batcher.remove_camera(name)
+
+    def _build_camera(self, cam_cfg: CameraConfig) -> CameraPipeline:
+        """One camera's parts; its config sections are resolved here, once."""
         cfg, rt = self.config, self.config.runtime
-        counters = CameraCounters()
         frameless = cam_cfg.url.startswith(FRAMELESS_SCHEME)
         ring = None
         if not frameless:
@@ -267,23 +299,26 @@ class App:
         # the text context (when on) scores the rest.
         use_features = bool(refinement.use_features) and self.encoder is not None and not frameless
         text_context = refinement.text_context and self.text_encoder is not None and not use_features
+        counters = CameraCounters()
         scoring = CameraScoring(cam_cfg.name, params=refinement.params(), alerts=alerts.params(),
                                 use_features=use_features, lrc=refinement.lrc, counters=counters,
                                 top_k=alerts.explanation_top_k, run_id=self.run_id, text_context=text_context,
                                 support=self._support if alerts.rank_explanations else None,
                                 use_probability=refinement.segment_score == "p_anomalous")
-        cam = CameraPipeline(cam_cfg, counters=counters, scoring=scoring, ring=ring,
-                             results_bound=2 * rt.max_batch, down_after_s=rt.model_down_after_s)
-        self.cameras[cam.name] = cam
-        self.counters[cam.name] = counters
-        policy = cfg.policy_for(cam_cfg)
+        cam = CameraPipeline(cam_cfg, counters=counters, scoring=scoring, ring=ring, alerts=alerts,
+                             refinement=refinement, results_bound=2 * rt.max_batch,
+                             down_after_s=rt.model_down_after_s)
+        policy = OverloadPolicy(cfg.policy_for(cam_cfg))
         self.batcher.add_camera(cam.name, policy)
+        loop = self._loop
         segmenter = Segmenter(cam.name, ring=ring, frames_per_segment=rt.frames_per_segment,
-                              emit=self._emitter(cam, policy), on_no_slot=self._no_slot(cam),
-                              segment_seconds=rt.segment_seconds, keep_full_frame=alerts.snapshot and not frameless)
+                              emit=self.batcher.submit,
+                              on_no_slot=lambda index: loop.call_soon_threadsafe(cam.lost_no_slot, index),
+                              segment_seconds=rt.segment_seconds, keep_full_frame=alerts.snapshot and not frameless,
+                              lossless=policy is OverloadPolicy.BLOCK)
 
         def on_status(change: StatusChange) -> None:
-            self._loop.call_soon_threadsafe(self._on_status, cam, change)
+            loop.call_soon_threadsafe(self._on_status, cam, change)
 
         if self._source_factory is not None:
             cam.source = self._source_factory(cam_cfg, segmenter, counters, on_status)
@@ -293,51 +328,16 @@ class App:
         else:
             cam.source = VideoSource(cam_cfg, segmenter=segmenter, counters=counters, on_status=on_status,
                                      reconnect=rt.reconnect)
+        # The source thread is done: its end marker queues behind its segments.
+        cam.source.on_exit = lambda: loop.call_soon_threadsafe(self.batcher.end_of_stream, cam.name)
+        return cam
 
-        def on_exit() -> None:  # the source thread is done: its end marker queues behind its segments
-            self._loop.call_soon_threadsafe(self.batcher.end_of_stream, cam.name)
-
-        cam.source.on_exit = on_exit
-
-    # -- source side (called from source threads) ------------------------------------------------------
-    def _emitter(self, cam: CameraPipeline, policy: OverloadPolicy) -> Callable[[SegmentJob], None]:
-        loop = self._loop
-
-        def offer(job: SegmentJob) -> None:
+    # -- joints between stages (on the loop) -----------------------------------------------------------
+    def _on_submit(self, job: SegmentJob) -> None:
+        cam = self.cameras.get(job.camera)
+        if cam is not None:
             cam.cut(job)
-            self.batcher.offer(job)
 
-        async def put(job: SegmentJob) -> None:
-            cam.cut(job)
-            await self.batcher.put(job)
-
-        def emit(job: SegmentJob) -> None:
-            if self._closing.is_set():
-                job.release()
-                loop.call_soon_threadsafe(cam.lost, None)
-                return
-            if policy is not OverloadPolicy.BLOCK:
-                loop.call_soon_threadsafe(offer, job)
-                return
-            fut = asyncio.run_coroutine_threadsafe(put(job), loop)
-            while True:  # lossless: wait for room, but give up when the app shuts down
-                try:
-                    fut.result(0.25)
-                    return
-                except concurrent.futures.TimeoutError:
-                    if self._closing.is_set():
-                        fut.cancel()
-                        return
-
-        return emit
-
-    def _no_slot(self, cam: CameraPipeline) -> Callable[[int], None]:
-        def lost(index: int) -> None:
-            self._loop.call_soon_threadsafe(cam.lost, None)
-
-        return lost
-
-    # -- loop side -------------------------------------------------------------------------------------
     def _on_drop(self, job: SegmentJob, reason: str) -> None:
         cam = self.cameras.get(job.camera)
         if cam is None:
@@ -345,154 +345,38 @@ class App:
         cam.lost(job.index)
         log.debug("camera %s: dropped segment %d (%s)", cam.name, job.index, reason)
 
+    async def _deliver(self, item: SegmentResult | SegmentJob) -> None:
+        """A model result or end marker to its camera's scoring queue (a removed camera's are discarded)."""
+        cam = self.cameras.get(item.camera if isinstance(item, SegmentJob) else item.job.camera)
+        if cam is not None and not cam.finished.is_set():
+            await cam.results.put(item)
+
+    async def _dispatch_camera(self, cam: CameraPipeline, out: ScoringOutput) -> None:
+        await self.dispatch(cam.name, out, snapshot_quality=cam.alerts.snapshot_quality)
+
     def _lag(self, camera: str) -> float:
         cam = self.cameras.get(camera)
         return cam.lag() if cam is not None else 0.0
 
     def _on_status(self, cam: CameraPipeline, change: StatusChange) -> None:
+        if self.cameras.get(cam.name) is not cam:
+            return  # a late word from a removed camera's source
         bad = change.status is CameraStatus.OFFLINE and change.reason != STOP_REASON  # a clean stop is no warning
         level = logging.WARNING if bad else logging.INFO
         log.log(level, "camera %s: %s%s", cam.name, change.status.value,
                 f" ({change.reason})" if change.reason else "")
-        self.publisher.publish(Message("status", {
-            "status": "online" if change.status is CameraStatus.ONLINE else "offline",
-            "state": change.status.value, "reason": redact(change.reason), "url": cam.cfg.safe_url,
-            "reconnects": cam.counters.reconnects, "time": change.at,
-        }, camera=cam.name, retain=True))
+        self.publisher.publish(Message("status", StatusRecord(
+            online=change.status is CameraStatus.ONLINE, state=change.status.value, reason=redact(change.reason),
+            url=cam.cfg.safe_url, reconnects=cam.counters.reconnects, time=change.at), camera=cam.name, retain=True))
 
-    def _publish_model(self, change: HealthChange | None) -> None:
-        if change is None:
-            return
-        level = logging.WARNING if change.state is not ModelState.OK else logging.INFO
-        log.log(level, "model %s%s", change.state.value, f" ({change.reason})" if change.reason else "")
-        self.publisher.publish(Message("model", self.model_health.snapshot(), retain=True))
-
-    async def _prepare_loop(self, ready: asyncio.Queue[tuple[list[SegmentJob], PreparedBatch | None] | None]
-                            ) -> None:
-        """Stage 1: form the next batch and preprocess it on its own thread while the model runs the last one."""
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = await self.batcher.next_batch()
-            if not batch:
-                await ready.put(None)
-                return
-            jobs = [j for j in batch if not j.end_of_stream]
-            prepared: PreparedBatch | None = None
-            if jobs and self.config.runtime.overlap_preprocessing:  # else the model stage does both (infer)
-                prepared = await loop.run_in_executor(self._prep_executor, self.worker.prepare, jobs)
-            await ready.put((batch, prepared))
-
-    async def _worker_loop(self) -> None:
-        """Stage 2: the model. Stages are joined by a one-batch queue, so at most one batch waits prepared."""
-        loop = asyncio.get_running_loop()
-        ready: asyncio.Queue[tuple[list[SegmentJob], PreparedBatch | None] | None] = asyncio.Queue(maxsize=1)
-        prep = asyncio.create_task(self._prepare_loop(ready), name="corevad[worker].prepare")
-        try:
-            await self._model_loop(loop, ready)
-        finally:
-            prep.cancel()
-
-    async def _model_loop(self, loop: asyncio.AbstractEventLoop,
-                          ready: asyncio.Queue[tuple[list[SegmentJob], PreparedBatch | None] | None]) -> None:
-        while True:
-            item = await ready.get()
-            if item is None:
-                return
-            batch, prepared = item
-            jobs = [j for j in batch if not j.end_of_stream]
-            results: list[SegmentResult] = []
-            if jobs:
-                step = (functools.partial(self.worker.finish, prepared) if prepared is not None
-                        else functools.partial(self.worker.infer, jobs))
-                self._inflight_since = time.monotonic()
-                try:
-                    results = await loop.run_in_executor(self._executor, step)
-                except Exception:  # noqa: BLE001 - never lose the worker; the segments count as dropped
-                    log.exception("model worker failed on a batch of %d", len(jobs))
-                    for lost in jobs:
-                        lost.release()
-                        self._on_drop(lost, "worker error")
-                finally:
-                    self._inflight_since = None
-                if results:
-                    self.metrics.model_time.observe(results[0].model_s)
-                    answered = [r for r in results if r.answered]
-                    if answered:
-                        self._publish_model(self.model_health.success())
-                    else:
-                        r0 = results[0]
-                        self._publish_model(self.model_health.failure(r0.error_kind or "error", r0.error or ""))
-            pending = iter(results)
-            for job in batch:  # markers keep their place behind their camera's segments
-                if job.end_of_stream:
-                    await self.cameras[job.camera].results.put(job)
-                else:
-                    r = next(pending, None)
-                    if r is not None:
-                        await self.cameras[r.job.camera].results.put(r)
-
-    async def _publish_scoring(self, cam: CameraPipeline, out: ScoringOutput) -> None:
-        for m in out.messages:
-            if m.kind == "score" and isinstance(m.payload, dict) and m.payload.get("available", True):
-                self.metrics.latency.labels(cam.name).observe(max(0.0, float(m.payload["latency_s"])))
-            elif m.kind == "events" and isinstance(m.payload, dict):
-                after = m.payload["after"]
-                self.open_alerts.set(cam.name, after if after.get("active") else None)
-        self.publisher.publish_all(out.messages)
-        if out.snapshot is not None:
-            quality = self.config.camera_section(cam.cfg, "alerts").snapshot_quality
-            jpeg = await asyncio.to_thread(_jpeg, out.snapshot, quality)
-            if jpeg is not None:
-                self.publisher.publish(Message("snapshot", jpeg, camera=cam.name, retain=True,
-                                               alert_id=out.snapshot_alert))
-
-    async def _stats_loop(self) -> None:
-        interval = self.config.runtime.stats_interval_s
-        last_pub = time.monotonic()
-        windows = {name: (_RateWindow(), _RateWindow()) for name in self.counters}
-        while True:
-            await asyncio.sleep(1.0)
-            now = time.monotonic()
-            for name, c in self.counters.items():
-                fw, sw = windows[name]
-                c.fps_in, c.segments_per_s = fw.rate(now, c.frames), sw.rate(now, c.scored)
-                c.queue_lag_s = self._lag(name)
-            await self._watchdog(now)
-            if now - last_pub >= interval:
-                last_pub = now
-                self.publisher.publish(Message("stats", self.stats()))
-
-    async def _watchdog(self, now: float) -> None:
-        """A hung model produces no outcome at all: mark it down, and end alerts that waited too long."""
-        if self._inflight_since is not None:
-            stuck = now - self._inflight_since
-            self._publish_model(self.model_health.stalled(stuck))
-            for cam in self.cameras.values():
-                if cam.busy():
-                    msgs = cam.model_message(cam.health.stalled(stuck))
-                    self.publisher.publish_all(msgs)
-        for cam in self.cameras.values():
-            if cam.scoring.tracker.active is not None and not cam.finished.is_set():
-                await self._publish_scoring(cam, cam.scoring.unscored_until(cam.latest_clock))
+    def _store_stats(self) -> dict[str, Any] | None:
+        store = self._store_sink
+        return None if store is None else {"written": store.written, "dropped": store.dropped, "errors": store.errors}
 
     # -- public ----------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Per-camera counters and runtime totals (what <prefix>/stats carries)."""
-        store = self._store_sink
-        replicas = getattr(self.backend, "endpoint_stats", None)  # the openai backend's replicas
-        endpoints = {"endpoints": [{**e, "url": redact(e["url"])} for e in replicas()]} if replicas else {}
-        return {
-            "uptime_s": round(time.monotonic() - self._started, 1),
-            "run_id": self.run_id,
-            "cameras": {name: c.snapshot() for name, c in self.counters.items()},
-            "model": {"backend": getattr(self.backend, "name", "?"), "batches": self.worker.batches,
-                      "errors": self.worker.errors, "pending": self.batcher.pending(),
-                      **self.model_health.snapshot(),
-                      **endpoints},
-            "sinks": {"dropped": self.publisher.dropped, "errors": self.publisher.errors},
-            "store": None if store is None else {"written": store.written, "dropped": store.dropped,
-                                                 "errors": store.errors},
-        }
+        return self.supervisor.stats()
 
     def camera_overview(self) -> list[dict[str, Any]]:
         """What /api/cameras shows: per camera its (redacted) URL, status, model state, state, last score and
@@ -500,11 +384,10 @@ class App:
         out = []
         for name, cam in self.cameras.items():
             c = cam.counters
-            alerts = self.config.camera_section(cam.cfg, "alerts")
             out.append({"name": name, "url": cam.cfg.safe_url, "status": c.status.value, "reason": c.reason,
                         "model_state": c.model_state, "state": c.state, "last_score": c.last_score,
                         "last_explanation": c.last_explanation, "scored": c.scored, "drops": c.drops,
-                        "open_threshold": alerts.open_threshold, "close_threshold": alerts.close_threshold})
+                        "open_threshold": cam.alerts.open_threshold, "close_threshold": cam.alerts.close_threshold})
         return out
 
     def failed_cameras(self) -> list[str]:
@@ -526,53 +409,79 @@ class App:
             for f in (done, stopper):
                 f.cancel()
 
-    async def _shutdown(self) -> None:
-        """Stop sources, flush in-flight segments through the model and scoring, publish offline.
+    # -- teardown (the exit stack runs these in reverse order of setup) --------------------------------
+    # Bounded by one deadline, shutdown_timeout_s from the first step, whatever a camera or the model does:
+    # what is left at the deadline is dropped (counted) and open alerts end. Then the sinks flush.
+    def _left(self) -> float:
+        """Seconds until the teardown deadline, at least a moment so that work already done can be collected."""
+        if self._deadline is None:
+            self._deadline = time.monotonic() + self.config.runtime.shutdown_timeout_s
+        return max(0.2, self._deadline - time.monotonic())
 
-        Bounded by one deadline, shutdown_timeout_s from now, whatever a camera or the model does: what is
-        left at the deadline is dropped (counted) and open alerts end. Then the sinks flush (their own bounds).
-        """
-        if self._stopped:
-            return
-        self._stopped = True
-        deadline = time.monotonic() + self.config.runtime.shutdown_timeout_s
-        self._closing.set()
-        for cam in self.cameras.values():
-            cam.stop_reason = STOP_REASON
+    async def _stop_sources(self) -> None:
+        self._left()
+        self.batcher.stop_intake()
+        await self._stop_camera_sources(list(self.cameras.values()), STOP_REASON, self._deadline)
+
+    async def _stop_camera_sources(self, cams: list[CameraPipeline], reason: str, deadline: float | None) -> None:
+        """Stop the cameras' sources; a source that did not stop in time gets its end marker here."""
+        for cam in cams:
+            cam.stop_reason = reason
+            self.batcher.stop_intake(cam.name)
+            if cam.ring is not None:
+                cam.ring.close()  # a lossless source waiting for a slot wakes up
             if cam.source is not None:
                 cam.source.stop()
-        await asyncio.gather(*(asyncio.to_thread(cam.source.join, _left(deadline))
-                               for cam in self.cameras.values() if cam.source is not None))
+        await asyncio.gather(*(asyncio.to_thread(cam.source.join, _until(deadline))
+                               for cam in cams if cam.source is not None))
         await asyncio.sleep(0)  # let the sources' last callbacks (end markers) run
-        for cam in self.cameras.values():  # a source thread that did not stop in time has no marker yet
+        for cam in cams:
             if cam.source is not None and getattr(cam.source, "alive", False):
                 self.batcher.end_of_stream(cam.name)
+
+    async def _drain_model(self) -> None:
         await self.batcher.close()
         try:
-            await asyncio.wait_for(asyncio.shield(self._worker_task), _left(deadline))
+            await asyncio.wait_for(asyncio.shield(self._model_task), self._left())
         except TimeoutError:
             log.warning("shutdown: model still busy at the %.0f s deadline; dropping what is left",
                         self.config.runtime.shutdown_timeout_s)
-            self._worker_task.cancel()
+            self._model_task.cancel()
             for job in self.batcher.drain():
                 if not job.end_of_stream:
                     self._on_drop(job, "shutdown")
+
+    async def _finish_cameras(self) -> None:
+        cams = list(self.cameras.values())
+        await self._finish_camera_scoring(cams, STOP_REASON, self._deadline)
+        for cam in cams:
+            self._say_stopped(cam, STOP_REASON)
+
+    async def _finish_camera_scoring(self, cams: list[CameraPipeline], reason: str, deadline: float | None) -> None:
+        """Wait (until the deadline) for the cameras' end markers to be scored; then end what is left open."""
         try:
-            await asyncio.wait_for(asyncio.gather(*(c.finished.wait() for c in self.cameras.values())),
-                                   _left(deadline))
+            await asyncio.wait_for(asyncio.gather(*(c.finished.wait() for c in cams)), _until(deadline))
         except TimeoutError:
-            log.warning("shutdown: scoring did not finish in time; ending open alerts now")
-        for cam in self.cameras.values():
+            log.warning("%s: scoring did not finish in time; ending open alerts now", reason)
+        for cam in cams:
             if cam.task is not None and not cam.task.done():
                 cam.task.cancel()
             if not cam.finished.is_set():
-                await cam.finish(functools.partial(self._publish_scoring, cam), reason=STOP_REASON)
-        self._stats_task.cancel()
-        for cam in self.cameras.values():
-            if cam.counters.status in (CameraStatus.ONLINE, CameraStatus.CONNECTING):
-                cam.counters.status, cam.counters.reason = CameraStatus.OFFLINE, STOP_REASON  # the last stats say so
-                self._on_status(cam, StatusChange(cam.name, CameraStatus.OFFLINE, STOP_REASON))
-        self.publisher.publish(Message("stats", self.stats()))
+                await cam.finish(functools.partial(self._dispatch_camera, cam), reason=reason)
+                while not cam.results.empty():  # nobody scores them now: free a model stage waiting to deliver
+                    cam.results.get_nowait()
+
+    def _say_stopped(self, cam: CameraPipeline, reason: str, *, always: bool = False) -> None:
+        """A camera still online or connecting (or any, with always) is now offline for `reason`."""
+        if always or cam.counters.status in (CameraStatus.ONLINE, CameraStatus.CONNECTING):
+            cam.counters.status, cam.counters.reason = CameraStatus.OFFLINE, reason  # the last stats say so
+            self._on_status(cam, StatusChange(cam.name, CameraStatus.OFFLINE, reason))
+
+    async def _stop_supervisor(self, task: asyncio.Task[None]) -> None:
+        task.cancel()
+        self.supervisor.publish_stats()
+
+    async def _close_publisher(self) -> None:
         self.publisher.publish(Message("available", "offline", retain=True))
         self.publisher.close()
 
@@ -586,9 +495,9 @@ def explanation_support(text_encoder: TextEncoder) -> Callable[[np.ndarray], flo
     return lambda emb: float(support(emb, anomaly, normal)[0])
 
 
-def _left(deadline: float) -> float:
+def _until(deadline: float | None) -> float:
     """Seconds until the deadline, at least a moment so that work already done can be collected."""
-    return max(0.2, deadline - time.monotonic())
+    return 0.2 if deadline is None else max(0.2, deadline - time.monotonic())
 
 
 def _resolve_sample(cam: CameraConfig) -> CameraConfig:
@@ -597,11 +506,6 @@ def _resolve_sample(cam: CameraConfig) -> CameraConfig:
     from .sample import ensure_sample_clip
 
     return cam.model_copy(update={"url": str(ensure_sample_clip(cam.url[len("sample://"):] or "demo"))})
-
-
-def _jpeg(frame_bgr: np.ndarray, quality: int) -> bytes | None:
-    ok, buf = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
-    return buf.tobytes() if ok else None
 
 
 def build_app(config: StreamConfig, *, backend: VLMBackend | None = None, encoder: ImageTextEncoder | None = None,

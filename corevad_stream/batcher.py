@@ -7,28 +7,39 @@ segments (live), stride keeps every k-th segment of a backlogged camera, block m
 (lossless replay). Every drop is reported through on_drop and counted by the caller.
 A camera's end-of-stream marker (end_of_stream()) queues behind its segments, bypasses every bound and is
 never dropped, so it leaves the batcher after the camera's last surviving segment.
+Sources hand segments over with submit(), from their own threads: it returns at once for the drop
+policies, and for block it waits (the source thread, never the loop) until there is room or intake stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 
-from .config import OverloadPolicy
-from .entities import SegmentJob
+from .entities import OverloadPolicy, SegmentJob
 
 DropCallback = Callable[[SegmentJob, str], None]
+SubmitCallback = Callable[[SegmentJob], None]
 _MAX_STRIDE = 16
+_BLOCKED_POLL_S = 0.25  # how often a blocked submit looks whether intake stopped (shutdown, camera removed)
 
 
 class Batcher:
-    """Per-camera bounded queues feeding next_batch()."""
+    """Per-camera bounded queues feeding next_batch(). Every method but submit() runs on the event loop.
+
+    on_submit: called on the loop for every segment a source submits, before the policy sees it (the
+    caller's in-flight bookkeeping); on_drop: for every segment dropped, with the reason.
+    """
 
     def __init__(self, *, max_batch: int, max_wait_s: float, max_pending_per_camera: int,
                  max_pending_total: int, on_drop: DropCallback,
-                 default_policy: OverloadPolicy = OverloadPolicy.DROP_OLDEST) -> None:
+                 default_policy: OverloadPolicy = OverloadPolicy.DROP_OLDEST,
+                 on_submit: SubmitCallback | None = None) -> None:
         if max_batch < 1 or max_pending_per_camera < 1 or max_pending_total < 1:
             raise ValueError("max_batch, max_pending_per_camera and max_pending_total must be >= 1")
         self.max_batch = max_batch
@@ -36,7 +47,13 @@ class Batcher:
         self.per_camera = max_pending_per_camera
         self.total_cap = max_pending_total
         self.on_drop = on_drop
-        self.default_policy = default_policy
+        self.default_policy = OverloadPolicy(default_policy)
+        self.on_submit = on_submit
+        self._loop: asyncio.AbstractEventLoop | None = None
+        with contextlib.suppress(RuntimeError):  # built off the loop (a test): submit() is not used then
+            self._loop = asyncio.get_running_loop()
+        self._intake_closed = threading.Event()
+        self._stopped_cameras: set[str] = set()
         self._queues: dict[str, deque[SegmentJob]] = {}
         self._policy: dict[str, OverloadPolicy] = {}
         self._stride: dict[str, int] = {}
@@ -56,7 +73,74 @@ class Batcher:
             self._order.append(camera)
             self._stride[camera] = 1
             self._seen[camera] = 0
-        self._policy[camera] = policy or self.default_policy
+        self._policy[camera] = OverloadPolicy(policy) if policy is not None else self.default_policy
+        self._stopped_cameras.discard(camera)
+
+    def remove_camera(self, camera: str) -> None:
+        """Forget a camera once its end marker has left (nothing of it waits any more)."""
+        if any(self._queues.get(camera, ())):
+            raise ValueError(f"camera {camera!r} still has segments waiting")
+        self._queues.pop(camera, None)
+        if camera in self._order:
+            self._order.remove(camera)
+            self._turn = 0
+        for d in (self._policy, self._stride, self._seen):
+            d.pop(camera, None)
+
+    def stop_intake(self, camera: str | None = None) -> None:
+        """Thread-safe: later submits (of `camera`, or of every camera) are dropped, blocked ones give up."""
+        if camera is None:
+            self._intake_closed.set()
+        else:
+            self._stopped_cameras.add(camera)
+
+    def _intake_open(self, camera: str) -> bool:
+        return not self._intake_closed.is_set() and camera not in self._stopped_cameras
+
+    def submit(self, job: SegmentJob) -> None:
+        """Hand a segment over from a source thread (thread-safe; never call it on the loop).
+
+        Drop policies: returns at once (the loop offers it). block: waits until the batcher has room or
+        intake stops (then the segment is dropped as "shutdown"), polling so that a stop is noticed.
+        """
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("Batcher.submit needs a batcher built on a running event loop")
+        if not self._intake_open(job.camera):
+            job.release()
+            loop.call_soon_threadsafe(self._submitted_late, job)
+            return
+        if self.policy(job.camera) is not OverloadPolicy.BLOCK:
+            loop.call_soon_threadsafe(self._offer_submitted, job)
+            return
+        fut = asyncio.run_coroutine_threadsafe(self._put_submitted(job), loop)
+        while True:
+            try:
+                fut.result(_BLOCKED_POLL_S)
+                return
+            except concurrent.futures.TimeoutError:
+                if not self._intake_open(job.camera):
+                    fut.cancel()  # _put_submitted drops it
+                    return
+
+    def _submitted_late(self, job: SegmentJob) -> None:
+        if self.on_submit is not None:
+            self.on_submit(job)
+        self.on_drop(job, "shutdown")
+
+    def _offer_submitted(self, job: SegmentJob) -> None:
+        if self.on_submit is not None:
+            self.on_submit(job)
+        self.offer(job)
+
+    async def _put_submitted(self, job: SegmentJob) -> None:
+        if self.on_submit is not None:
+            self.on_submit(job)
+        try:
+            await self.put(job)
+        except asyncio.CancelledError:
+            self._drop(job, "shutdown")
+            raise
 
     def policy(self, camera: str) -> OverloadPolicy:
         return self._policy.get(camera, self.default_policy)
@@ -133,6 +217,7 @@ class Batcher:
 
     async def close(self) -> None:
         """No more input: waiting puts give up; next_batch drains what is left, then returns []."""
+        self._intake_closed.set()
         self._closed = True
         self._items.set()
         self._room.set()

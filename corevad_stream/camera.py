@@ -1,9 +1,11 @@
 """One camera's pipeline past the batcher: in-flight bookkeeping, model health, scoring and its messages.
 
 Why an object per camera: the App only wires stages together; what belongs to a camera (its counters, its
-segments still waiting for a score, its model state, its alert record) lives here, updated on the event
-loop only. A stream is finished when its end-of-stream marker comes out of the results queue: the marker
-travels behind the camera's segments through the batcher and the worker, so nothing counts segments.
+segments still waiting for a score, its model state, its resolved config sections, its alert record) lives
+here, updated on the event loop only. A stream is finished when its end-of-stream marker comes out of the
+results queue: the marker travels behind the camera's segments through the batcher and the worker, so
+nothing counts segments. The camera's config sections (global + its overrides) are resolved once, when the
+pipeline is built, and read from here by scoring, dispatch and /api/cameras.
 """
 
 from __future__ import annotations
@@ -13,25 +15,33 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from .config import CameraConfig
-from .entities import CameraCounters, SegmentJob
+from .config import AlertsConfig, CameraConfig, RefinementConfig
+from .entities import CameraCounters, CameraScorer, ScoringOutput, SegmentJob, SegmentResult, Source
 from .health import HealthChange, ModelHealth, ModelState
 from .messages import Message
 from .ring import FrameRing
-from .scoring import CameraScoring, ScoringOutput
-from .sources import Source
-from .worker import SegmentResult
 
 log = logging.getLogger(__name__)
 
+Publish = Callable[[ScoringOutput], Awaitable[None]]
+
 
 class CameraPipeline:
-    """Everything the app keeps for one camera; every method runs on the event loop."""
+    """Everything the app keeps for one camera; every method runs on the event loop.
 
-    def __init__(self, cfg: CameraConfig, *, counters: CameraCounters, scoring: CameraScoring,
-                 ring: FrameRing | None, results_bound: int, down_after_s: float) -> None:
+    cfg: the camera's config; alerts/refinement: its resolved sections (the global ones with its overrides).
+    ring: its frame ring (None: frame-less), closed when the camera stops so a waiting source wakes up.
+    """
+
+    def __init__(self, cfg: CameraConfig, *, counters: CameraCounters, scoring: CameraScorer,
+                 ring: FrameRing | None, results_bound: int, down_after_s: float, alerts: AlertsConfig,
+                 refinement: RefinementConfig) -> None:
+        if results_bound < 1:
+            raise ValueError(f"results_bound must be >= 1, got {results_bound}")
         self.cfg = cfg
         self.name = cfg.name
+        self.alerts = alerts
+        self.refinement = refinement
         self.counters = counters
         self.scoring = scoring
         self.ring = ring
@@ -43,6 +53,7 @@ class CameraPipeline:
         self.latest_clock = 0.0  # stream clock of the newest segment cut (scored or not)
         self.stop_reason: str | None = None  # why an open alert ends at the marker (None: end of stream)
         self._inflight: dict[int, float] = {}  # segment index -> monotonic time it was cut, until scored/dropped
+        self.no_slot = 0  # segments lost because every ring slot was still leased downstream
 
     # -- bookkeeping -----------------------------------------------------------------------------------
     def cut(self, job: SegmentJob) -> None:
@@ -58,6 +69,16 @@ class CameraPipeline:
         else:
             self._inflight.pop(index, None)
         self.counters.drops += 1
+
+    def lost_no_slot(self, index: int) -> None:
+        """The segmenter had no ring slot for segment `index` (a live policy; block waits instead): say so."""
+        self.lost(None)
+        if self.ring is not None and self.ring.closed:
+            return  # the camera is stopping: the ring was closed on purpose
+        self.no_slot += 1
+        if self.no_slot in (1, 10, 100) or self.no_slot % 1000 == 0:
+            log.warning("camera %s: no free frame slot (the model is behind): segment %d dropped, %d so far",
+                        self.name, index, self.no_slot)
 
     def lag(self, now: float | None = None) -> float:
         """Age of the oldest segment not yet scored, waiting or in the model."""
@@ -77,12 +98,23 @@ class CameraPipeline:
         level = logging.WARNING if change.state is not ModelState.OK else logging.INFO
         log.log(level, "camera %s: model %s%s", self.name, change.state.value,
                 f" ({change.reason})" if change.reason else "")
-        msgs = [Message("model", self.health.snapshot(), camera=self.name, retain=True)]
+        msgs = [Message("model", self.health.record(), camera=self.name, retain=True)]
         msgs += self.scoring.set_model_down(change.state is ModelState.DOWN).messages
         return msgs
 
+    # -- the watchdog's questions (asked by the supervisor) --------------------------------------------
+    def stalled(self, seconds: float) -> list[Message]:
+        """A batch has been in the model this long: the camera's model is down if it has segments waiting."""
+        return self.model_message(self.health.stalled(seconds)) if self.busy() else []
+
+    def overdue(self) -> ScoringOutput | None:
+        """An open alert that has waited too long for answers ends (None: no alert open or stream done)."""
+        if self.scoring.tracker.active is None or self.finished.is_set():
+            return None
+        return self.scoring.unscored_until(self.latest_clock)
+
     # -- the scoring task ------------------------------------------------------------------------------
-    async def run(self, publish: Callable[[ScoringOutput], Awaitable[None]]) -> None:
+    async def run(self, publish: Publish) -> None:
         """Score results in order until the end marker; then finish (end an open alert) and set `finished`."""
         while True:
             item = await self.results.get()
@@ -102,7 +134,7 @@ class CameraPipeline:
             await publish(out)
         await self.finish(publish, reason=self.stop_reason)
 
-    async def finish(self, publish: Callable[[ScoringOutput], Awaitable[None]], *, reason: str | None) -> None:
+    async def finish(self, publish: Publish, *, reason: str | None) -> None:
         if self.finished.is_set():
             return
         try:

@@ -1,4 +1,8 @@
-"""Plain data passed between stages: segments, camera status changes, per-camera counters."""
+"""The data that crosses stages: segments, results, prepared batches, policies, reasons, the source protocol.
+
+Why one module: stages (sources, segmenter, batcher, model stage, scoring, dispatch, supervisor) import
+these types and never each other, so a stage can be built and tested alone and no import circle forms.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,29 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
+
+from corevad.alerts import AlertTracker
+from corevad.causal import ScoredSegment
+from corevad.models.base import Clip
+from corevad.types import Verdict
+
+from .messages import Message
+
+# Why an open alert ended or a camera went offline when the monitor itself did it (not the camera or model).
+STOP_REASON = "monitor stopped"
+RESTART_REASON = "monitor restarted"
+REMOVED_REASON = "camera removed"
+
+
+class OverloadPolicy(enum.StrEnum):
+    """What the batcher does when segments arrive faster than the model answers."""
+
+    DROP_OLDEST = "drop_oldest"  # live: keep the freshest segments, drop the oldest waiting ones
+    STRIDE = "stride"  # live: keep every k-th segment of a backlogged camera (k doubles while behind)
+    BLOCK = "block"  # replay: lossless, the source waits for room (never for live cameras)
 
 
 class CameraStatus(enum.StrEnum):
@@ -107,3 +132,109 @@ class CameraCounters:
             "last_score": None if self.last_score is None else round(self.last_score, 4),
             "state": self.state, "last_explanation": self.last_explanation,
         }
+
+
+@dataclass(slots=True)
+class SegmentResult:
+    """A segment after the model: its verdict, features and (optionally) its middle frame, BGR."""
+
+    job: SegmentJob
+    verdict: Verdict
+    visual: np.ndarray | None
+    response_emb: np.ndarray | None
+    description_emb: np.ndarray | None
+    snapshot: np.ndarray | None
+    model_s: float
+    error: str | None = None  # set: the model gave no valid answer for this segment (verdict is a placeholder)
+    error_kind: str | None = None
+    answer_text_emb: np.ndarray | None = None  # sentence-encoder embeddings (text-anchored context)
+    description_text_emb: np.ndarray | None = None
+    p_anomalous: float | None = None  # P("Anomalous") from the backend, when it gives one
+
+    @property
+    def answered(self) -> bool:
+        return self.error is None
+
+
+@dataclass(slots=True)
+class PreparedBatch:
+    """A batch after preprocessing: the backend's prepared inputs, or the error that stopped them."""
+
+    jobs: list[SegmentJob]
+    clips: list[Clip]
+    prepared: Any = None  # None: the backend has no prepare step (answers come from answer_scored)
+    error: tuple[str, str] | None = None
+    prep_s: float = 0.0
+
+
+StatusCallback = Callable[[StatusChange], None]
+
+
+class Source(Protocol):
+    """What the app needs from a source: a name, start, stop, join."""
+
+    name: str
+    # Set by the app before start(): called (from any thread) once the source has stopped for good.
+    on_exit: Callable[[], None] | None
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def join(self, timeout: float | None = None) -> None: ...
+
+
+class FrameSink(Protocol):
+    """What a source feeds its decoded frames into (the camera's Segmenter), from the source thread."""
+
+    index: int
+    seg_len: int
+    segment_seconds: float
+
+    def start_stream(self, fps: float) -> None: ...
+
+    def wants(self) -> bool: ...
+
+    def push(self, frame_bgr: np.ndarray | None, t: float) -> None: ...
+
+    def flush_partial(self, t: float) -> None: ...
+
+    def abandon(self) -> None: ...
+
+
+@dataclass(slots=True)
+class ScoringOutput:
+    """What one result produced: messages to publish and, when an alert's peak moved, the frame to snapshot."""
+
+    messages: list[Message] = field(default_factory=list)
+    snapshot: np.ndarray | None = None
+    snapshot_alert: str | None = None  # the alert whose peak the snapshot shows
+    scored: list[ScoredSegment] = field(default_factory=list)
+
+
+class CameraScorer(Protocol):
+    """What a camera's pipeline needs from its scoring (scoring.CameraScoring)."""
+
+    state: str
+    tracker: AlertTracker
+
+    def process(self, result: SegmentResult) -> ScoringOutput: ...
+
+    def finish(self, reason: str = ...) -> ScoringOutput: ...
+
+    def unscored_until(self, clock: float, *, segment: bool = False) -> ScoringOutput: ...
+
+    def set_model_down(self, down: bool) -> ScoringOutput: ...
+
+
+class WatchedCamera(Protocol):
+    """What the supervisor asks of a camera's pipeline (camera.CameraPipeline)."""
+
+    name: str
+    counters: CameraCounters
+
+    def lag(self, now: float | None = None) -> float: ...
+
+    def stalled(self, seconds: float) -> list[Message]: ...
+
+    def overdue(self) -> ScoringOutput | None: ...

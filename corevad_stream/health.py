@@ -15,6 +15,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from .messages import ModelRecord
+
 
 class ModelState(enum.StrEnum):
     OK = "ok"  # the last answer was valid
@@ -72,7 +74,11 @@ class ModelHealth:
         self.state, self.reason = state, reason
         return HealthChange(state, reason, self.since)
 
+    def record(self) -> ModelRecord:
+        """The state as published on <prefix>/model (and <prefix>/<camera>/model)."""
+        return ModelRecord(state=self.state.value, reason=self.reason, since=self.since,
+                           last_success=self.last_success, errors=dict(self.errors))
+
     def snapshot(self) -> dict[str, Any]:
-        return {"state": self.state.value, "reason": self.reason, "since": round(self.since, 3),
-                "last_success": None if self.last_success is None else round(self.last_success, 3),
-                "errors": dict(self.errors)}
+        """The record's JSON form (the HTTP API's /api/model, the stats)."""
+        return self.record().to_json()

@@ -33,11 +33,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .messages import Message
+from .messages import Message, kinds_where
 
 log = logging.getLogger(__name__)
 
-LIVE_KINDS = frozenset({"events", "state", "status", "model", "score", "snapshot"})
+LIVE_KINDS = kinds_where("feed")
 # What a score message carries to the page: enough for a sparkline (descriptions stay in the store).
 _SCORE_FIELDS = ("index", "start", "end", "score", "available", "label")
 WEB_DIR = "web"  # package data folder of the page (corevad_stream/data/web)
@@ -70,6 +70,7 @@ class LiveFeed:
     async def send(self, message: Message) -> None:
         if message.kind not in LIVE_KINDS:
             return
+        message = message.serialised()  # the page reads JSON: typed records become their wire form here
         if message.kind == "snapshot" and isinstance(message.payload, bytes):
             if message.alert_id is None:
                 return

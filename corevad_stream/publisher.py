@@ -13,12 +13,12 @@ import logging
 from collections import deque
 from collections.abc import Sequence
 
-from .messages import Message
+from .messages import Message, kinds_where
 from .sinks.base import Sink
 
 log = logging.getLogger(__name__)
 
-KEEP_KINDS = frozenset({"events", "state", "status", "available", "model", "alert"})
+KEEP_KINDS = kinds_where("keep")
 
 
 class _SinkLane:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,9 +21,8 @@ from corevad.alerts import END_STREAM, AlertEvent, AlertParams, AlertTracker
 from corevad.causal import CausalScorer, ScoredSegment
 from corevad.params import CausalParams
 
-from .entities import CameraCounters
-from .messages import Message
-from .worker import SegmentResult
+from .entities import CameraCounters, ScoringOutput, SegmentResult
+from .messages import AlertEventRecord, AlertRecord, EventTiming, Message, ScoreRecord
 
 
 @dataclass(slots=True)
@@ -39,16 +38,6 @@ class _Meta:
     snapshot: np.ndarray | None
     support: float = 1.0  # how much the description reads like an anomaly (explanation ranking)
     p_anomalous: float | None = None
-
-
-@dataclass(slots=True)
-class ScoringOutput:
-    """What one result produced: messages to publish and, when an alert's peak moved, the frame to snapshot."""
-
-    messages: list[Message] = field(default_factory=list)
-    snapshot: np.ndarray | None = None
-    snapshot_alert: str | None = None  # the alert whose peak the snapshot shows
-    scored: list[ScoredSegment] = field(default_factory=list)
 
 
 class CameraScoring:
@@ -129,11 +118,9 @@ class CameraScoring:
         job = result.job
         self.counters.unanswered += 1
         out = self.unscored_until(job.clock, segment=True)
-        out.messages.insert(0, Message("score", {
-            "index": job.index, "start": job.start, "end": job.end, "score": None, "available": False,
-            "error": result.error_kind, "reason": result.error, "latency_s": round(time.time() - job.end, 4),
-            "model_s": round(result.model_s, 4),
-        }, camera=self.camera))
+        out.messages.insert(0, Message("score", ScoreRecord(
+            index=job.index, start=job.start, end=job.end, available=False, error=result.error_kind,
+            reason=result.error, latency_s=time.time() - job.end, model_s=result.model_s), camera=self.camera))
         return out
 
     def _sync_state(self, messages: list[Message]) -> None:
@@ -163,14 +150,11 @@ class CameraScoring:
             c.scored += 1
             c.last_score = s.score
             c.last_latency_s = latency
-            out.messages.append(Message("score", {
-                "index": meta.index, "start": meta.start, "end": meta.end, "score": s.score,
-                "refined": s.refined, "label": s.label, "raw_label": meta.label,
-                "parsed": meta.parsed, "description": chosen.description, "chosen": self._metas[s.chosen].index
-                if s.chosen in self._metas else meta.index, "latency_s": round(latency, 4),
-                "model_s": round(meta.model_s, 4), "available": True,
-                **({} if meta.p_anomalous is None else {"p_anomalous": round(meta.p_anomalous, 6)}),
-            }, camera=self.camera))
+            out.messages.append(Message("score", ScoreRecord(
+                index=meta.index, start=meta.start, end=meta.end, score=s.score, refined=s.refined, label=s.label,
+                raw_label=meta.label, parsed=meta.parsed, description=chosen.description,
+                chosen=self._metas[s.chosen].index if s.chosen in self._metas else meta.index,
+                latency_s=latency, model_s=meta.model_s, p_anomalous=meta.p_anomalous), camera=self.camera))
             for ev in self.tracker.update(index=meta.index, start=meta.start, end=meta.end, score=s.score,
                                           drivers=drivers, clock=meta.clock):
                 out.messages.extend(self._event_messages(ev, meta))
@@ -183,13 +167,12 @@ class CameraScoring:
         return out
 
     def _event_messages(self, ev: AlertEvent, meta: _Meta | None) -> list[Message]:
-        payload = ev.to_dict()
-        if meta is not None:
-            # Timing for the latency figure: when the driving segment ended and how long the model took.
-            payload["timing"] = {"segment_end": meta.end, "model_s": round(meta.model_s, 6),
-                                 "scored_at": time.time()}
+        # Timing for the latency figure: when the driving segment ended and how long the model took.
+        timing = None if meta is None else EventTiming(segment_end=meta.end, model_s=meta.model_s,
+                                                       scored_at=time.time())
         # The camera's latest alert, retained (Home Assistant reads its explanation as attributes).
-        msgs = [Message("events", payload), Message("alert", ev.after.to_dict(), camera=self.camera, retain=True)]
+        msgs = [Message("events", AlertEventRecord.of(ev, timing)),
+                Message("alert", AlertRecord(ev.after), camera=self.camera, retain=True)]
         self._sync_state(msgs)
         if ev.after.explanation:
             self.counters.last_explanation = ev.after.explanation[0]

@@ -46,7 +46,8 @@ class Segmenter:
 
     def __init__(self, camera: str, *, ring: FrameRing | None, frames_per_segment: int,
                  emit: Callable[[SegmentJob], None], on_no_slot: Callable[[int], None] | None = None,
-                 segment_seconds: float = 1.0, first_index: int = 0, keep_full_frame: bool = False) -> None:
+                 segment_seconds: float = 1.0, first_index: int = 0, keep_full_frame: bool = False,
+                 lossless: bool = False) -> None:
         self.camera = camera
         self.ring = ring
         self.k = frames_per_segment
@@ -54,6 +55,7 @@ class Segmenter:
         self.on_no_slot = on_no_slot
         self.segment_seconds = segment_seconds
         self.keep_full_frame = keep_full_frame
+        self.lossless = lossless  # wait for a ring slot (overload policy block) instead of dropping the segment
         self._full: np.ndarray | None = None
         self.index = first_index
         self.fps = 30.0
@@ -118,7 +120,8 @@ class Segmenter:
         self._slot = None
         self._slot_ok = True
         if self.ring is not None:
-            self._slot = self.ring.acquire()
+            # Lossless: the source thread waits here until the model gives a slot back (or the ring closes).
+            self._slot = self.ring.acquire(wait=self.lossless)
             if self._slot is None:
                 self._slot_ok = False
 

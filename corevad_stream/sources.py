@@ -19,7 +19,6 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
 from urllib.parse import parse_qs, urlparse
 
 import cv2
@@ -27,29 +26,13 @@ import cv2
 from corevad.backoff import Backoff, BackoffPolicy
 
 from .config import CameraConfig, ReconnectConfig
-from .entities import CameraCounters, CameraStatus, StatusChange
+from .entities import CameraCounters, CameraStatus, FrameSink, StatusCallback, StatusChange
 from .redact import redact
-from .segmenter import Segmenter
 
 log = logging.getLogger(__name__)
 
-StatusCallback = Callable[[StatusChange], None]
 FRAMELESS_SCHEME = "frameless://"
 _FALLBACK_FPS = 30.0
-
-
-class Source(Protocol):
-    """What the app needs from a source: a name, start, stop, join."""
-
-    name: str
-    # Set by the app before start(): called (from any thread) once the source has stopped for good.
-    on_exit: Callable[[], None] | None
-
-    def start(self) -> None: ...
-
-    def stop(self) -> None: ...
-
-    def join(self, timeout: float | None = None) -> None: ...
 
 
 def frameless_spec(url: str) -> tuple[int | None, float]:
@@ -61,7 +44,7 @@ def frameless_spec(url: str) -> tuple[int | None, float]:
 
 
 class _ThreadSource:
-    def __init__(self, cam: CameraConfig, *, segmenter: Segmenter, counters: CameraCounters,
+    def __init__(self, cam: CameraConfig, *, segmenter: FrameSink, counters: CameraCounters,
                  on_status: StatusCallback, restart: BackoffPolicy | None = None) -> None:
         self.cam = cam
         self.restart_policy = restart or BackoffPolicy()
@@ -129,7 +112,7 @@ class _ThreadSource:
 class VideoSource(_ThreadSource):
     """RTSP / HTTP / file camera read with cv2.VideoCapture(CAP_FFMPEG) in a thread."""
 
-    def __init__(self, cam: CameraConfig, *, segmenter: Segmenter, counters: CameraCounters,
+    def __init__(self, cam: CameraConfig, *, segmenter: FrameSink, counters: CameraCounters,
                  on_status: StatusCallback, reconnect: ReconnectConfig, rng: random.Random | None = None) -> None:
         super().__init__(cam, segmenter=segmenter, counters=counters, on_status=on_status,
                          restart=reconnect.policy())
@@ -306,7 +289,7 @@ class FramelessSource(_ThreadSource):
     rate "fast" emits as fast as the pipeline accepts; "native" paces segments at the stream rate.
     """
 
-    def __init__(self, cam: CameraConfig, *, segmenter: Segmenter, counters: CameraCounters,
+    def __init__(self, cam: CameraConfig, *, segmenter: FrameSink, counters: CameraCounters,
                  on_status: StatusCallback, restart: BackoffPolicy | None = None) -> None:
         super().__init__(cam, segmenter=segmenter, counters=counters, on_status=on_status, restart=restart)
         self.n_frames, self.fps = frameless_spec(cam.url)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -24,42 +22,9 @@ from corevad.models.text import TextEncoder
 from corevad.prompt import parse_answer
 from corevad.types import Verdict
 
-from .entities import SegmentJob
+from .entities import PreparedBatch, SegmentJob, SegmentResult
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(slots=True)
-class SegmentResult:
-    """A segment after the model: its verdict, features and (optionally) its middle frame, BGR."""
-
-    job: SegmentJob
-    verdict: Verdict
-    visual: np.ndarray | None
-    response_emb: np.ndarray | None
-    description_emb: np.ndarray | None
-    snapshot: np.ndarray | None
-    model_s: float
-    error: str | None = None  # set: the model gave no valid answer for this segment (verdict is a placeholder)
-    error_kind: str | None = None
-    answer_text_emb: np.ndarray | None = None  # sentence-encoder embeddings (text-anchored context)
-    description_text_emb: np.ndarray | None = None
-    p_anomalous: float | None = None  # P("Anomalous") from the backend, when it gives one
-
-    @property
-    def answered(self) -> bool:
-        return self.error is None
-
-
-@dataclass(slots=True)
-class PreparedBatch:
-    """A batch after preprocessing: the backend's prepared inputs, or the error that stopped them."""
-
-    jobs: list[SegmentJob]
-    clips: list[Clip]
-    prepared: Any = None  # None: the backend has no prepare step (answers come from answer_scored)
-    error: tuple[str, str] | None = None
-    prep_s: float = 0.0
 
 
 def _failure(exc: BaseException) -> tuple[str, str]:

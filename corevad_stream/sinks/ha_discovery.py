@@ -17,6 +17,8 @@ from typing import Any
 from corevad.errors import CorevadError
 from corevad.files import MIB, read_text_checked
 
+from ..messages import topic
+
 log = logging.getLogger(__name__)
 
 ENTITIES = ("anomaly", "score", "status", "model", "snapshot")
@@ -35,25 +37,26 @@ def config_topic(discovery_prefix: str, prefix: str, camera: str, entity: str) -
 
 def camera_configs(discovery_prefix: str, prefix: str, camera: str) -> dict[str, dict[str, Any]]:
     """topic -> discovery payload for every entity of one camera."""
-    base = f"{prefix}/{camera}"
     node, _ = _ids(prefix, camera, "")
+    status, model = topic(prefix, "status", camera), topic(prefix, "model", camera)
     device = {"identifiers": [f"{node}_{camera}"], "name": f"{camera} (corevad)", "manufacturer": "corevad",
               "model": "CoReVAD anomaly monitor"}
-    common = {"availability_topic": f"{prefix}/available", "payload_available": "online",
+    common = {"availability_topic": topic(prefix, "available"), "payload_available": "online",
               "payload_not_available": "offline", "device": device}
     entities: dict[str, dict[str, Any]] = {
-        "anomaly": {"name": "Anomaly", "state_topic": f"{base}/state", "payload_on": "anomalous",
+        "anomaly": {"name": "Anomaly", "state_topic": topic(prefix, "state", camera), "payload_on": "anomalous",
                     "payload_off": "normal", "device_class": "safety",
                     # `unknown` (no score yet, model down, monitor stopped) is neither on nor off.
                     "value_template": "{{ value if value in ('anomalous', 'normal') else None }}",
-                    "json_attributes_topic": f"{base}/alert"},
-        "score": {"name": "Anomaly score", "state_topic": f"{base}/score", "state_class": "measurement",
+                    "json_attributes_topic": topic(prefix, "alert", camera)},
+        "score": {"name": "Anomaly score", "state_topic": topic(prefix, "score", camera), "state_class": "measurement",
                   "value_template": "{{ value_json.score if value_json.available else None }}"},
-        "status": {"name": "Camera status", "state_topic": f"{base}/status",
-                   "value_template": "{{ value_json.state }}", "json_attributes_topic": f"{base}/status"},
-        "model": {"name": "Model state", "state_topic": f"{base}/model", "value_template": "{{ value_json.state }}",
-                  "json_attributes_topic": f"{base}/model"},
-        "snapshot": {"name": "Alert snapshot", "image_topic": f"{base}/snapshot", "content_type": "image/jpeg"},
+        "status": {"name": "Camera status", "state_topic": status,
+                   "value_template": "{{ value_json.state }}", "json_attributes_topic": status},
+        "model": {"name": "Model state", "state_topic": model, "value_template": "{{ value_json.state }}",
+                  "json_attributes_topic": model},
+        "snapshot": {"name": "Alert snapshot", "image_topic": topic(prefix, "snapshot", camera),
+                     "content_type": "image/jpeg"},
     }
     out = {}
     for entity, payload in entities.items():

@@ -13,12 +13,12 @@ from ..messages import Message
 
 def message_record(msg: Message, prefix: str = "corevad") -> dict[str, Any]:
     """The JSON form of a message: topic, kind, camera, retain, time and payload (bytes as base64)."""
-    payload: Any = msg.payload
+    payload: Any = msg.json_payload()
     if isinstance(payload, bytes):
-        payload = {"base64": base64.b64encode(payload).decode("ascii"), "bytes": len(msg.payload)}
-    camera = msg.camera
-    if camera is None and msg.kind == "events" and isinstance(msg.payload, dict):
-        camera = msg.payload.get("after", {}).get("camera")  # an alert event belongs to its camera
+        payload = {"base64": base64.b64encode(payload).decode("ascii"), "bytes": len(payload)}
+    camera = msg.owner  # an alert event belongs to its camera
+    if camera is None and msg.kind == "events" and isinstance(payload, dict):
+        camera = payload.get("after", {}).get("camera")
     return {"t": time.time(), "topic": msg.topic(prefix), "kind": msg.kind, "camera": camera,
             "retain": msg.retain, "payload": payload}
 

@@ -1,4 +1,4 @@
-"""A sink that keeps messages in memory (programmatic use: replay, tests, notebooks)."""
+"""A sink that keeps messages in memory (programmatic use: replay, tests, notebooks), in their wire form."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ from ..messages import Message
 
 
 class MemorySink:
-    """Collects every message in .messages; wait_for() awaits a condition on them."""
+    """Collects every message in .messages, serialised (payloads as the JSON sinks write them); wait_for()
+    awaits a condition on them."""
 
     def __init__(self, *, name: str = "memory", limit: int | None = None) -> None:
         self.name = name
@@ -24,7 +25,7 @@ class MemorySink:
         return None
 
     async def send(self, message: Message) -> None:
-        self.messages.append(message)
+        self.messages.append(message.serialised())
         if self.limit is not None and len(self.messages) > self.limit:
             del self.messages[: len(self.messages) - self.limit]
         self._changed.set()

@@ -34,7 +34,8 @@ from corevad.paths import state_dir
 
 from ..broker import EmbeddedBroker, EmbeddedBrokerConfig, mqtt_broker_answers
 from ..errors import StreamError
-from ..messages import Message
+from ..messages import Message, kinds_where
+from ..messages import topic as build_topic
 from ..security import read_secret
 from .ha_discovery import camera_configs, removed_camera_topics
 from .outbox import Outbox, OutboxFullPolicy
@@ -42,7 +43,7 @@ from .outbox import Outbox, OutboxFullPolicy
 log = logging.getLogger(__name__)
 
 QoS = Literal[0, 1, 2]
-RETAINED_KINDS = frozenset({"available", "state", "status", "snapshot", "model", "alert"})
+RETAINED_KINDS = kinds_where("retain")
 
 
 class MqttSinkError(StreamError):
@@ -219,7 +220,7 @@ class _Pub:
 
 def encode_payload(message: Message) -> bytes:
     """dict -> compact UTF-8 JSON, str -> UTF-8, bytes as they are."""
-    payload = message.payload
+    payload = message.json_payload()
     if isinstance(payload, bytes | bytearray | memoryview):
         return bytes(payload)
     if isinstance(payload, str):
@@ -250,7 +251,7 @@ class MqttSink:
         self.config = config
         self.cameras = list(cameras)
         self.prefix = config.prefix
-        self.available_topic = f"{config.prefix}/available"
+        self.available_topic = build_topic(config.prefix, "available")
         self._outbox_path = outbox_path or config.outbox_path()
         self._outbox: Outbox | None = None
         self._broker: EmbeddedBroker | None = None

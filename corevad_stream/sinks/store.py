@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..messages import Message
+from ..messages import Message, kinds_where
 from ..store import EventStore, Retention
 
 log = logging.getLogger(__name__)
 
-_STORED_KINDS = frozenset({"events", "score", "status", "model", "snapshot"})
+_STORED_KINDS = kinds_where("store")
 _STOP = object()
 
 
@@ -83,7 +83,7 @@ class EventStoreSink:
                 return
             try:
                 message, at = item
-                self.store.write(message.kind, message.camera, message.payload, at, alert_id=message.alert_id)
+                self.store.write(message.kind, message.camera, message.json_payload(), at, alert_id=message.alert_id)
                 self.written += 1
             except Exception as exc:  # noqa: BLE001 - same boundary
                 self.errors += 1
