@@ -124,33 +124,3 @@ def test_an_alert_without_answers_for_max_unscored_s_ends_with_a_reason() -> Non
     assert [e.type for e in evs] == ["end"] and t.active is None
     assert evs[0].after.end_reason == "model unavailable" and evs[0].after.end_index == 1
     assert t.close() == []  # nothing left to end
-
-
-def test_camera_scoring_ranks_explanations_by_weight_times_support() -> None:
-    import numpy as np
-
-    from corevad.params import CausalParams
-    from corevad.prompt import parse_answer
-    from corevad_stream.entities import SegmentJob
-    from corevad_stream.scoring import CameraScoring
-    from corevad_stream.worker import SegmentResult
-
-    hug, fight = "Two people hug in the car park.", "Two men fight in the car park."
-    emb = {hug: np.array([1.0, 0.0], np.float32), fight: np.array([0.0, 1.0], np.float32)}
-
-    def run(support):  # type: ignore[no-untyped-def]
-        sc = CameraScoring("c", params=CausalParams(smooth_length=1, text_window=4), use_features=False,
-                           alerts=AlertParams(open_threshold=0.9, close_threshold=0.5), text_context=True,
-                           support=support)
-        events = []
-        for i, text in enumerate([hug, hug, fight]):  # the unsupportive description comes first, twice
-            v = parse_answer(f"Anomalous scenes. {text}")
-            job = SegmentJob(camera="c", index=i, start=float(i), end=i + 1.0, clock=i + 1.0, n_frames=30)
-            e = emb[text]
-            out = sc.process(SegmentResult(job, v, None, None, None, None, 0.0, answer_text_emb=e,
-                                           description_text_emb=e))
-            events += [m.payload for m in out.messages if m.kind == "events"]
-        return events[-1]["after"]["explanation"]
-
-    assert run(None)[0] == hug  # by weight alone: the most frequent description
-    assert run(lambda e: 0.05 if e[0] > 0.5 else 0.95)[0] == fight  # weight x support: the one that explains it
