@@ -361,7 +361,8 @@ class App:
     def _on_status(self, cam: CameraPipeline, change: StatusChange) -> None:
         if self.cameras.get(cam.name) is not cam:
             return  # a late word from a removed camera's source
-        bad = change.status is CameraStatus.OFFLINE and change.reason != STOP_REASON  # a clean stop is no warning
+        # A clean stop or a removal is no warning.
+        bad = change.status is CameraStatus.OFFLINE and change.reason not in (STOP_REASON, REMOVED_REASON)
         level = logging.WARNING if bad else logging.INFO
         log.log(level, "camera %s: %s%s", cam.name, change.status.value,
                 f" ({change.reason})" if change.reason else "")

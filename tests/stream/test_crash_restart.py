@@ -58,6 +58,7 @@ async def test_sigkill_mid_alert_then_restart_ends_the_orphan(mosquitto, mqtt_co
     # The broker's last will: subscribers learn the monitor is gone (their rule: status/state then unknown).
     await sub.wait_for(lambda: sub.payloads("k/available")[-1:] == [b"offline"], timeout=30, what="last will")
 
+    restarted_at = time.time()
     second = _start(cfg, log)
     try:
         await sub.wait_for(lambda: sum(e["type"] == "new" for e in events()) >= 2, timeout=60, what="second alert")
@@ -68,6 +69,9 @@ async def test_sigkill_mid_alert_then_restart_ends_the_orphan(mosquitto, mqtt_co
     ended = [e for e in evs if e["type"] == "end" and e["after"]["id"] == orphan["id"]]
     assert len(ended) == 1, log.read_text()[-2000:]
     assert ended[0]["after"]["end_reason"] == "monitor restarted" and ended[0]["after"]["active"] is False
+    # The orphan ends when the second run found it, not at some stale or made-up time.
+    end_time = ended[0]["after"]["end_time"]
+    assert orphan["start_time"] < restarted_at <= end_time <= time.time(), (orphan, end_time, restarted_at)
     news = [e["after"]["id"] for e in evs if e["type"] == "new"]
     assert len(set(news)) == len(news) == 2  # both start at segment 0: the run id keeps them apart
     assert evs.index(ended[0]) < max(i for i, e in enumerate(evs) if e["type"] == "new")  # ended before the new
@@ -79,6 +83,6 @@ async def test_sigkill_mid_alert_then_restart_ends_the_orphan(mosquitto, mqtt_co
         assert OpenAlerts(store.path).load() == {}  # the graceful stop ended everything
         stored = store.alert(orphan["id"])  # one store: the history shows the orphan ended by the restart
         assert stored is not None and stored["end_reason"] == "monitor restarted" and not stored["active"]
+        assert stored["end_time"] == end_time  # the history holds the same end as the event
     finally:
         store.close()
-    assert time.time() > orphan["start_time"]
