@@ -13,10 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
+from .entities import RESTART_REASON
 from .errors import StreamError
+from .messages import AlertEventRecord, Message
 
 log = logging.getLogger(__name__)
 
@@ -84,3 +87,15 @@ class OpenAlerts:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+
+def ended_by_restart(left_open: dict[str, dict[str, Any]], now: float | None = None) -> list[Message]:
+    """The `end` events of alerts a previous run left open: reason "monitor restarted", ended now."""
+    now = time.time() if now is None else now
+    out = []
+    for camera, alert in left_open.items():
+        after = {**alert, "active": False, "end_time": alert.get("end_time") or now, "end_reason": RESTART_REASON}
+        log.warning("camera %s: ending alert %s left open by the previous run (%s)", camera, alert.get("id"),
+                    RESTART_REASON)
+        out.append(Message("events", AlertEventRecord(type="end", before=alert, after=after)))
+    return out

@@ -28,9 +28,10 @@ import numpy as np
 from corevad.models.base import ImageTextEncoder, VLMBackend
 from corevad.models.text import TextEncoder
 
-from .alert_state import OpenAlerts
+from .alert_state import OpenAlerts, ended_by_restart
 from .batcher import Batcher
 from .camera import CameraPipeline
+from .camera_factory import SourceFactory, build_camera, resolve_sample, soon
 from .config import CameraConfig, StreamConfig
 from .dispatch import Dispatch
 from .entities import (
@@ -43,30 +44,24 @@ from .entities import (
     ScoringOutput,
     SegmentJob,
     SegmentResult,
-    Source,
-    StatusCallback,
     StatusChange,
 )
 from .health import ModelHealth
 from .http import HttpServer, LiveFeed
-from .messages import AlertEventRecord, Message, StatusRecord
+from .messages import Message, StatusRecord
 from .metrics import Metrics
+from .model_loading import explanation_support, load_models
 from .model_stage import ModelStage
 from .publisher import Publisher
 from .redact import redact
-from .ring import FrameRing
-from .scoring import CameraScoring
-from .segmenter import Segmenter
 from .sinks.base import Sink
-from .sinks.jsonl import JsonlSink
+from .sinks.factory import build_sinks
 from .sinks.store import EventStoreSink
-from .sources import FRAMELESS_SCHEME, FramelessSource, VideoSource
 from .supervisor import Supervisor
 from .worker import ModelWorker
 
 log = logging.getLogger(__name__)
 
-SourceFactory = Callable[[CameraConfig, Segmenter, CameraCounters, StatusCallback], Source]
 __all__ = ["RESTART_REASON", "STOP_REASON", "App", "build_app", "run"]
 
 
@@ -132,9 +127,12 @@ class App:
         self._loop = asyncio.get_running_loop()
         left_open = self.open_alerts.load()  # read before anything is published: a bad file fails early
         stack.callback(self.open_alerts.close)
-        await self._load_models(stack)
+        self.backend, self.encoder, self.text_encoder = await load_models(
+            self.config, stack, backend=self.backend, encoder=self.encoder, text_encoder=self.text_encoder)
         # Sinks first: they outlive every stage, so teardown flushes stages into them before closing.
-        for sink in self._make_sinks():
+        for sink in build_sinks(self.config, prefix=self.prefix, store_path=self.store_path,
+                                live_feed=self.live_feed if self.config.metrics.enabled else None,
+                                from_config=self._config_sinks) + self._extra_sinks:
             self.sinks.append(await stack.enter_async_context(sink))  # type: ignore[arg-type]
         self._store_sink = next((s for s in self.sinks if isinstance(s, EventStoreSink)), None)
         self.publisher = Publisher(self.sinks, bound=rt.sink_queue)
@@ -173,26 +171,13 @@ class App:
         self._model_task = self._tg.create_task(self.model_stage.run(), name="corevad[worker].model")
         stack.push_async_callback(self._drain_model)
         self.publisher.publish(Message("available", "online", retain=True))
-        self._end_left_open(left_open)
+        # Alerts a previous run left open (it crashed or was killed) end now, "monitor restarted".
+        self.publisher.publish_all(ended_by_restart(left_open))
+        self.open_alerts.clear()
         self.model_stage.announce()
         stack.push_async_callback(self._stop_sources)  # runs first: no new segments from here on
         for cam_cfg in cfg.enabled_cameras():
             await self.add_camera(cam_cfg)
-
-    async def _load_models(self, stack: AsyncExitStack) -> None:
-        cfg = self.config
-        if self.backend is None:
-            from .models import build_models
-
-            backend, self.encoder = await asyncio.to_thread(build_models, cfg.model, with_clip=False)
-            self.backend = backend
-            stack.callback(backend.close)
-            if cfg.uses_features():
-                self.encoder = await self._load_clip()
-        if self.text_encoder is None and cfg.uses_text_context():
-            from .models import build_text_encoder
-
-            self.text_encoder = await asyncio.to_thread(build_text_encoder, cfg.model, clip=self.encoder)
 
     async def _start_http(self, stack: AsyncExitStack) -> None:
         m = self.config.metrics
@@ -205,53 +190,6 @@ class App:
             model=self.model_health.snapshot, store_path=store.path if store is not None else None,
             feed=self.live_feed, username=m.username, password=pw.get_secret_value() if pw is not None else None))
 
-    async def _load_clip(self) -> ImageTextEncoder | None:
-        """CLIP for feature scoring. With use_features: auto a CLIP that does not load is a warning (scoring
-        falls back to labels or the text context); with true it is an error."""
-        from corevad.errors import CorevadError
-
-        from .models import build_clip
-
-        cfg = self.config
-        try:
-            return await asyncio.to_thread(build_clip, cfg.model)
-        except CorevadError as exc:
-            if any(cfg.camera_section(c, "refinement").use_features is True for c in cfg.enabled_cameras()):
-                raise
-            log.warning("CLIP did not load (%s): scoring without CLIP features (use_features: auto)", exc)
-            return None
-
-    def _end_left_open(self, left_open: dict[str, dict[str, Any]]) -> None:
-        """End the alerts a previous run left open (it crashed or was killed) with reason "monitor restarted"."""
-        now = time.time()
-        for camera, alert in left_open.items():
-            after = {**alert, "active": False, "end_time": alert.get("end_time") or now,
-                     "end_reason": RESTART_REASON}
-            log.warning("camera %s: ending alert %s left open by the previous run (%s)", camera,
-                        alert.get("id"), RESTART_REASON)
-            self.publisher.publish(Message("events", AlertEventRecord(type="end", before=alert, after=after)))
-        self.open_alerts.clear()
-
-    def _make_sinks(self) -> list[Sink]:
-        sinks: list[Sink] = []
-        cfg = self.config
-        if self._config_sinks and cfg.jsonl is not None:
-            sinks.append(JsonlSink(cfg.jsonl.path, kinds=set(cfg.jsonl.kinds) if cfg.jsonl.kinds else None,
-                                   prefix=self.prefix))
-        if self._config_sinks and cfg.store.enabled:
-            from .store import Retention
-
-            st = cfg.store
-            retention = Retention(days=st.retention_days, max_bytes=int(st.max_mb * 1024 * 1024))
-            sinks.append(EventStoreSink(self.store_path, retention=retention, queue_size=st.queue))
-        if self._config_sinks and cfg.mqtt is not None:
-            from .sinks.mqtt import MqttSink
-
-            sinks.append(MqttSink(cfg.mqtt, cameras=[c.name for c in cfg.enabled_cameras()]))
-        if cfg.metrics.enabled:
-            sinks.append(self.live_feed)
-        return sinks + self._extra_sinks
-
     # -- cameras ---------------------------------------------------------------------------------------
     async def add_camera(self, cam_cfg: CameraConfig) -> CameraPipeline:
         """Start a camera while the app runs: its pipeline, its scoring task, its retained state, its source."""
@@ -260,8 +198,12 @@ class App:
         if self._deadline is not None:
             raise RuntimeError("the app is shutting down")
         if cam_cfg.url.startswith("sample://"):
-            cam_cfg = await asyncio.to_thread(_resolve_sample, cam_cfg)  # generated on first use
-        cam = self._build_camera(cam_cfg)
+            cam_cfg = await asyncio.to_thread(resolve_sample, cam_cfg)  # generated on first use
+        loop = self._loop
+        cam = build_camera(self.config, cam_cfg, batcher=self.batcher, loop=loop, run_id=self.run_id,
+                           encoder=self.encoder, text_encoder=self.text_encoder, support=self._support,
+                           source_factory=self._source_factory,
+                           on_status=functools.partial(soon, loop, self._on_status))
         self.cameras[cam.name], self.counters[cam.name] = cam, cam.counters
         cam.task = self._tg.create_task(cam.run(functools.partial(self._dispatch_camera, cam)),
                                         name=f"corevad[{cam.name}].score")
@@ -277,60 +219,12 @@ class App:
         cam = self.cameras.get(name)
         if cam is None:
             raise ValueError(f"no camera named {name!r}")
-        deadline = time.monotonic() + self.config.runtime.shutdown_timeout_s
-        await self._stop_camera_sources([cam], REMOVED_REASON, deadline)
-        await self._finish_camera_scoring([cam], REMOVED_REASON, deadline)
-        self._say_stopped(cam, REMOVED_REASON, always=True)
+        limit = self.config.runtime.shutdown_timeout_s
+        await self._stop_camera_sources([cam], REMOVED_REASON, limit)
+        await cam.settle(functools.partial(self._dispatch_camera, cam), reason=REMOVED_REASON, timeout=limit)
+        self._on_status(cam, cam.went_offline(REMOVED_REASON, always=True))
         del self.cameras[name], self.counters[name]
         self.batcher.remove_camera(name)
-
-    def _build_camera(self, cam_cfg: CameraConfig) -> CameraPipeline:
-        """One camera's parts; its config sections are resolved here, once."""
-        cfg, rt = self.config, self.config.runtime
-        frameless = cam_cfg.url.startswith(FRAMELESS_SCHEME)
-        ring = None
-        if not frameless:
-            # Slots: waiting (per-camera bound) + in the worker (same bound at most) + the one being filled,
-            # +1 for the moment between a drop and the source's next acquire.
-            ring = FrameRing(2 * rt.max_pending_per_camera + 2, rt.frames_per_segment, size=rt.frame_size)
-        refinement = cfg.camera_section(cam_cfg, "refinement")
-        alerts = cfg.camera_section(cam_cfg, "alerts")
-        # auto: CLIP wherever it was loaded (a GPU machine, see StreamConfig.uses_features) and frames exist;
-        # the text context (when on) scores the rest.
-        use_features = bool(refinement.use_features) and self.encoder is not None and not frameless
-        text_context = refinement.text_context and self.text_encoder is not None and not use_features
-        counters = CameraCounters()
-        scoring = CameraScoring(cam_cfg.name, params=refinement.params(), alerts=alerts.params(),
-                                use_features=use_features, lrc=refinement.lrc, counters=counters,
-                                top_k=alerts.explanation_top_k, run_id=self.run_id, text_context=text_context,
-                                support=self._support if alerts.rank_explanations else None,
-                                use_probability=refinement.segment_score == "p_anomalous")
-        cam = CameraPipeline(cam_cfg, counters=counters, scoring=scoring, ring=ring, alerts=alerts,
-                             refinement=refinement, results_bound=2 * rt.max_batch,
-                             down_after_s=rt.model_down_after_s)
-        policy = OverloadPolicy(cfg.policy_for(cam_cfg))
-        self.batcher.add_camera(cam.name, policy)
-        loop = self._loop
-        segmenter = Segmenter(cam.name, ring=ring, frames_per_segment=rt.frames_per_segment,
-                              emit=self.batcher.submit,
-                              on_no_slot=lambda index: loop.call_soon_threadsafe(cam.lost_no_slot, index),
-                              segment_seconds=rt.segment_seconds, keep_full_frame=alerts.snapshot and not frameless,
-                              lossless=policy is OverloadPolicy.BLOCK)
-
-        def on_status(change: StatusChange) -> None:
-            loop.call_soon_threadsafe(self._on_status, cam, change)
-
-        if self._source_factory is not None:
-            cam.source = self._source_factory(cam_cfg, segmenter, counters, on_status)
-        elif frameless:
-            cam.source = FramelessSource(cam_cfg, segmenter=segmenter, counters=counters, on_status=on_status,
-                                         restart=rt.reconnect.policy())
-        else:
-            cam.source = VideoSource(cam_cfg, segmenter=segmenter, counters=counters, on_status=on_status,
-                                     reconnect=rt.reconnect)
-        # The source thread is done: its end marker queues behind its segments.
-        cam.source.on_exit = lambda: loop.call_soon_threadsafe(self.batcher.end_of_stream, cam.name)
-        return cam
 
     # -- joints between stages (on the loop) -----------------------------------------------------------
     def _on_submit(self, job: SegmentJob) -> None:
@@ -358,9 +252,9 @@ class App:
         cam = self.cameras.get(camera)
         return cam.lag() if cam is not None else 0.0
 
-    def _on_status(self, cam: CameraPipeline, change: StatusChange) -> None:
-        if self.cameras.get(cam.name) is not cam:
-            return  # a late word from a removed camera's source
+    def _on_status(self, cam: CameraPipeline, change: StatusChange | None) -> None:
+        if change is None or self.cameras.get(cam.name) is not cam:
+            return  # nothing changed, or a late word from a removed camera's source
         # A clean stop or a removal is no warning.
         bad = change.status is CameraStatus.OFFLINE and change.reason not in (STOP_REASON, REMOVED_REASON)
         level = logging.WARNING if bad else logging.INFO
@@ -380,16 +274,8 @@ class App:
         return self.supervisor.stats()
 
     def camera_overview(self) -> list[dict[str, Any]]:
-        """What /api/cameras shows: per camera its (redacted) URL, status, model state, state, last score and
-        alert thresholds."""
-        out = []
-        for name, cam in self.cameras.items():
-            c = cam.counters
-            out.append({"name": name, "url": cam.cfg.safe_url, "status": c.status.value, "reason": c.reason,
-                        "model_state": c.model_state, "state": c.state, "last_score": c.last_score,
-                        "last_explanation": c.last_explanation, "scored": c.scored, "drops": c.drops,
-                        "open_threshold": cam.alerts.open_threshold, "close_threshold": cam.alerts.close_threshold})
-        return out
+        """What /api/cameras shows, one entry per camera."""
+        return [cam.overview() for cam in self.cameras.values()]
 
     def failed_cameras(self) -> list[str]:
         """Cameras whose source is offline (gave up or never connected): a finished run with these failed."""
@@ -422,22 +308,18 @@ class App:
     async def _stop_sources(self) -> None:
         self._left()
         self.batcher.stop_intake()
-        await self._stop_camera_sources(list(self.cameras.values()), STOP_REASON, self._deadline)
+        await self._stop_camera_sources(list(self.cameras.values()), STOP_REASON, self._left())
 
-    async def _stop_camera_sources(self, cams: list[CameraPipeline], reason: str, deadline: float | None) -> None:
+    async def _stop_camera_sources(self, cams: list[CameraPipeline], reason: str, timeout: float) -> None:
         """Stop the cameras' sources; a source that did not stop in time gets its end marker here."""
         for cam in cams:
-            cam.stop_reason = reason
             self.batcher.stop_intake(cam.name)
-            if cam.ring is not None:
-                cam.ring.close()  # a lossless source waiting for a slot wakes up
-            if cam.source is not None:
-                cam.source.stop()
-        await asyncio.gather(*(asyncio.to_thread(cam.source.join, _until(deadline))
+            cam.stop_source(reason)
+        await asyncio.gather(*(asyncio.to_thread(cam.source.join, timeout)
                                for cam in cams if cam.source is not None))
         await asyncio.sleep(0)  # let the sources' last callbacks (end markers) run
         for cam in cams:
-            if cam.source is not None and getattr(cam.source, "alive", False):
+            if cam.source_alive():
                 self.batcher.end_of_stream(cam.name)
 
     async def _drain_model(self) -> None:
@@ -453,30 +335,10 @@ class App:
                     self._on_drop(job, "shutdown")
 
     async def _finish_cameras(self) -> None:
-        cams = list(self.cameras.values())
-        await self._finish_camera_scoring(cams, STOP_REASON, self._deadline)
-        for cam in cams:
-            self._say_stopped(cam, STOP_REASON)
-
-    async def _finish_camera_scoring(self, cams: list[CameraPipeline], reason: str, deadline: float | None) -> None:
-        """Wait (until the deadline) for the cameras' end markers to be scored; then end what is left open."""
-        try:
-            await asyncio.wait_for(asyncio.gather(*(c.finished.wait() for c in cams)), _until(deadline))
-        except TimeoutError:
-            log.warning("%s: scoring did not finish in time; ending open alerts now", reason)
-        for cam in cams:
-            if cam.task is not None and not cam.task.done():
-                cam.task.cancel()
-            if not cam.finished.is_set():
-                await cam.finish(functools.partial(self._dispatch_camera, cam), reason=reason)
-                while not cam.results.empty():  # nobody scores them now: free a model stage waiting to deliver
-                    cam.results.get_nowait()
-
-    def _say_stopped(self, cam: CameraPipeline, reason: str, *, always: bool = False) -> None:
-        """A camera still online or connecting (or any, with always) is now offline for `reason`."""
-        if always or cam.counters.status in (CameraStatus.ONLINE, CameraStatus.CONNECTING):
-            cam.counters.status, cam.counters.reason = CameraStatus.OFFLINE, reason  # the last stats say so
-            self._on_status(cam, StatusChange(cam.name, CameraStatus.OFFLINE, reason))
+        await asyncio.gather(*(cam.settle(functools.partial(self._dispatch_camera, cam), reason=STOP_REASON,
+                                          timeout=self._left()) for cam in list(self.cameras.values())))
+        for cam in self.cameras.values():
+            self._on_status(cam, cam.went_offline(STOP_REASON))
 
     async def _stop_supervisor(self, task: asyncio.Task[None]) -> None:
         task.cancel()
@@ -485,28 +347,6 @@ class App:
     async def _close_publisher(self) -> None:
         self.publisher.publish(Message("available", "offline", retain=True))
         self.publisher.close()
-
-
-def explanation_support(text_encoder: TextEncoder) -> Callable[[np.ndarray], float]:
-    """description embedding -> support in (0, 1) against corevad.explain's reference phrases (blocking)."""
-    from corevad.explain import ANOMALY_PHRASES, NORMAL_PHRASES, support
-
-    anomaly = text_encoder.encode_texts(list(ANOMALY_PHRASES))
-    normal = text_encoder.encode_texts(list(NORMAL_PHRASES))
-    return lambda emb: float(support(emb, anomaly, normal)[0])
-
-
-def _until(deadline: float | None) -> float:
-    """Seconds until the deadline, at least a moment so that work already done can be collected."""
-    return 0.2 if deadline is None else max(0.2, deadline - time.monotonic())
-
-
-def _resolve_sample(cam: CameraConfig) -> CameraConfig:
-    if not cam.url.startswith("sample://"):
-        return cam
-    from .sample import ensure_sample_clip
-
-    return cam.model_copy(update={"url": str(ensure_sample_clip(cam.url[len("sample://"):] or "demo"))})
 
 
 def build_app(config: StreamConfig, *, backend: VLMBackend | None = None, encoder: ImageTextEncoder | None = None,

@@ -14,9 +14,19 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from .config import AlertsConfig, CameraConfig, RefinementConfig
-from .entities import CameraCounters, CameraScorer, ScoringOutput, SegmentJob, SegmentResult, Source
+from .entities import (
+    CameraCounters,
+    CameraScorer,
+    CameraStatus,
+    ScoringOutput,
+    SegmentJob,
+    SegmentResult,
+    Source,
+    StatusChange,
+)
 from .health import HealthChange, ModelHealth, ModelState
 from .messages import Message
 from .ring import FrameRing
@@ -89,6 +99,15 @@ class CameraPipeline:
     def busy(self) -> bool:
         return bool(self._inflight)
 
+    def overview(self) -> dict[str, Any]:
+        """The camera as /api/cameras shows it: (redacted) URL, status, model state, state, last score and
+        alert thresholds."""
+        c = self.counters
+        return {"name": self.name, "url": self.cfg.safe_url, "status": c.status.value, "reason": c.reason,
+                "model_state": c.model_state, "state": c.state, "last_score": c.last_score,
+                "last_explanation": c.last_explanation, "scored": c.scored, "drops": c.drops,
+                "open_threshold": self.alerts.open_threshold, "close_threshold": self.alerts.close_threshold}
+
     # -- model health ----------------------------------------------------------------------------------
     def model_message(self, change: HealthChange | None) -> list[Message]:
         if change is None:
@@ -112,6 +131,39 @@ class CameraPipeline:
         if self.scoring.tracker.active is None or self.finished.is_set():
             return None
         return self.scoring.unscored_until(self.latest_clock)
+
+    # -- stopping (shutdown or removal) ----------------------------------------------------------------
+    def stop_source(self, reason: str) -> None:
+        """Ask the source to stop; an open alert will end with `reason` when the end marker is scored."""
+        self.stop_reason = reason
+        if self.ring is not None:
+            self.ring.close()  # a lossless source waiting for a slot wakes up
+        if self.source is not None:
+            self.source.stop()
+
+    def source_alive(self) -> bool:
+        return self.source is not None and bool(getattr(self.source, "alive", False))
+
+    async def settle(self, publish: Publish, *, reason: str, timeout: float) -> None:
+        """Wait up to `timeout` for the end marker to be scored; then end whatever is still open."""
+        try:
+            await asyncio.wait_for(self.finished.wait(), timeout)
+        except TimeoutError:
+            log.warning("camera %s: scoring did not finish in time (%s); ending open alerts now", self.name, reason)
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        if not self.finished.is_set():
+            await self.finish(publish, reason=reason)
+            while not self.results.empty():  # nobody scores them now: free a model stage waiting to deliver
+                self.results.get_nowait()
+
+    def went_offline(self, reason: str, *, always: bool = False) -> StatusChange | None:
+        """A camera still online or connecting (or any, with always) is now offline for `reason`."""
+        c = self.counters
+        if not always and c.status not in (CameraStatus.ONLINE, CameraStatus.CONNECTING):
+            return None
+        c.status, c.reason = CameraStatus.OFFLINE, reason  # the last stats say so
+        return StatusChange(self.name, CameraStatus.OFFLINE, reason)
 
     # -- the scoring task ------------------------------------------------------------------------------
     async def run(self, publish: Publish) -> None:

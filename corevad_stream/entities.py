@@ -217,6 +217,7 @@ class CameraScorer(Protocol):
 
     state: str
     tracker: AlertTracker
+    use_features: bool
 
     def process(self, result: SegmentResult) -> ScoringOutput: ...
 

@@ -1,0 +1,33 @@
+"""The sinks a config asks for (JSONL file, event store, MQTT) plus the live page's feed, in that order."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..config import StreamConfig
+from .base import Sink
+
+
+def build_sinks(cfg: StreamConfig, *, prefix: str, store_path: Path, live_feed: Sink | None,
+                from_config: bool = True) -> list[Sink]:
+    """from_config False: only the live feed (the caller brings its own sinks)."""
+    sinks: list[Sink] = []
+    if from_config and cfg.jsonl is not None:
+        from .jsonl import JsonlSink
+
+        sinks.append(JsonlSink(cfg.jsonl.path, kinds=set(cfg.jsonl.kinds) if cfg.jsonl.kinds else None,
+                               prefix=prefix))
+    if from_config and cfg.store.enabled:
+        from ..store import Retention
+        from .store import EventStoreSink
+
+        st = cfg.store
+        retention = Retention(days=st.retention_days, max_bytes=int(st.max_mb * 1024 * 1024))
+        sinks.append(EventStoreSink(store_path, retention=retention, queue_size=st.queue))
+    if from_config and cfg.mqtt is not None:
+        from .mqtt import MqttSink
+
+        sinks.append(MqttSink(cfg.mqtt, cameras=[c.name for c in cfg.enabled_cameras()]))
+    if live_feed is not None:
+        sinks.append(live_feed)
+    return sinks
