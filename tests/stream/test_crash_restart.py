@@ -61,7 +61,10 @@ async def test_sigkill_mid_alert_then_restart_ends_the_orphan(mosquitto, mqtt_co
     restarted_at = time.time()
     second = _start(cfg, log)
     try:
-        await sub.wait_for(lambda: sum(e["type"] == "new" for e in events()) >= 2, timeout=60, what="second alert")
+        # Two distinct alerts: the first run's `new` may come again from its outbox (delivered, not yet acked
+        # when it was killed: at least once), and that copy is not the second run's alert.
+        await sub.wait_for(lambda: len({e["after"]["id"] for e in events() if e["type"] == "new"}) >= 2,
+                           timeout=60, what="second alert")
     finally:
         second.send_signal(signal.SIGTERM)
         second.wait(30)
@@ -73,7 +76,7 @@ async def test_sigkill_mid_alert_then_restart_ends_the_orphan(mosquitto, mqtt_co
     end_time = ended[0]["after"]["end_time"]
     assert orphan["start_time"] < restarted_at <= end_time <= time.time(), (orphan, end_time, restarted_at)
     news = [e["after"]["id"] for e in evs if e["type"] == "new"]
-    assert len(set(news)) == len(news) == 2  # both start at segment 0: the run id keeps them apart
+    assert len(set(news)) == 2 and len(news) <= 3  # both start at segment 0: the run id keeps them apart
     assert evs.index(ended[0]) < max(i for i, e in enumerate(evs) if e["type"] == "new")  # ended before the new
     assert second.returncode == 0
     # A monitor that stopped watching leaves `unknown`, not a stale normal/anomalous, as the retained state.
