@@ -61,8 +61,9 @@ class EmitTimes:
         pass
 
     async def send(self, message: Message) -> None:
-        if message.kind == "events" and isinstance(message.payload, dict) and message.payload["type"] == "new":
-            self.times[message.payload["after"]["id"]] = time.time()
+        payload = message.json_payload()  # a typed record on its way out: its wire form, as the page gets it
+        if message.kind == "events" and isinstance(payload, dict) and payload["type"] == "new":
+            self.times[payload["after"]["id"]] = time.time()
 
 
 def browser() -> Any:
