@@ -77,10 +77,13 @@ class Batcher:
         self._stopped_cameras.discard(camera)
 
     def remove_camera(self, camera: str) -> None:
-        """Forget a camera once its end marker has left (nothing of it waits any more)."""
-        if any(self._queues.get(camera, ())):
-            raise ValueError(f"camera {camera!r} still has segments waiting")
-        self._queues.pop(camera, None)
+        """Forget a camera; what of it still waits (a model that did not drain in time) is dropped."""
+        for waiting in self._queues.pop(camera, deque()):
+            self._total -= 1
+            if waiting.end_of_stream:
+                self._markers -= 1
+            else:
+                self._drop(waiting, "camera removed")
         if camera in self._order:
             self._order.remove(camera)
             self._turn = 0

@@ -113,3 +113,57 @@ async def test_max_wait_collects_a_batch_then_close_drains() -> None:
 def test_bad_bounds_are_refused(bad: dict[str, int]) -> None:
     with pytest.raises(ValueError):
         make(**bad)
+
+
+async def test_submit_from_a_source_thread_never_waits_under_a_drop_policy() -> None:
+    submitted: list[int] = []
+    b, drops = make(OverloadPolicy.DROP_OLDEST, max_pending_per_camera=2)
+    b.on_submit = lambda j: submitted.append(j.index)
+    released: list[tuple[str, int]] = []
+
+    def source() -> None:  # the camera's thread: 5 segments at once into a bound of 2
+        for i in range(5):
+            b.submit(job("c", i, released))
+
+    await asyncio.wait_for(asyncio.to_thread(source), 10)
+    while len(submitted) < 5:  # the loop applies them in order
+        await asyncio.sleep(0.01)
+    assert submitted == [0, 1, 2, 3, 4] and b.pending("c") == 2
+    assert drops == [("c", 0, "overload"), ("c", 1, "overload"), ("c", 2, "overload")]
+    assert released == [("c", 0), ("c", 1), ("c", 2)]
+
+
+async def test_a_blocked_submit_waits_for_room_and_gives_up_when_intake_stops() -> None:
+    b, drops = make(OverloadPolicy.BLOCK, max_pending_per_camera=1, max_batch=1)
+    released: list[tuple[str, int]] = []
+    first = asyncio.to_thread(b.submit, job("c", 0, released))
+    await asyncio.wait_for(first, 10)
+    second = asyncio.ensure_future(asyncio.to_thread(b.submit, job("c", 1, released)))
+    await asyncio.sleep(0.5)
+    assert not second.done() and b.pending("c") == 1  # lossless: the source thread waits
+    assert [j.index for j in await b.next_batch()] == [0]  # room: the waiting segment goes in
+    await asyncio.wait_for(second, 10)
+    assert b.pending("c") == 1 and drops == []
+    third = asyncio.ensure_future(asyncio.to_thread(b.submit, job("c", 2, released)))
+    await asyncio.sleep(0.3)
+    assert not third.done()
+    b.stop_intake("c")  # the camera is being removed: a blocked source must not hang
+    await asyncio.wait_for(third, 10)
+    while not drops:
+        await asyncio.sleep(0.01)
+    assert drops == [("c", 2, "shutdown")] and ("c", 2) in released
+    b.submit(job("c", 3, released))  # after the stop: dropped at once, from any thread
+    while len(drops) < 2:
+        await asyncio.sleep(0.01)
+    assert drops[-1] == ("c", 3, "shutdown")
+
+
+async def test_remove_camera_drops_what_still_waits_and_forgets_the_camera() -> None:
+    b, drops = make(max_pending_per_camera=5)
+    for i in range(2):
+        b.offer(job("gone", i))
+    b.end_of_stream("gone")
+    b.offer(job("stays", 0))
+    b.remove_camera("gone")
+    assert drops == [("gone", 0, "camera removed"), ("gone", 1, "camera removed")]
+    assert b.pending() == 1 and [(j.camera, j.index) for j in await b.next_batch()] == [("stays", 0)]
