@@ -110,3 +110,26 @@ def test_frameless_segments_carry_no_frames() -> None:
     seg = Segmenter("cam", ring=None, frames_per_segment=8, emit=out.append)
     _run(seg, 60)
     assert [(j.index, j.frames) for j in out] == [(0, None), (1, None)]
+
+
+def test_a_lossless_acquire_waits_for_a_released_slot_and_wakes_with_none_when_the_ring_closes() -> None:
+    import threading
+
+    ring = FrameRing(1, 1, size=4)
+    held = ring.acquire()
+    assert held is not None and ring.acquire() is None  # the live policies' answer: no slot now
+    got: list[int | None] = []
+    waiter = threading.Thread(target=lambda: got.append(ring.acquire(wait=True)))
+    waiter.start()
+    waiter.join(0.3)
+    assert waiter.is_alive() and got == []  # waits: the slot is still leased downstream
+    ring.release(held)
+    waiter.join(5)
+    assert got == [held]
+    second = threading.Thread(target=lambda: got.append(ring.acquire(wait=True)))
+    second.start()
+    second.join(0.3)
+    assert second.is_alive()
+    ring.close()  # the camera stops: a waiting source must not hang
+    second.join(5)
+    assert not second.is_alive() and got == [held, None] and ring.closed
