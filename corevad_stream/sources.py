@@ -20,13 +20,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import urlparse
 
 import cv2
 
 from corevad.backoff import Backoff, BackoffPolicy
 
-from .config import CameraConfig, ReconnectConfig
+from .config import DEFAULT_FPS as _FALLBACK_FPS
+from .config import CameraConfig, ReconnectConfig, frameless_spec
 from .entities import CameraCounters, CameraStatus, StatusChange
 from .redact import redact
 from .segmenter import Segmenter
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 
 StatusCallback = Callable[[StatusChange], None]
 FRAMELESS_SCHEME = "frameless://"
-_FALLBACK_FPS = 30.0
 
 
 class Source(Protocol):
@@ -50,14 +50,6 @@ class Source(Protocol):
     def stop(self) -> None: ...
 
     def join(self, timeout: float | None = None) -> None: ...
-
-
-def frameless_spec(url: str) -> tuple[int | None, float]:
-    """frameless://<n_frames>?fps=30 -> (n_frames or None for endless, fps)."""
-    parsed = urlparse(url)
-    n = parsed.netloc or parsed.path.strip("/")
-    fps = float(parse_qs(parsed.query).get("fps", [_FALLBACK_FPS])[0])
-    return (int(n) if n else None), fps
 
 
 class _ThreadSource:
