@@ -17,6 +17,7 @@ from rich.table import Table
 from . import offline_commands
 from .benchmarks import DATASETS, load_benchmark, load_probabilities, load_responses
 from .config import load_method_params
+from .defaults import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, DEFAULT_TEXT_MODEL
 from .errors import CorevadError
 from .params import CausalParams, OfflineParams
 
@@ -42,8 +43,9 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
                                     "(default: the shipped corevad/data/eval.yaml)")
     p.add_argument("--features", metavar="DIR",
                    help="folder of <video>_CLIP_features.npy (frames x dim); enables softmax refinement")
-    p.add_argument("--clip-model", default="ViT-B-16", help="open_clip model name for the text side")
-    p.add_argument("--clip-pretrained", default="openai", help="open_clip pretrained tag or checkpoint path")
+    p.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL, help="open_clip model name for the text side")
+    p.add_argument("--clip-pretrained", default=DEFAULT_CLIP_PRETRAINED,
+                   help="open_clip pretrained tag or checkpoint path")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda[:N]")
     p.add_argument("--apply-lrc", action="store_true",
                    help="the responses are raw VLM answers: run Local Response Cleaning first (needs --features)")
@@ -57,7 +59,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         p.add_argument(f"--{name.replace('_', '-')}", type=typ, dest=name, help="causal parameter")
     p.add_argument("--text-context", action="store_true",
                    help="causal mode without --features: text-anchored context refinement with a sentence encoder")
-    p.add_argument("--text-model", default="sentence-transformers/all-MiniLM-L6-v2",
+    p.add_argument("--text-model", default=DEFAULT_TEXT_MODEL,
                    help="sentence-transformers hub id or local folder for --text-context")
     p.add_argument("--start-prior", action="store_true", default=None, dest="start_prior",
                    help="causal mode: count the smoothing taps before a video's start as normal")

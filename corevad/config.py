@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import yaml
-
-from .files import MIB, read_text_checked
+from .files import read_yaml_mapping
 from .params import CausalParams, OfflineParams, params_from_mapping
 from .paths import data_file
 
@@ -23,9 +20,7 @@ def load_method_params(path: str | Path | None = None) -> tuple[OfflineParams, C
         if path is None:
             return OfflineParams(), CausalParams()
         raise FileNotFoundError(f"config file {p} does not exist")
-    data: Any = yaml.safe_load(read_text_checked(p, limit=MIB, what="config file", allow_empty=True)) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{p}: expected a mapping with 'offline' and/or 'causal' sections")
+    data = read_yaml_mapping(p, what="config file")
     unknown = sorted(set(data) - {"offline", "causal"})
     if unknown:
         raise ValueError(f"{p}: unknown section(s) {unknown}; expected 'offline' and/or 'causal'")

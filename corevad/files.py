@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import stat
 from pathlib import Path
+from typing import Any
+
+import yaml
 
 from .errors import DataError
 
 KIB = 1024
 MIB = 1024 * KIB
+# Deeper YAML is refused before PyYAML's recursive composer overflows the stack (a file nested 10,000 deep
+# was a RecursionError traceback); no config of ours nests past 6.
+MAX_YAML_DEPTH = 64
 
 
 class InputFileError(DataError):
@@ -55,3 +61,48 @@ def check_file(path: str | Path, *, limit: int, what: str) -> Path:
     if st.st_size > limit:
         raise InputFileError(f"{what} {p} is {st.st_size:,} bytes; the limit is {limit:,} bytes")
     return p
+
+
+def read_yaml_mapping(path: str | Path, *, what: str, limit: int = MIB) -> dict[str, Any]:
+    """The YAML mapping in a small text file ({} when empty): the one YAML reader of both packages.
+
+    Errors are one InputFileError line naming `what`, the file and the problem (with its line and column).
+    """
+    p = Path(path)
+    text = read_text_checked(p, limit=limit, what=what, allow_empty=True)
+    try:
+        data = yaml.load(text, Loader=_BoundedSafeLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise InputFileError(f"{what} {p}: not valid YAML: {_yaml_problem(exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InputFileError(f"{what} {p}: the top level must be a mapping, got {type(data).__name__}")
+    return data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """'line L, column C: problem' on one line; PyYAML's own text spans lines and quotes the source line,
+    which may hold a credential."""
+    if not isinstance(exc, yaml.MarkedYAMLError):
+        return " ".join(str(exc).split())
+    problem = ", ".join(part for part in (exc.context, exc.problem) if part) or "syntax error"
+    mark = exc.problem_mark or exc.context_mark
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return where + " ".join(problem.split())
+
+
+class _BoundedSafeLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses nesting deeper than MAX_YAML_DEPTH with a YAML error at the offending node."""
+
+    _depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels",
+                                                  self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1

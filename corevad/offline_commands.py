@@ -19,9 +19,10 @@ from typing import Any
 import numpy as np
 
 from .benchmarks import probabilities_beside
+from .defaults import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED
 from .errors import CorevadError, DataError
 from .features import feature_path, load_segment_features
-from .files import MIB, read_text_checked
+from .files import MIB, read_text_checked, read_yaml_mapping
 
 # ---------------------------------------------------------------------------------------------- io
 
@@ -455,8 +456,8 @@ def _add_video_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_clip_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--clip-model", default="ViT-B-16", help="open_clip model name ('tiny': random tiny CLIP)")
-    p.add_argument("--clip-pretrained", default="openai", type=_none,
+    p.add_argument("--clip-model", default=DEFAULT_CLIP_MODEL, help="open_clip model name ('tiny': random tiny CLIP)")
+    p.add_argument("--clip-pretrained", default=DEFAULT_CLIP_PRETRAINED, type=_none,
                    help="open_clip pretrained tag or checkpoint file; 'none' = random weights")
     p.add_argument("--clip-batch-size", type=int, default=64, help="frames per CLIP forward pass")
     p.add_argument("--preprocess", choices=("openclip", "paper"), default="openclip",
@@ -486,16 +487,11 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _vlm_config(args: argparse.Namespace) -> Any:
-    import yaml
-
     from .models import VLMConfig
 
     data: dict[str, Any] = {}
     if args.vlm_config:
-        text = read_text_checked(args.vlm_config, limit=MIB, what="VLM config", allow_empty=True)
-        loaded = yaml.safe_load(text) or {}
-        if not isinstance(loaded, dict):
-            raise DataError(f"{args.vlm_config}: expected a mapping of VLM settings")
+        loaded = read_yaml_mapping(args.vlm_config, what="VLM config")
         data = loaded.get("vlm", loaded)
     flags = {"backend": args.backend, "model": args.model, "device": args.device, "dtype": args.dtype,
              "max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size,

@@ -17,47 +17,17 @@ import socket
 import tempfile
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import SecretStr
 
+from .config.mqtt import EmbeddedBrokerConfig as EmbeddedBrokerConfig  # the schema's; imported from here too
 from .errors import StreamError
-from .security import is_loopback, read_secret
+from .security import is_loopback
 
 log = logging.getLogger(__name__)
 
 
 class BrokerError(StreamError):
     """The embedded broker cannot start as configured (exposure without credentials, port in use, ...)."""
-
-
-class EmbeddedBrokerConfig(BaseModel):
-    """The in-process amqtt broker (section `mqtt.embedded_broker`); the sink then connects to it."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = Field(False, description="Start an amqtt broker inside the monitor and publish to it.")
-    host: str = Field("127.0.0.1", description="Bind address. Anything but loopback requires username and "
-                                               "a password (anonymous clients are then refused).")
-    port: int = Field(1883, ge=0, le=65535, description="TCP port (0 = pick a free one).")
-    username: str | None = Field(None, description="The one user allowed to connect (required off loopback).")
-    password_env: str | None = Field(None, description="Environment variable holding that user's password.")
-    password_file: Path | None = Field(None, description="File holding that user's password (one line).")
-
-    @model_validator(mode="after")
-    def _exposure(self) -> EmbeddedBrokerConfig:
-        if self.password_env and self.password_file:
-            raise ValueError("embedded_broker: give password_env or password_file, not both")
-        has_password = bool(self.password_env or self.password_file)
-        if bool(self.username) != has_password:
-            raise ValueError("embedded_broker: username and a password (password_env or password_file) go "
-                             "together")
-        if self.enabled and not is_loopback(self.host) and not self.username:
-            raise ValueError(f"embedded_broker.host {self.host!r} is not loopback: refusing an anonymous "
-                             "broker on the network; set embedded_broker.username and password_env or "
-                             "password_file")
-        return self
-
-    def password(self) -> SecretStr | None:
-        return read_secret(env=self.password_env, file=self.password_file, field="embedded_broker.password")
 
 
 class EmbeddedBroker:

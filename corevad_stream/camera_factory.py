@@ -20,11 +20,12 @@ from corevad.models.text import TextEncoder
 from .batcher import Batcher
 from .camera import CameraPipeline
 from .config import CameraConfig, StreamConfig
+from .config.cameras import FRAMELESS_SCHEME
 from .entities import CameraCounters, OverloadPolicy, Source, StatusCallback, StatusChange
 from .ring import FrameRing
 from .scoring import CameraScoring
 from .segmenter import Segmenter
-from .sources import FRAMELESS_SCHEME, FramelessSource, VideoSource
+from .sources import FramelessSource, VideoSource
 
 SourceFactory = Callable[[CameraConfig, Segmenter, CameraCounters, StatusCallback], Source]
 

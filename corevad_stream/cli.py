@@ -153,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default INFO).")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="Watch the configured cameras and publish alerts.")
-    run.add_argument("-c", "--config", type=Path, required=True, help="YAML config (examples: corevad_stream/data/).")
+    run.add_argument("-c", "--config", type=Path, required=True, help="YAML config (examples: configs/).")
     run.add_argument("--tiny-model", action="store_true",
                      help="Use tiny RANDOM models (no weights needed); explanations are meaningless.")
     _monitor_options(run)

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -19,17 +18,16 @@ from rich.table import Table
 
 from corevad.benchmarks import DATASETS, VideoGT, load_benchmark, load_responses, match_responses
 from corevad.errors import CorevadError
-from corevad.files import MIB, read_text_checked
 from corevad.models.base import ImageTextEncoder, VLMBackend
 from corevad.params import OfflineParams
-from corevad.paths import data_file
 from corevad.splits import split_videos
 
+from .config import read_config_file, shipped_config
 from .errors import StreamError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONFIG = data_file("corevad_stream", "replay_ucf.yaml")
+DEFAULT_CONFIG = shipped_config("replay_ucf.yaml")
 _SECTIONS = {"dataset", "refinement", "alerts", "runtime", "model", "mqtt"}
 _REFINEMENT_FLAGS = {"smooth_length": int, "smooth_sigma": float, "smooth_lookahead": int, "lrc_lookahead": int}
 _ALERT_FLAGS = {"open_threshold": float, "close_threshold": float, "close_after_s": float, "cooldown_s": float}
@@ -97,11 +95,7 @@ def _add_args(p: argparse.ArgumentParser) -> None:
 
 
 def _load_config(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FileNotFoundError(f"replay config {path} does not exist")
-    data = yaml.safe_load(read_text_checked(path, limit=MIB, what="replay config", allow_empty=True)) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping with refinement / alerts / runtime / model / mqtt sections")
+    data = read_config_file(path, what="replay config")
     unknown = sorted(set(data) - _SECTIONS)
     if unknown:
         raise ValueError(f"{path}: unknown section(s) {unknown}; known: {sorted(_SECTIONS)}")

@@ -19,29 +19,19 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import urlparse
 
 import cv2
 
 from corevad.backoff import Backoff, BackoffPolicy
 
+from .config import DEFAULT_FPS as _FALLBACK_FPS
 from .config import CameraConfig, ReconnectConfig
+from .config.cameras import frameless_spec
 from .entities import CameraCounters, CameraStatus, FrameSink, StatusCallback, StatusChange
 from .redact import redact
 
 log = logging.getLogger(__name__)
-
-FRAMELESS_SCHEME = "frameless://"
-_FALLBACK_FPS = 30.0
-
-
-def frameless_spec(url: str) -> tuple[int | None, float]:
-    """frameless://<n_frames>?fps=30 -> (n_frames or None for endless, fps)."""
-    parsed = urlparse(url)
-    n = parsed.netloc or parsed.path.strip("/")
-    fps = float(parse_qs(parsed.query).get("fps", [_FALLBACK_FPS])[0])
-    return (int(n) if n else None), fps
-
 
 class _ThreadSource:
     def __init__(self, cam: CameraConfig, *, segmenter: FrameSink, counters: CameraCounters,

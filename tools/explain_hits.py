@@ -1,7 +1,7 @@
 """How often an alert's first sentence names the right crime: explanation ranking measured on UCF-Crime.
 
 The recorded InternVL2-8B answers are replayed through the live path (App, replay backend, the text
-encoder in the worker) with the refinement and alert settings of corevad_stream/data/replay_ucf_text.yaml.
+encoder in the worker) with the refinement and alert settings of configs/replay_ucf_text.yaml.
 For every alert that overlaps a ground-truth span of an anomalous video, its first sentence is classified
 zero-shot among the 13 UCF-Crime class names with the same text encoder ("a video of <class>"); a hit is
 the video's class. Run twice: drivers ranked by weight (today) and by weight x support (corevad.explain).
@@ -38,7 +38,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     videos = split_videos(load_benchmark("ucf-crime", d / "test_annotations.tsv"), args.half)
     responses = load_responses(d / "VLM_responses_LRC_ucf.json")
     pairs, _ = match_responses(videos, responses, 30)
-    cfg = yaml.safe_load((REPO / "corevad_stream" / "data" / "replay_ucf_text.yaml").read_text())
+    cfg = yaml.safe_load((REPO / "configs" / "replay_ucf_text.yaml").read_text())
     refinement = {**cfg["refinement"], "text_context": True}
     enc = load_text_encoder(DEFAULT_TEXT_MODEL, disk_cache=True)
     class_emb = enc.encode_texts([f"a video of {PROMPTS.get(c, c.lower())}" for c in CLASSES])

@@ -3,7 +3,7 @@
 #   no arguments, no GPU: `corevad-stream demo` (recorded InternVL2-8B answers of UCF-Crime videos replayed as
 #                         live cameras: real alerts and explanations; needs the public answers file, found in
 #                         ../shared/data when present)
-#   otherwise:            `corevad-stream run -c corevad_stream/data/demo.yaml "$@"` (a generated sample clip
+#   otherwise:            `corevad-stream run -c configs/demo.yaml "$@"` (a generated sample clip
 #                         looped as a camera, the embedded MQTT broker); add --tiny-model where no model
 #                         weights can be downloaded.
 set -euo pipefail
@@ -14,4 +14,4 @@ if [ "$#" -eq 0 ] && ! .venv/bin/python -c "import sys, torch; sys.exit(0 if tor
   echo "no GPU here: running the demo (recorded model answers as live cameras; Ctrl-C to stop)"
   exec .venv/bin/corevad-stream demo
 fi
-exec .venv/bin/corevad-stream run -c corevad_stream/data/demo.yaml "$@"
+exec .venv/bin/corevad-stream run -c configs/demo.yaml "$@"

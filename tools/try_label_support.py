@@ -7,7 +7,7 @@ closer the description is (all-MiniLM-L6-v2) to corevad.explain's anomaly phrase
 Protocol (tune half only, corevad.splits): w in SUPPORT_WEIGHTS, t in SUPPORT_TAUS, chosen by the alert rule
 of tools/tune_causal.py (<= --fa-budget false alerts/h of normal video, most anomalous videos detected, lowest
 median delay), for the labels (smoothing 12 / 2.0) and for the committed text context
-(corevad_stream/data/replay_ucf_text.yaml). Frame AUC cannot choose w and t: for large t the factor only breaks
+(configs/replay_ucf_text.yaml). Frame AUC cannot choose w and t: for large t the factor only breaks
 ties, which every ranking metric rewards. Refined scores are continuous, so the open threshold is searched over
 the tune scores themselves (binary search per hysteresis setting) instead of a fixed grid; the labels are
 re-tuned the same way for a fair comparison.
@@ -32,6 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tune_causal import _rule, alert_metrics, choose_alerts_fine, halves, score_metrics  # noqa: E402
 from tune_text import REPO, Video, embed, load, scores  # noqa: E402
 
+from corevad.defaults import DEFAULT_TEXT_MODEL  # noqa: E402
 from corevad.explain import ANOMALY_PHRASES, NORMAL_PHRASES, support  # noqa: E402
 from corevad.params import CausalParams  # noqa: E402
 
@@ -48,7 +49,7 @@ def with_support(videos: list[Video], labels: dict[str, np.ndarray], sup: dict[s
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
-    ap.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2")
+    ap.add_argument("--model", default=DEFAULT_TEXT_MODEL)
     ap.add_argument("--fa-budget", type=float, default=3.0)
     args = ap.parse_args(argv)
     from corevad.models.text import load_text_encoder
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
     enc = load_text_encoder(args.model, disk_cache=True)
     anomaly, normal = enc.encode_texts(list(ANOMALY_PHRASES)), enc.encode_texts(list(NORMAL_PHRASES))
     sets = halves(videos)
-    text_cfg = yaml.safe_load((REPO / "corevad_stream" / "data" / "replay_ucf_text.yaml").read_text())["refinement"]
+    text_cfg = yaml.safe_load((REPO / "configs" / "replay_ucf_text.yaml").read_text())["refinement"]
     ctx = CausalParams(**{k: v for k, v in text_cfg.items() if k != "text_context"})
     labels_p = replace(ctx, smooth_length=12, smooth_sigma=2.0)
     raw = {v.gt.name: v.labels.copy() for v in videos}

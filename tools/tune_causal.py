@@ -11,9 +11,9 @@ The protocol (README "Tuning protocol"):
      with the chosen scores, by: false alerts per hour of normal video <= --fa-budget, then the most
      anomalous videos detected (an alert overlapping a GT span), then the lowest median delay.
   4. The chosen values are reported on the held-out half and on the full set (never chosen there), and
-     written to corevad_stream/data/replay_ucf.yaml.
+     written to configs/replay_ucf.yaml.
 
-Run: .venv/bin/python tools/tune_causal.py [--data ../shared/data] [--out corevad_stream/data/replay_ucf.yaml] [--json]
+Run: .venv/bin/python tools/tune_causal.py [--data ../shared/data] [--out configs/replay_ucf.yaml] [--json]
 
 With answers recorded by `corevad generate` (e.g. on a GPU, with label probabilities), add --responses R.json
 --probabilities R.p_anomalous.json --out other.yaml: each segment then scores its P(Anomalous); with such
@@ -298,7 +298,7 @@ def write_config(path: Path, params: CausalParams, alerts: AlertParams, summary:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_answer_args(ap)
-    ap.add_argument("--out", type=Path, default=REPO / "corevad_stream" / "data" / "replay_ucf.yaml")
+    ap.add_argument("--out", type=Path, default=REPO / "configs" / "replay_ucf.yaml")
     ap.add_argument("--fa-budget", type=float, default=6.0,
                     help="most false alerts per hour of normal video (default 6: one per 10 min per camera)")
     ap.add_argument("--json", action="store_true", help="print the full summary (grids included) as JSON")

@@ -11,7 +11,7 @@ Same split and rules as tools/tune_causal.py (corevad.splits; nothing chosen on 
      video <= --fa-budget (3, the issue's target), then most anomalous videos detected, then the lowest
      median delay (tools/tune_causal.py's rule); the same rule picks the start treatment (start_prior).
   4. Today, each change alone and both together are reported on the tune half, the test half and the full
-     set; --write writes the chosen variant to corevad_stream/data/replay_ucf_text.yaml.
+     set; --write writes the chosen variant to configs/replay_ucf_text.yaml.
 
 Run: .venv/bin/python tools/tune_text.py [--data ../shared/data] [--fa-budget 6] [--write] [--json]
      [--responses R.json --probabilities R.p_anomalous.json --search-thresholds]  (corevad generate output)
@@ -46,6 +46,7 @@ from tune_causal import (  # noqa: E402
 
 from corevad.alerts import AlertParams  # noqa: E402
 from corevad.benchmarks import VideoGT  # noqa: E402
+from corevad.defaults import DEFAULT_TEXT_MODEL  # noqa: E402
 from corevad.params import CausalParams  # noqa: E402
 from corevad.pipeline import score_causal  # noqa: E402
 
@@ -134,18 +135,18 @@ def evaluate(videos: list[Video], p: CausalParams, ap: AlertParams, *, text: boo
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_answer_args(ap)
-    ap.add_argument("--model", default="sentence-transformers/all-MiniLM-L6-v2", help="text encoder")
+    ap.add_argument("--model", default=DEFAULT_TEXT_MODEL, help="text encoder")
     ap.add_argument("--fa-budget", type=float, default=3.0,
                     help="false alerts per hour of normal video on the tune half (default 3: issue 12's target)")
     ap.add_argument("--write", action="store_true",
-                    help="write the chosen values to corevad_stream/data/replay_ucf_text.yaml")
+                    help="write the chosen values to configs/replay_ucf_text.yaml")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     videos = load(args.data, args.responses, args.probabilities)
     timing = embed(videos, args.model)
     sets = halves(videos)
-    today_cfg = yaml.safe_load((REPO / "corevad_stream" / "data" / "replay_ucf.yaml").read_text())
+    today_cfg = yaml.safe_load((REPO / "configs" / "replay_ucf.yaml").read_text())
     base = CausalParams(**{k: v for k, v in today_cfg["refinement"].items() if k.startswith(("smooth", "lrc"))})
     today_alerts = AlertParams(**today_cfg["alerts"])
     ctx, query, ctx_rows = tune_context(sets["tune"], base)
@@ -195,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def write(p: CausalParams, ap: AlertParams, query: str, summary: dict[str, Any], args: argparse.Namespace) -> None:
-    """data/replay_ucf_text.yaml: the replay config of the chosen variant (data/replay_ucf.yaml stays the
+    """configs/replay_ucf_text.yaml: the replay config of the chosen variant (configs/replay_ucf.yaml stays the
     label-only protocol's)."""
     r = summary["report"][summary["chosen"]]
     head = ["# Online parameters with text-anchored context refinement for replaying UCF-Crime, chosen by",
@@ -212,7 +213,7 @@ def write(p: CausalParams, ap: AlertParams, query: str, summary: dict[str, Any],
                            "text_mix": p.text_mix, "start_prior": p.start_prior},
             "alerts": _alert_dict(ap)}
     text = "\n".join(head) + "\n" + yaml.safe_dump(body, sort_keys=False)
-    (REPO / "corevad_stream" / "data" / "replay_ucf_text.yaml").write_text(text, encoding="utf-8")
+    (REPO / "configs" / "replay_ucf_text.yaml").write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -5,22 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-# The nearest checkpoint to the paper's InternVL2-8B that the native transformers class loads
-# (InternViT-300M + an InternLM2.5-7B-class LLM, converted to the -hf layout).
-DEFAULT_VLM_MODEL = "OpenGVLab/InternVL2_5-8B-MPO-hf"
+from ..defaults import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, DEFAULT_VLM_MODEL
+from ..schema import StrictModel
+
+__all__ = ["DEFAULT_VLM_MODEL", "ClipConfig", "DType", "Device", "OpenAIOptions", "VLMConfig"]
 
 Device = str  # "auto", "cpu", "cuda", "cuda:1", ...
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 
 
-class _Frozen(BaseModel):
-    # No inf/nan anywhere: `timeout_s: .inf` would pass `gt=0` and then wait forever.
-    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
-
-
-class OpenAIOptions(_Frozen):
+class OpenAIOptions(StrictModel):
     """How to reach an OpenAI-compatible chat-completions server (vLLM, LMDeploy, transformers serve...)."""
 
     base_url: str | list[str] = Field(
@@ -77,7 +73,7 @@ class OpenAIOptions(_Frozen):
         return [u.rstrip("/") for u in ([self.base_url] if isinstance(self.base_url, str) else self.base_url)]
 
 
-class VLMConfig(_Frozen):
+class VLMConfig(StrictModel):
     """Which VLM answers the segments, and how."""
 
     backend: Literal["transformers", "openai", "replay"] = Field(
@@ -124,12 +120,13 @@ class VLMConfig(_Frozen):
         return self
 
 
-class ClipConfig(_Frozen):
+class ClipConfig(StrictModel):
     """The CLIP model used for vision-text alignment."""
 
-    model: str = Field(default="ViT-B-16", description="open_clip architecture name.")
+    model: str = Field(default=DEFAULT_CLIP_MODEL, description="open_clip architecture name.")
     pretrained: str | None = Field(
-        default="openai", description="open_clip pretrained tag, a local checkpoint file, or None for random weights."
+        default=DEFAULT_CLIP_PRETRAINED,
+        description="open_clip pretrained tag, a local checkpoint file, or None for random weights."
     )
     device: Device = Field(default="auto", description="auto = cuda if available, else cpu.")
     dtype: DType = Field(default="auto", description="auto = float16 on GPU, float32 on CPU.")

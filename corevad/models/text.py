@@ -20,11 +20,10 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from ..defaults import DEFAULT_TEXT_MODEL as DEFAULT_TEXT_MODEL  # re-exported: its old home
 from ..errors import ModelError
 
 log = logging.getLogger(__name__)
-
-DEFAULT_TEXT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 @runtime_checkable

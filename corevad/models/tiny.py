@@ -114,7 +114,11 @@ def build_tiny_internvl(
         shutil.rmtree(final)
     final.parent.mkdir(parents=True, exist_ok=True)
 
-    import torch
+    from ..optional import require
+
+    # Named, so a base install asked for --tiny-model says which extra to install instead of a traceback.
+    torch = require("torch", what="the tiny random models (--tiny-model)")
+    require("transformers", what="the tiny random models (--tiny-model)")
     from transformers import (
         GotOcr2ImageProcessor,
         InternVLConfig,

@@ -19,178 +19,32 @@ import collections
 import json
 import logging
 import socket
-import ssl
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import aiomqtt
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from corevad.backoff import Backoff, BackoffPolicy
-from corevad.paths import state_dir
+from corevad.backoff import Backoff
 
-from ..broker import EmbeddedBroker, EmbeddedBrokerConfig, mqtt_broker_answers
+from ..broker import EmbeddedBroker, mqtt_broker_answers
+from ..config.mqtt import MqttConfig as MqttConfig  # the schema's; imported from here by older code
+from ..config.mqtt import MqttReconnectConfig as MqttReconnectConfig
 from ..errors import StreamError
 from ..messages import Message, kinds_where
 from ..messages import topic as build_topic
-from ..security import read_secret
 from .ha_discovery import camera_configs, removed_camera_topics
-from .outbox import Outbox, OutboxFullPolicy
+from .outbox import Outbox
 
 log = logging.getLogger(__name__)
 
-QoS = Literal[0, 1, 2]
 RETAINED_KINDS = kinds_where("retain")
 
 
 class MqttSinkError(StreamError):
     """The MQTT sink cannot start as configured (unreadable secret or TLS file, unusable outbox)."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
-
-class MqttTlsConfig(_Strict):
-    """TLS to the broker (present = enabled)."""
-
-    ca_file: Path | None = Field(None, description="CA bundle (PEM) that signed the broker's certificate; "
-                                                   "default: the system trust store.")
-    cert_file: Path | None = Field(None, description="Client certificate (PEM) for mutual TLS.")
-    key_file: Path | None = Field(None, description="Private key (PEM) of the client certificate.")
-    key_password_env: str | None = Field(None, description="Environment variable with the key's passphrase.")
-    key_password_file: Path | None = Field(None, description="File with the key's passphrase.")
-    verify_hostname: bool = Field(True, description="Check the broker certificate's name against `host` "
-                                                    "(turn off only for self-signed test setups).")
-
-    @model_validator(mode="after")
-    def _pairs(self) -> MqttTlsConfig:
-        if (self.cert_file is None) != (self.key_file is None):
-            raise ValueError("tls: cert_file and key_file go together")
-        return self
-
-    def context(self) -> ssl.SSLContext:
-        try:
-            ctx = ssl.create_default_context(cafile=str(self.ca_file) if self.ca_file else None)
-            if self.cert_file is not None:
-                password = read_secret(env=self.key_password_env, file=self.key_password_file,
-                                       field="mqtt.tls.key_password")
-                ctx.load_cert_chain(str(self.cert_file), str(self.key_file),
-                                    password=password.get_secret_value() if password else None)
-        except (OSError, ssl.SSLError) as exc:
-            raise MqttSinkError(f"mqtt.tls: cannot load certificates: {exc}") from None
-        ctx.check_hostname = self.verify_hostname
-        return ctx
-
-
-class MqttQosConfig(_Strict):
-    """QoS per message kind."""
-
-    events: QoS = Field(1, description="Alert lifecycle messages (>= 1 for the outbox to know they arrived).")
-    score: QoS = Field(0, description="Per-segment scores.")
-    state: QoS = Field(1, description="Retained per-camera normal/anomalous state.")
-    status: QoS = Field(1, description="Retained per-camera online/offline status.")
-    available: QoS = Field(1, description="Retained monitor availability (and its last will).")
-    snapshot: QoS = Field(0, description="Retained per-camera JPEG snapshot.")
-    stats: QoS = Field(0, description="Periodic counters on <prefix>/stats.")
-    model: QoS = Field(1, description="Retained model health (ok/degraded/down) on <prefix>/model and "
-                                      "<prefix>/<camera>/model.")
-    alert: QoS = Field(1, description="Retained latest alert of a camera on <prefix>/<camera>/alert.")
-
-
-class MqttReconnectConfig(_Strict):
-    """Exponential backoff between connection attempts."""
-
-    min_delay_s: float = Field(0.5, gt=0, description="First retry delay.")
-    max_delay_s: float = Field(30.0, gt=0, description="Longest retry delay.")
-    factor: float = Field(2.0, ge=1, description="Delay multiplier per failed attempt.")
-    jitter: float = Field(0.3, ge=0, le=1, description="Each delay is scaled by a random factor in "
-                                                       "[1 - jitter, 1] so many monitors do not retry in step.")
-
-    def policy(self) -> BackoffPolicy:
-        return BackoffPolicy(initial_s=self.min_delay_s, max_s=max(self.max_delay_s, self.min_delay_s),
-                             factor=self.factor, jitter=self.jitter)
-
-
-class MqttOutboxConfig(_Strict):
-    """The on-disk queue of undelivered events."""
-
-    path: Path | None = Field(None, description="sqlite file; default $XDG_STATE_HOME/corevad (else "
-                                                "~/.local/state/corevad)/mqtt-outbox-<prefix>.sqlite3. One "
-                                                "monitor per file.")
-    max_messages: int = Field(10_000, gt=0, description="Most undelivered events kept (about a day of "
-                                                        "alerts from 100 cameras).")
-    when_full: OutboxFullPolicy = Field(OutboxFullPolicy.DROP_OLDEST, description="drop_oldest or "
-                                        "drop_newest; every drop is counted and logged as an error.")
-
-
-class HomeAssistantConfig(_Strict):
-    """Home Assistant MQTT discovery (section `mqtt.home_assistant`)."""
-
-    discovery: bool = Field(False, description="Announce every camera to Home Assistant (anomaly binary sensor "
-                                               "with the explanation, score, status, model state, snapshot).")
-    discovery_prefix: str = Field("homeassistant", min_length=1, max_length=128,
-                                  description="Home Assistant's discovery prefix.")
-
-
-class MqttConfig(_Strict):
-    """MQTT output (section `mqtt`). Secrets only by reference: environment variables or files."""
-
-    host: str = Field("127.0.0.1", description="Broker host (ignored when embedded_broker.enabled).")
-    port: int = Field(1883, ge=1, le=65535, description="Broker port (ignored when embedded_broker.enabled).")
-    prefix: str = Field("corevad", max_length=128,
-                        description="Topic prefix: <prefix>/events, <prefix>/<camera>/score, ...")
-    client_id: str | None = Field(None, description="MQTT client id; default corevad-<prefix>-<hostname>.")
-    keepalive_s: int = Field(30, ge=5, le=65535, description="MQTT keepalive; the broker publishes the "
-                                                            "offline will about 1.5x this after a silent death.")
-    connect_timeout_s: float = Field(10.0, gt=0, description="Give up one connection attempt after this.")
-    publish_timeout_s: float = Field(10.0, gt=0, description="Treat the link as dead when an acknowledged "
-                                                             "publish takes longer than this.")
-    username: str | None = Field(None, description="Broker user.")
-    password_env: str | None = Field(None, description="Environment variable holding the broker password.")
-    password_file: Path | None = Field(None, description="File holding the broker password (one line).")
-    tls: MqttTlsConfig | None = Field(None, description="TLS settings; null = plain TCP.")
-    qos: MqttQosConfig = Field(default_factory=MqttQosConfig, description="QoS per message kind.")
-    reconnect: MqttReconnectConfig = Field(default_factory=MqttReconnectConfig, description="Retry backoff.")
-    outbox: MqttOutboxConfig = Field(default_factory=MqttOutboxConfig, description="Durable event queue.")
-    snapshots: bool = Field(True, description="Publish retained <prefix>/<camera>/snapshot JPEGs.")
-    live_queue: int = Field(1000, gt=0, description="Non-event messages waiting while connected; beyond "
-                                                    "this the oldest are dropped (counted).")
-    drain_timeout_s: float = Field(5.0, ge=0, description="At shutdown, time allowed to deliver pending "
-                                                          "events; the rest stay in the outbox.")
-    home_assistant: HomeAssistantConfig = Field(default_factory=HomeAssistantConfig,
-                                                description="Home Assistant MQTT discovery.")
-    embedded_broker: EmbeddedBrokerConfig = Field(default_factory=EmbeddedBrokerConfig,
-                                                  description="Run an amqtt broker in-process and use it.")
-
-    @field_validator("prefix")
-    @classmethod
-    def _prefix(cls, value: str) -> str:
-        if not value or value.startswith("/") or value.endswith("/") or any(c in value for c in "+#\0"):
-            raise ValueError(f"prefix {value!r} must be non-empty, without leading/trailing '/', '+', '#'")
-        return value
-
-    @model_validator(mode="after")
-    def _secrets(self) -> MqttConfig:
-        if self.password_env and self.password_file:
-            raise ValueError("give password_env or password_file, not both")
-        if (self.password_env or self.password_file) and not self.username:
-            raise ValueError("password_env/password_file need a username")
-        return self
-
-    def password(self) -> SecretStr | None:
-        return read_secret(env=self.password_env, file=self.password_file, field="mqtt.password")
-
-    def default_client_id(self) -> str:
-        return self.client_id or f"corevad-{self.prefix.replace('/', '-')}-{socket.gethostname()}"[:64]
-
-    def outbox_path(self) -> Path:
-        if self.outbox.path is not None:
-            return self.outbox.path
-        return state_dir() / f"mqtt-outbox-{self.prefix.replace('/', '-')}.sqlite3"
 
 
 @dataclass(frozen=True, slots=True)

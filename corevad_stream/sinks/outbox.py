@@ -9,7 +9,6 @@ loop for the rare event messages it holds.
 
 from __future__ import annotations
 
-import enum
 import fcntl
 import logging
 import os
@@ -18,18 +17,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..config.mqtt import OutboxFullPolicy as OutboxFullPolicy  # re-exported: its old home
+
 log = logging.getLogger(__name__)
 
 
 class OutboxError(RuntimeError):
     """The outbox file cannot be opened (bad path, not a database, or held by another process)."""
-
-
-class OutboxFullPolicy(enum.StrEnum):
-    """Which message goes when the outbox is full (both are counted and logged as errors)."""
-
-    DROP_OLDEST = "drop_oldest"  # keep the newest alerts: what an operator acts on now
-    DROP_NEWEST = "drop_newest"  # keep history intact, refuse new entries
 
 
 @dataclass(frozen=True, slots=True)

@@ -120,7 +120,7 @@ def test_report_command_prints_both_protocols_as_json(ucf, shared_data: Path, tm
     s = json.loads(capsys.readouterr().out)
     assert s["half"] == "test" and s["videos"] == 12
     assert set(s) >= {"online", "offline", "alerts", "params", "segments_per_s"}
-    assert s["params"]["causal"]["smooth_length"] == 12  # corevad_stream/data/replay_ucf.yaml, from the tuning protocol
+    assert s["params"]["causal"]["smooth_length"] == 12  # configs/replay_ucf.yaml, from the tuning protocol
     assert s["params"]["offline"]["kernel_size"] == 9
     assert 0 <= s["online"]["auc"] <= 1 and 0 <= s["offline"]["auc"] <= 1
     assert s["offline"]["auc"] != s["online"]["auc"]

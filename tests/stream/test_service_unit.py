@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from corevad.paths import data_file
+from corevad_stream.config import shipped_config
 
 
 def test_service_unit_verifies(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.fail("systemd-analyze is missing: tools/setup.sh installs Debian's systemd package")
-    unit = data_file("corevad_stream", "corevad.service").read_text()
+    unit = shipped_config("corevad.service").read_text()
     assert "/opt/corevad/bin/corevad-stream run -c /etc/corevad/cameras.yaml" in unit
     bindir = Path(sys.executable).parent
     ok = tmp_path / "corevad.service"

@@ -1,0 +1,93 @@
+"""Section `cameras`: one entry per camera or video file (and the frame-less replay URL it may name)."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlsplit
+
+from pydantic import Field, field_validator
+
+from corevad.schema import StrictModel
+
+from ..redact import redact
+from .runtime import OverloadPolicy
+
+__all__ = ["DEFAULT_FPS", "NAME_PATTERN", "CameraConfig", "frameless_spec"]
+
+# Camera names end up in MQTT topics, file names and URLs: letters, digits, _ and - only.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
+_NAME = re.compile(NAME_PATTERN)
+DEFAULT_FPS = 30.0  # frame-less replay, and streams that report no usable frame rate
+MAX_FPS = 240.0
+# Frame-less replay paces answers, not frames: the demo's --speed 10 asks for 300 "frames" a second.
+_MAX_FRAMELESS_FPS = 100_000.0
+SAMPLE_SCHEME = "sample://"
+FRAMELESS_SCHEME = "frameless://"
+
+
+def frameless_spec(url: str) -> tuple[int | None, float]:
+    """frameless://<n_frames>?fps=30 -> (n_frames, or None for endless; fps). ValueError naming the bad part."""
+    parts = urlsplit(url)
+    n = parts.netloc or parts.path.strip("/")
+    if n and not (n.isdigit() and n.isascii()):
+        raise ValueError(f"frameless://<frames>: {n!r} is not a whole number of frames")
+    unknown = sorted(set(parse_qs(parts.query, keep_blank_values=True)) - {"fps"})
+    if unknown:
+        raise ValueError(f"frameless:// takes only ?fps=, not {', '.join(unknown)}")
+    values = parse_qs(parts.query, keep_blank_values=True).get("fps", [str(DEFAULT_FPS)])
+    try:
+        fps = float(values[-1])
+    except ValueError:
+        raise ValueError(f"frameless:// ?fps={values[-1]!r} is not a number") from None
+    if not (math.isfinite(fps) and 0 < fps <= _MAX_FRAMELESS_FPS):
+        # fps=0 divided the frame period by zero in the source thread: a crash loop, not an error line.
+        raise ValueError(f"frameless:// ?fps={values[-1]} must be > 0 and <= {_MAX_FRAMELESS_FPS:g}")
+    return (int(n) if n else None), fps
+
+
+class CameraConfig(StrictModel):
+    """One camera (RTSP or any URL FFmpeg opens) or video file."""
+
+    name: str = Field(..., pattern=NAME_PATTERN, description="Topic-safe name: letters, digits, _ and -.")
+    url: str = Field(..., min_length=1, max_length=4096,
+                     description="rtsp://..., http(s)://..., a file path, sample://<name> (a clip generated on "
+                                 "first use; sample://demo), or frameless://<frames>?fps=<fps> (replay backends).")
+    enabled: bool = Field(True, description="False skips the camera.")
+    fps: float | None = Field(None, gt=0, le=MAX_FPS, description="Override the stream's reported frame rate.")
+    rate: Literal["native", "fast"] = Field("native", description="Files: play at the native frame rate "
+                                                                  "(live simulation) or as fast as possible.")
+    loop: bool = Field(False, description="Files: start again at the end (demo cameras).")
+    overload_policy: OverloadPolicy | None = Field(None, description="Override runtime.overload_policy.")
+    alerts: dict[str, Any] = Field(default_factory=dict, description="Per-camera overrides of `alerts`.")
+    refinement: dict[str, Any] = Field(default_factory=dict, description="Per-camera overrides of "
+                                                                         "`refinement`.")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, url: str) -> str:
+        if "\0" in url:
+            raise ValueError("the URL holds a NUL character")
+        if url.startswith(SAMPLE_SCHEME):
+            # The name becomes a file under the cache: sample://../../x would write outside it.
+            name = url[len(SAMPLE_SCHEME):]
+            if name and not _NAME.match(name):
+                raise ValueError(f"sample://{name}: a sample is named with letters, digits, _ and - only "
+                                 "(e.g. sample://demo)")
+        elif url.startswith(FRAMELESS_SCHEME):
+            frameless_spec(url)
+        return url
+
+    @property
+    def is_file(self) -> bool:
+        """Files, generated samples and frame-less replay: finite sources read at their own pace."""
+        return "://" not in self.url or self.url.startswith(("file://", SAMPLE_SCHEME, FRAMELESS_SCHEME))
+
+    @property
+    def safe_url(self) -> str:
+        return redact(self.url)
+
+    def __repr_args__(self) -> Any:  # never show credentials, in repr, str or tracebacks
+        for key, value in super().__repr_args__():
+            yield key, (self.safe_url if key == "url" else value)
