@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # a full grid search with the threshold search: minutes of CPU, more on a busy machine
 def test_tune_causal_on_probabilities_searches_thresholds_within_budget(shared_data: Path, tmp_path: Path) -> None:
     d = shared_data / "ucf_crime"
     responses = load_responses(d / "VLM_responses_LRC_ucf.json")
@@ -37,7 +38,7 @@ def test_tune_causal_on_probabilities_searches_thresholds_within_budget(shared_d
     # The tool as a user runs it (a script, not imported): its own process, bounded.
     proc = subprocess.run([sys.executable, str(REPO / "tools" / "tune_causal.py"), "--data", str(shared_data),
                            "--probabilities", str(pfile), "--search-thresholds", "--fa-budget", "3",
-                           "--out", str(out), "--json"], capture_output=True, text=True, timeout=1800)
+                           "--out", str(out), "--json"], capture_output=True, text=True, timeout=1700)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout)
     tune = summary["report"]["tune"]["online"]
