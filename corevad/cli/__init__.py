@@ -7,7 +7,6 @@ The only part of corevad that imports argparse and rich: the method modules and 
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -40,6 +39,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 __all__ = ["build_parser", "main"]
-
-if __name__ == "__main__":
-    sys.exit(main())
