@@ -216,9 +216,7 @@ async def main() -> None:
     args = ap.parse_args()
     only = set(args.only or ["overhead", "realtime", "memory", "latency"])
     work = Path(tempfile.mkdtemp(prefix="bench_stream_"))
-    clip = work / "clip_640x480_30fps.mp4"
-    if not clip.exists():
-        make_test_video(clip, seconds=args.clip_seconds, size=(640, 480), fps=30)
+    clip = make_test_video(work / "clip_640x480_30fps.mp4", seconds=args.clip_seconds, size=(640, 480), fps=30)
     res: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "cv2": cv2.__version__}}
 
     if "overhead" in only:
