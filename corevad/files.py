@@ -1,16 +1,25 @@
-"""Reading the user's text files safely: the size is checked before anything is read.
+"""Files in and out: the user's text files read safely, and outputs written atomically.
 
-Why one helper: a 500 MB file given as a prompt or responses file was read whole (1 GB RSS) before any
+Why one reader: a 500 MB file given as a prompt or responses file was read whole (1 GB RSS) before any
 check; a binary or empty prompt gave a traceback. Every text input of both packages goes through here and
 fails with one line naming the file and what is wrong with it.
+
+Why atomic writes: the offline pipelines are resumable and an interrupted run is normal (Ctrl-C, a killed
+job); each output is written to a temporary name in its folder, fsynced, then moved into place, so a reader
+(or the next run) never sees a torn file.
 """
 
 from __future__ import annotations
 
+import io
+import json
+import os
 import stat
+import tempfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 
 from .errors import DataError
@@ -106,3 +115,31 @@ class _BoundedSafeLoader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write to a temp file in the same folder, fsync, then os.replace onto path."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """obj as indented UTF-8 JSON (non-ASCII kept), written atomically."""
+    atomic_write_bytes(path, (json.dumps(obj, ensure_ascii=False, indent=2) + "\n").encode("utf-8"))
+
+
+def atomic_save_npy(path: str | Path, array: np.ndarray) -> None:
+    """array as a .npy file (no pickles), written atomically."""
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())

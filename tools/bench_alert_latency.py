@@ -26,11 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # services.py: the same Mosquitto launcher the tests use
-
-from corevad_stream.messages import Message  # noqa: E402
-from corevad_stream.sinks.mqtt import MqttConfig, MqttSink  # noqa: E402
+from corevad_stream.messages import Message
+from corevad_stream.sinks.mqtt import MqttConfig, MqttSink
 
 Trigger = Callable[[int], Awaitable[float]]
 
@@ -177,7 +174,7 @@ async def bench_broker(kind: str, args: argparse.Namespace, workdir: Path) -> La
     common = {"prefix": "bench", "outbox": {"path": str(workdir / f"outbox-{kind}.sqlite3")},
               "qos": {"events": args.qos}}
     if kind == "mosquitto":
-        from services import Mosquitto
+        from corevad_stream.testing import Mosquitto  # the same Mosquitto launcher the tests use
 
         # set_tcp_nodelay: without it Mosquitto delays small packets behind unacknowledged ones (Nagle).
         broker = Mosquitto(workdir / "mosquitto", persistence=False,

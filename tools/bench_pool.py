@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
@@ -25,16 +24,11 @@ import numpy as np
 
 from corevad.models import Clip, OpenAIOptions, VLMConfig, load_vlm
 from corevad.models.tiny import build_tiny_internvl
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from corevad_stream.testing import free_port
 
 
 def start_replica(model: Path, log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
+    port = free_port()
     exe = Path(sys.executable).with_name("transformers")
     with log.open("wb") as fh:
         proc = subprocess.Popen([str(exe), "serve", str(model), "--host", "127.0.0.1", "--port", str(port),

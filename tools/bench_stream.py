@@ -33,6 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from corevad.models.base import Clip  # noqa: E402
 from corevad_stream import App, MemorySink, config_from_dict  # noqa: E402
 from corevad_stream.sinks.jsonl import JsonlSink  # noqa: E402
+from corevad_stream.testing import free_port, make_test_video  # noqa: E402
 
 
 class NullBackend:
@@ -59,14 +60,6 @@ def cpu_s() -> float:
 def rss_mb() -> float:
     with open("/proc/self/statm") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def make_clip(path: Path, seconds: int) -> Path:
-    if not path.exists():
-        subprocess.run(["ffmpeg", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
-                        "testsrc2=size=640x480:rate=30", "-t", str(seconds), "-c:v", "libx264", "-preset",
-                        "veryfast", "-pix_fmt", "yuv420p", "-g", "30", str(path)], check=True)
-    return path
 
 
 def bare_decode(path: Path, streams: int) -> tuple[float, float]:
@@ -156,12 +149,6 @@ async def memory(path: Path, minutes: float, cams_many: int = 8) -> dict[str, An
     }
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def latency(path: Path, seconds: float, cameras: int) -> dict[str, Any]:
     """Alerts from native-rate cameras to a real Mosquitto; subscriber receipt - segment end - model time."""
     import aiomqtt
@@ -229,7 +216,7 @@ async def main() -> None:
     args = ap.parse_args()
     only = set(args.only or ["overhead", "realtime", "memory", "latency"])
     work = Path(tempfile.mkdtemp(prefix="bench_stream_"))
-    clip = make_clip(work / "clip_640x480_30fps.mp4", args.clip_seconds)
+    clip = make_test_video(work / "clip_640x480_30fps.mp4", seconds=args.clip_seconds, size=(640, 480), fps=30)
     res: dict[str, Any] = {"machine": {"cores": os.cpu_count(), "cv2": cv2.__version__}}
 
     if "overhead" in only:

@@ -29,15 +29,17 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the same Mosquitto, RTSP server and model double the tests use
-sys.path.insert(0, str(REPO / "tests" / "stream"))
-
-from model_server import ScriptedModelServer  # noqa: E402
-from services import Mosquitto, MqttCollector, RtspServer, make_test_video  # noqa: E402
-
-ANOMALOUS = "Anomalous scenes.\nA man smashes the shop window."
-NORMAL = "Normal scenes.\nPeople walk past the shop."
+# The same Mosquitto, RTSP server, model server and model double the tests use.
+from corevad_stream.testing import (
+    ANOMALOUS,
+    NORMAL,
+    Mosquitto,
+    MqttCollector,
+    RtspServer,
+    ScriptedBackend,
+    ScriptedModelServer,
+    make_test_video,
+)
 
 
 def _openai(srv: ScriptedModelServer, **extra: Any) -> dict[str, Any]:
@@ -163,8 +165,6 @@ async def hang_shutdown(work: Path, video: Path) -> dict[str, Any]:
 
 async def cameras(work: Path, video: Path) -> dict[str, Any]:
     """Scenarios 4 and 5: stall (SIGSTOP) and kill of a real RTSP server, stall_timeout_s 10."""
-    from stream_doubles import ScriptedBackend
-
     from corevad_stream import App, MemorySink
     from corevad_stream.config import config_from_dict
 

@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds services.py
-
-from services import TransformersServe, free_port  # noqa: E402
-
-from corevad.models import Clip, OpenAIOptions, VLMBackend, VLMConfig, load_vlm  # noqa: E402
-from corevad.models.openai_backend import OpenAIError, encode_jpeg_data_url  # noqa: E402
+from corevad.models import Clip, OpenAIOptions, VLMBackend, VLMConfig, load_vlm
+from corevad.models.openai_backend import OpenAIError, encode_jpeg_data_url
+from corevad_stream.testing import TransformersServe, free_port
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

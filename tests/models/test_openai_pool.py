@@ -6,7 +6,6 @@ mid-run and restarted."""
 from __future__ import annotations
 
 import math
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,13 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the servers
-
-from model_server import ScriptedModelServer  # noqa: E402
-from services import TransformersServe, wait_until  # noqa: E402
-
-from corevad.models import Clip, OpenAIOptions, VLMConfig, load_vlm  # noqa: E402
-from corevad.prompt import parse_answer  # noqa: E402
+from corevad.models import Clip, OpenAIOptions, VLMConfig, load_vlm
+from corevad.prompt import parse_answer
+from corevad_stream.testing import ScriptedModelServer, TransformersServe, wait_until
 
 pytestmark = pytest.mark.services
 

@@ -15,29 +15,11 @@ from corevad.models.tiny import build_tiny_internvl, register_tiny_clip
 from corevad.params import CausalParams
 from corevad.pipeline import score_causal
 from corevad_stream.replay import ReplayError, online_figures, run_replay, video_inputs
+from corevad_stream.testing import write_moving_square_video
 
 # (name, class, frames, spans): partial last segments included; one anomalous span per anomalous clip.
 CLIPS = [("Fight001_x264", "Fighting", 95, (30, 75)), ("Normal_Videos_001_x264", "Normal", 61, None),
          ("Arson001_x264", "Arson", 70, (0, 40))]
-
-
-def _write_video(path: Path, n_frames: int, seed: int) -> None:
-    import av
-
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 80, size=(48, 64, 3), dtype=np.uint8)
-    with av.open(str(path), mode="w") as out:
-        stream = out.add_stream("libx264", rate=30)
-        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
-        stream.options = {"preset": "ultrafast", "crf": "23"}
-        for i in range(n_frames):
-            img = base.copy()
-            x = (i * 3 + seed * 7) % 52
-            img[10:22, x:x + 12] = (255, 180, 40)
-            for packet in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
-                out.mux(packet)
-        for packet in stream.encode():
-            out.mux(packet)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +28,7 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     (d / "videos" / "sub").mkdir(parents=True)
     rows = ["video\tclass\tframes\tstart1\tend1\tstart2\tend2"]
     for k, (name, cls, frames, span) in enumerate(CLIPS):
-        _write_video(d / "videos" / "sub" / f"{name}.mp4", frames, seed=k + 1)
+        write_moving_square_video(d / "videos" / "sub" / f"{name}.mp4", frames, seed=k + 1, colour=(255, 180, 40))
         s, e = span or (-1, -1)
         rows.append(f"{name}\t{cls}\t{frames}\t{s}\t{e}\t-1\t-1")
     (d / "ann.tsv").write_text("\n".join(rows) + "\n")

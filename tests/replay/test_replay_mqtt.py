@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,10 +10,7 @@ import pytest
 from corevad.benchmarks import load_benchmark, load_responses
 from corevad.models.replay import ReplayBackend
 from corevad_stream.replay import camera_names, frameless_inputs, run_replay
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds services.py
-
-from services import Mosquitto, MqttCollector  # noqa: E402
+from corevad_stream.testing import Mosquitto, MqttCollector
 
 pytestmark = [pytest.mark.services, pytest.mark.data]
 

@@ -19,16 +19,13 @@ Tests using any of these are marked `services` automatically. Every service is k
 
 from __future__ import annotations
 
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds services.py
-
-from services import Mosquitto, MqttCollector, RtspServer, make_test_video  # noqa: E402
+from corevad_stream.testing import Mosquitto, MqttCollector, RtspServer, make_test_video
 
 SERVICE_FIXTURES = {
     "mosquitto", "mosquitto_factory", "rtsp_server", "rtsp_server_factory", "test_video", "video_factory",

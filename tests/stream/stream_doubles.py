@@ -1,64 +1,13 @@
-"""Small doubles of OUR model protocols (VLMBackend, ImageTextEncoder) for runtime tests, plus config helpers."""
+"""Config helpers for the runtime tests; the model doubles live in corevad_stream.testing.doubles (tools share them)."""
 
 from __future__ import annotations
 
-import hashlib
-import threading
-import time
-from collections.abc import Callable, Sequence
 from typing import Any
 
-import numpy as np
-
-from corevad.models.base import Clip
 from corevad_stream.config import StreamConfig, config_from_dict
+from corevad_stream.testing.doubles import ANOMALOUS, GARBLED, NORMAL, HashEncoder, ScriptedBackend
 
-NORMAL = "Normal scenes.\nPeople walk past the shop."
-ANOMALOUS = "Anomalous scenes.\nA man smashes the shop window."
-GARBLED = "<unk> %%% ### the the the"
-
-
-class ScriptedBackend:
-    """Answers by (camera, segment index) with an optional fixed delay per call (a slow model)."""
-
-    name = "scripted"
-
-    def __init__(self, answer: Callable[[Clip], str] | None = None, *, delay_s: float = 0.0) -> None:
-        self._answer = answer or (lambda clip: NORMAL)
-        self.delay_s = delay_s
-        self.calls: list[list[tuple[str, int, bool]]] = []
-        self.lock = threading.Lock()
-        self.closed = False
-
-    def answer(self, clips: Sequence[Clip]) -> list[str]:
-        with self.lock:
-            self.calls.append([(c.source, c.index, c.frames is not None) for c in clips])
-        if self.delay_s:
-            time.sleep(self.delay_s)
-        return [self._answer(c) for c in clips]
-
-    def close(self) -> None:
-        self.closed = True
-
-
-def _unit(seed: bytes, dim: int) -> np.ndarray:
-    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(seed).digest()[:8], "little"))
-    v = rng.standard_normal(dim).astype(np.float32)
-    return v / np.linalg.norm(v)
-
-
-class HashEncoder:
-    """Deterministic unit embeddings: images from their mean colour, texts from their bytes."""
-
-    def __init__(self, dim: int = 16) -> None:
-        self.dim = dim
-
-    def encode_images(self, frames: np.ndarray) -> np.ndarray:
-        return np.stack([_unit(np.round(f.reshape(-1, 3).mean(0)).astype(np.int64).tobytes(), self.dim)
-                         for f in frames])
-
-    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return np.stack([_unit(t.encode(), self.dim) for t in texts])
+__all__ = ["ANOMALOUS", "GARBLED", "NORMAL", "HashEncoder", "ScriptedBackend", "stream_config"]
 
 
 def stream_config(cameras: list[dict[str, Any]], **sections: Any) -> StreamConfig:

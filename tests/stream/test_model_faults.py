@@ -14,13 +14,13 @@ from typing import Any
 
 import numpy as np
 import pytest
-from model_server import ScriptedModelServer
 from stream_doubles import stream_config
 
 from corevad.models import Clip, OpenAIOptions, VLMConfig, load_vlm
 from corevad.models.openai_backend import OpenAIError, retry_after_s
 from corevad_stream import App, MemorySink
 from corevad_stream.config import StreamConfig
+from corevad_stream.testing import ScriptedModelServer
 
 ANOMALOUS = "Anomalous scenes.\nA man smashes the shop window."
 NORMAL = "Normal scenes.\nPeople walk past the shop."

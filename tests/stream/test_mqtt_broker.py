@@ -9,11 +9,11 @@ from pathlib import Path
 import aiomqtt
 import pytest
 from pydantic import ValidationError
-from services import MqttCollector, free_port
 
 from corevad_stream.broker import BrokerError, EmbeddedBroker, EmbeddedBrokerConfig, is_loopback
 from corevad_stream.messages import Message
 from corevad_stream.sinks.mqtt import MqttConfig, MqttSink
+from corevad_stream.testing import MqttCollector, free_port
 
 
 async def test_sink_with_embedded_broker_round_trip(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ from pathlib import Path
 import aiomqtt
 import cv2
 import pytest
-from services import Mosquitto, RtspServer, port_open
+
+from corevad_stream.testing import Mosquitto, RtspServer, port_open
 
 CAPTURE_PARAMS = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, 10000, cv2.CAP_PROP_READ_TIMEOUT_MSEC, 5000]
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, ValidationError
-from services import Mosquitto, MqttCollector
 
 from corevad.backoff import Backoff
 from corevad_stream.messages import Message
 from corevad_stream.sinks.base import Sink
 from corevad_stream.sinks.mqtt import MqttConfig, MqttReconnectConfig, MqttSink
+from corevad_stream.testing import Mosquitto, MqttCollector
 
 Collect = Callable[..., Awaitable[MqttCollector]]
 PREFIX = "cv"

@@ -84,7 +84,7 @@ async def test_a_stalled_stream_is_detected_and_reconnected(rtsp_server) -> None
 
 @pytest.mark.slow
 async def test_open_failures_name_the_cause_ffmpeg_reported(rtsp_server) -> None:  # type: ignore[no-untyped-def]
-    from services import free_port
+    from corevad_stream.testing import free_port
 
     cams = [{"name": "wrongpath", "url": rtsp_server.url.replace("/cam", "/nope")},
             {"name": "refused", "url": f"rtsp://admin:s3cret@127.0.0.1:{free_port()}/cam"},

@@ -100,7 +100,7 @@ def test_demo_sample_clip_is_generated_once_on_first_use(tmp_path: Path, monkeyp
 
 @pytest.mark.slow
 def test_a_camera_past_2000_failed_reconnects_still_recovers(rtsp_server_factory, test_video: Path) -> None:  # type: ignore[no-untyped-def]
-    from services import free_port
+    from corevad_stream.testing import free_port
 
     port = free_port()
     statuses: list[StatusChange] = []

@@ -1,11 +1,9 @@
-"""`corevad` command line: benchmark evaluation (and the offline-pipeline commands)."""
+"""`corevad eval`: frame-level AUC/AP of recorded answers on a benchmark, as a rich table or JSON."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
-from collections.abc import Sequence
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
@@ -14,15 +12,14 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import offline_commands
-from .benchmarks import DATASETS, load_benchmark, load_probabilities, load_responses
-from .config import load_method_params
-from .defaults import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, DEFAULT_TEXT_MODEL
-from .errors import CorevadError
-from .params import CausalParams, OfflineParams
+from ..benchmarks import DATASETS, load_benchmark, load_probabilities, load_responses
+from ..config import load_method_params
+from ..defaults import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, DEFAULT_TEXT_MODEL
+from ..errors import CorevadError
+from ..params import CausalParams, OfflineParams
 
 if TYPE_CHECKING:  # scikit-learn (metrics) loads only when a command evaluates: `--help` stays fast
-    from .evaluate import EvalResult
+    from ..evaluate import EvalResult
 
 _OFFLINE_FLAGS = {"tau": float, "kernel_size": int, "sigma": float, "lrc_window": int}
 _CAUSAL_FLAGS = {"lrc_lookback": int, "lrc_lookahead": int, "refine_window": int, "smooth_length": int,
@@ -30,7 +27,8 @@ _CAUSAL_FLAGS = {"lrc_lookback": int, "lrc_lookahead": int, "refine_window": int
                  "text_mix": float}
 
 
-def _add_eval(sub: argparse._SubParsersAction) -> None:
+def add_command(sub: argparse._SubParsersAction) -> None:
+    """Register `corevad eval` on the parser."""
     p = sub.add_parser("eval", help="frame-level AUC/AP of recorded answers on UCF-Crime or XD-Violence",
                        description="Score every test video from its per-segment answers and print AUC/AP.")
     p.add_argument("--dataset", required=True, choices=DATASETS)
@@ -91,7 +89,7 @@ def _text_encoder(args: argparse.Namespace):  # noqa: ANN202 - returns a callabl
         if args.apply_lrc:
             raise CorevadError("--apply-lrc needs --features (LRC compares answers with the frames)")
         return None
-    from .models import load_clip
+    from ..models import load_clip
 
     encoder = load_clip(model=args.clip_model, pretrained=args.clip_pretrained, device=args.device)
     return encoder.encode_texts
@@ -117,7 +115,7 @@ def _table(result: EvalResult, dataset: str, offline: OfflineParams, causal: Cau
 
 def cmd_eval(args: argparse.Namespace) -> int:
     offline, causal = _params(args)
-    from .evaluate import evaluate
+    from ..evaluate import evaluate
 
     videos = load_benchmark(args.dataset, args.annotations)
     responses = load_responses(args.responses)
@@ -127,7 +125,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.text_context:
         if args.mode != "causal":
             raise CorevadError("--text-context is a causal-mode refinement: add --mode causal")
-        from .models.text import load_text_encoder
+        from ..models.text import load_text_encoder
 
         sentence_model = load_text_encoder(args.text_model, disk_cache=True)
         sentence = sentence_model.encode_texts
@@ -143,7 +141,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for e in result.skipped:
         err.print(f"[yellow]skipped:[/] {escape(str(e))}")
     if args.plots:
-        from .plots import plot_video
+        from ..plots import plot_video
 
         wanted = set(args.plot_videos) if args.plot_videos else None
         for v in videos:
@@ -159,26 +157,3 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def _asdict(p: OfflineParams | CausalParams) -> dict:
     return {f.name: getattr(p, f.name) for f in fields(p)}
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="corevad", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    _add_eval(sub)
-    offline_commands.add_commands(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (CorevadError, ValueError, FileNotFoundError) as e:
-        Console(stderr=True).print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

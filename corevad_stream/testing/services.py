@@ -1,8 +1,11 @@
-"""Real outside services for tests: a Mosquitto broker, a GStreamer RTSP camera, and generated test videos.
+"""Real outside services for tests and benchmarks: Mosquitto, a GStreamer RTSP camera, `transformers serve`.
 
 Each service is a child process on a free loopback port that can be stopped, killed and restarted on the
 same port (so URLs held by the code under test stay valid across the outage). Nothing here fakes a
-protocol: the tests talk to the real programs the README tells operators to run.
+protocol: the tests talk to the real programs the README tells operators to run. MqttCollector is a real
+aiomqtt subscriber that records what a broker delivers.
+
+The RTSP camera runs tools/rtsp_server.py, so RtspServer needs a source checkout (or script=).
 """
 
 from __future__ import annotations
@@ -22,8 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-REPO = Path(__file__).resolve().parents[1]
-RTSP_SCRIPT = REPO / "tools" / "rtsp_server.py"
+from ..broker import _free_port
+
+# tools/rtsp_server.py of the checkout this package runs from (the script is not part of a wheel).
+RTSP_SCRIPT = Path(__file__).resolve().parents[2] / "tools" / "rtsp_server.py"
 SYSTEM_PYTHON = "/usr/bin/python3"  # python3-gi (GstRtspServer) lives here, not in the venv
 LOOPBACK = "127.0.0.1"
 
@@ -35,10 +40,9 @@ class ServiceError(RuntimeError):
 
 
 def free_port(host: str = LOOPBACK) -> int:
-    """A TCP port that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
+    """A TCP port that was free a moment ago (the OS picks it): the embedded broker's own port picker, so
+    the runtime, the tests and the tools share one."""
+    return _free_port(host)
 
 
 def port_open(host: str, port: int) -> bool:
@@ -310,8 +314,13 @@ class RtspServer(_Process):
         mount: str = "/cam",
         host: str = LOOPBACK,
         port: int | None = None,
+        script: Path | None = None,
     ) -> None:
         super().__init__(workdir, host, port)
+        self.script = Path(script) if script is not None else RTSP_SCRIPT
+        if not self.script.is_file():
+            raise ServiceError(f"RTSP server script {self.script} not found: RtspServer needs a source checkout "
+                               "(tools/rtsp_server.py) or script=")
         if (file is None) == (not testsrc):
             raise ValueError("give exactly one of file= or testsrc=True")
         _need(SYSTEM_PYTHON, "python3-gi gir1.2-gst-rtsp-server-1.0")
@@ -323,7 +332,7 @@ class RtspServer(_Process):
         self.mount = mount if mount.startswith("/") else "/" + mount
 
     def _command(self) -> list[str]:
-        cmd = [SYSTEM_PYTHON, str(RTSP_SCRIPT), "--host", self.host, "--port", str(self.port),
+        cmd = [SYSTEM_PYTHON, str(self.script), "--host", self.host, "--port", str(self.port),
                "--mount", self.mount]
         if self.file is not None:
             cmd += ["--file", str(self.file)]
@@ -340,46 +349,6 @@ class RtspServer(_Process):
     @property
     def url(self) -> str:
         return f"rtsp://{self.host}:{self.port}{self.mount}"
-
-
-def make_test_video(
-    path: Path | str,
-    *,
-    seconds: float = 4.0,
-    size: tuple[int, int] = (320, 240),
-    fps: int = 30,
-    pattern: str = "testsrc2",
-) -> Path:
-    """Write a small H.264 MP4 (yuv420p, keyframe every second) made by ffmpeg's lavfi test source.
-
-    Falls back to PyAV's bundled libx264 when the ffmpeg binary is missing.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    width, height = size
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg:
-        subprocess.run(
-            [ffmpeg, "-loglevel", "error", "-y", "-f", "lavfi",
-             "-i", f"{pattern}=size={width}x{height}:rate={fps}", "-t", str(seconds),
-             "-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-g", str(fps), str(path)],
-            check=True, capture_output=True,
-        )
-        return path
-    import av
-    import numpy as np
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=fps)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"g": str(fps)}
-        yy, xx = np.mgrid[0:height, 0:width]
-        for i in range(round(seconds * fps)):
-            img = np.stack([(xx + 4 * i) % 256, (yy + 2 * i) % 256, np.full_like(xx, (8 * i) % 256)], -1)
-            frame = av.VideoFrame.from_ndarray(img.astype(np.uint8), format="rgb24")
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode())
-    return path
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""A scriptable OpenAI-compatible chat-completions server on 127.0.0.1 (a test double for model faults).
+"""A scriptable OpenAI-compatible chat-completions server on 127.0.0.1 (a double for model faults in tests and tools).
 
 The test switches its behaviour at any moment: answer (by a function of the request), HTTP 500, 429 with a
 Retry-After, hang (until released or a bound), garbage text, empty answers, malformed JSON. It speaks
