@@ -168,7 +168,7 @@ class App:
                 cameras=self.camera_overview, model=self.model_health.snapshot,
                 store_path=store.path if store is not None else None,
                 feed=self.live_feed, username=cfg.metrics.username,
-                password=pw.get_secret_value() if pw is not None else None))
+                password=pw.get_secret_value() if pw is not None else None, allowed_hosts=cfg.metrics.allowed_hosts))
         # Daemon threads: a model call that hangs must not keep the process alive after shutdown.
         executor = DaemonPool(1, name="corevad[worker].model")
         stack.callback(executor.shutdown, wait=False, cancel_futures=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import fields as dc_fields
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +21,7 @@ from corevad.paths import state_dir
 
 from .errors import ConfigError
 from .redact import redact
-from .security import is_loopback, read_secret
+from .security import SecretError, is_loopback, read_secret
 
 # Method defaults live once, in corevad's dataclasses; the schema reads them from there.
 _CAUSAL = CausalParams()
@@ -200,25 +201,48 @@ class ModelConfig(_Strict):
 
 
 class MetricsConfig(_Strict):
-    """Prometheus endpoint; loopback by default, any other address needs credentials."""
+    """Prometheus endpoint, review page and API; loopback by default, any other address needs credentials."""
 
     enabled: bool = Field(True, description="Serve /metrics.")
     host: str = Field("127.0.0.1", description="Bind address.")
     port: int = Field(9108, ge=0, le=65535, description="Port (0 = pick a free one).")
-    username: str | None = Field(None, description="Basic-auth user (required off loopback).")
+    username: str | None = Field(None, min_length=1, description="Basic-auth user (required off loopback).")
     password_env: str | None = Field(None, description="Env var with the basic-auth password.")
     password_file: Path | None = Field(None, description="File with the basic-auth password.")
+    allowed_hosts: list[str] = Field(default_factory=list, max_length=100, description=(
+        "More names the server answers in the Host header (besides the bind address, and the localhost names "
+        "on a loopback bind): the name users type, e.g. monitor.lan; '*' = any (behind a proxy that checks "
+        "it). Other names get 421, so a DNS-rebinding page cannot read the API."))
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, hosts: list[str]) -> list[str]:
+        for i, h in enumerate(hosts):
+            if h != "*" and not re.fullmatch(r"[A-Za-z0-9_.\-]{1,253}|\[?[0-9A-Fa-f:.]{2,45}\]?", h):
+                raise ValueError(f"allowed_hosts.{i}: {h[:80]!r} is not a host name or address (no port, no "
+                                 "scheme; '*' = any)")
+        return hosts
 
     @model_validator(mode="after")
     def _exposure(self) -> MetricsConfig:
-        if self.enabled and not is_loopback(self.host) and not (
-                self.username and (self.password_env or self.password_file)):
+        has_password = bool(self.password_env or self.password_file)
+        if self.username and not has_password:
+            raise ValueError("metrics.username is set without a password: set metrics.password_env or "
+                             "metrics.password_file (a user without a password is not 'no auth')")
+        if has_password and not self.username:
+            raise ValueError("metrics.password_env/password_file is set without metrics.username")
+        if self.enabled and not is_loopback(self.host) and not self.username:
             raise ValueError(f"metrics.host {self.host!r} is not loopback: set metrics.username and "
                              "metrics.password_env or metrics.password_file")
         return self
 
     def password(self) -> SecretStr | None:
-        return read_secret(env=self.password_env, file=self.password_file, field="metrics.password")
+        secret = read_secret(env=self.password_env, file=self.password_file, field="metrics.password")
+        if secret is not None and not secret.get_secret_value().strip():
+            where = (f"metrics.password_file: {self.password_file}" if self.password_file is not None
+                     else f"metrics.password_env: environment variable {self.password_env}")
+            raise SecretError(f"{where} is empty (an empty password lets anyone in)")
+        return secret
 
 
 class JsonlConfig(_Strict):
