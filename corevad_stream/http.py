@@ -247,6 +247,7 @@ class HttpServer:
         self._store: Any = None
         self._pool: DaemonPool | None = None
         self._closing = False
+        self.cross_site_refused = 0  # state-changing requests refused by the same-origin JSON rule
 
     # -- lifecycle ---------------------------------------------------------------------------------------
     async def __aenter__(self) -> HttpServer:
@@ -301,6 +302,7 @@ class HttpServer:
         from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
         from starlette.routing import Route
 
+        server = self
         auth = self._auth
         hosts = self._hosts
         wildcard = self._wildcard
@@ -340,7 +342,10 @@ class HttpServer:
                         return PlainTextResponse("unauthorised\n", 401,
                                                  headers={"WWW-Authenticate": "Basic realm=corevad"})
                 if scope["method"] not in ("GET", "HEAD"):
-                    return _cross_site_refusal(scope, headers)
+                    refused = _cross_site_refusal(scope, headers)
+                    if refused is not None:
+                        server.cross_site_refused += 1
+                    return refused
                 return None
 
         def limited(handler: Callable[[Request], Awaitable[Response]]) -> Callable[[Request], Awaitable[Response]]:
