@@ -68,7 +68,8 @@ async def test_keyset_paging_walks_every_alert_once_in_order_and_bounds_are_400(
             ("offset", str(2 ** 63)), ("offset", "-1"), ("offset", "10001"), ("limit", "0"), ("limit", "1001"),
             ("limit", "ten"), ("before", "no-such-alert"), ("until", "inf"))}
         nul = await client.get("/static/corevad%00.js")
-        names = [(await client.get(f"/static/{n}")).status_code for n in ("a%00", ".hidden.js", "%2e%2e", "x" * 300 + ".js")]
+        names = [(await client.get(f"/static/{n}")).status_code
+                 for n in ("a%00", ".hidden.js", "%2e%2e", "x" * 300 + ".js")]
         page_js = await client.get("/static/corevad.js")
     assert walked == ids  # every alert once, newest first, ties by id
     assert [a["id"] for a in cam] == [i for i in ids[11:] if i.startswith("cam1-")][:5]
