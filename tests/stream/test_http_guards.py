@@ -30,13 +30,14 @@ T0 = 1.8e9
 def _fill(path: Path, n: int, *, cameras: int = 3, same_time_every: int = 0) -> list[str]:
     """n ended alerts through the store's own writer; returns their ids newest first as the API orders them."""
     store = EventStore(path)
-    rows = []
+    rows: list[tuple[float, str]] = []
     for i in range(n):
         start = T0 + (i // same_time_every if same_time_every else i) * 10.0  # equal start times: id breaks ties
-        a = {"id": f"cam{i % cameras}-r-{i:05d}", "camera": f"cam{i % cameras}", "active": False,
-             "start_time": start, "end_time": start + 5, "explanation": ["x"]}
-        store.write("events", a["camera"], {"type": "end", "after": a}, start + 5)
-        rows.append((-start, a["id"]))
+        alert_id, camera = f"cam{i % cameras}-r-{i:05d}", f"cam{i % cameras}"
+        a = {"id": alert_id, "camera": camera, "active": False, "start_time": start, "end_time": start + 5,
+             "explanation": ["x"]}
+        store.write("events", camera, {"type": "end", "after": a}, start + 5)
+        rows.append((-start, alert_id))
     store.close()
     return [i for _, i in sorted(rows)]
 
