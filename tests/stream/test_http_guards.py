@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -288,3 +289,35 @@ async def test_live_streams_end_cleanly_when_the_server_stops(capfd: pytest.Capt
     assert ended == ["ended"] * 3, ended
     assert json.loads(next(x for x in lines if x.startswith("data: "))[6:])["payload"] == "normal"
     assert "Traceback" not in err and "CancelledError" not in err and "graceful shutdown" not in err, err
+
+
+async def test_stopping_the_monitor_with_a_browser_connected_prints_no_traceback(
+        tmp_path: Path, capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> None:
+    """Item 18 through the whole App (what `run` and `demo` do): the stream ends, nothing is cancelled."""
+    from stream_doubles import ScriptedBackend, stream_config
+
+    from corevad_stream import App
+
+    cfg = stream_config([{"name": "lane", "url": "frameless://", "rate": "native"}],
+                        metrics={"enabled": True, "port": 0}, store={"path": str(tmp_path / "e.sqlite3")},
+                        runtime={"segment_seconds": 0.1})
+    lines: list[str] = []
+    async with httpx.AsyncClient(timeout=30) as client:
+        async with App(cfg, backend=ScriptedBackend()) as app:
+            assert app.metrics_server is not None
+            resp = await client.send(client.build_request(
+                "GET", f"http://127.0.0.1:{app.metrics_server.port}/api/stream"), stream=True)
+
+            async def read() -> str:
+                async for line in resp.aiter_lines():
+                    lines.append(line)
+                return "ended"
+
+            reader = asyncio.create_task(read())
+            while not any(x.startswith("data: ") for x in lines):  # scores flow: the stream is live
+                await asyncio.sleep(0.02)
+        ended = await asyncio.wait_for(asyncio.gather(reader, return_exceptions=True), 10)
+    err = capfd.readouterr().err
+    assert ended == ["ended"], ended
+    assert "Traceback" not in err and "CancelledError" not in err, err
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
