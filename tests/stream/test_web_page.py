@@ -121,6 +121,7 @@ async def test_the_page_shows_cameras_live_alerts_snapshots_and_acknowledges(
     assert seen["detail"]["said"][0] == "A man smashes the shop window."
     assert seen["model"] == "model ok" and seen["door"] == "unknown"  # never scored: not "normal"
     assert seen["overflow"] <= 0  # nothing wider than a phone screen
+    assert seen["listed"] == [f"lane-r-{i}" for i in range(59, -1, -1)] and seen["more_hidden"]  # newest first, once
     assert seen["errors"] == [], seen["errors"]
     assert "hunter2" not in seen["source"] and "hunter2" not in json.dumps(cameras)
     assert (artifacts_dir / "web-page-desktop.png").stat().st_size > 10_000
@@ -164,14 +165,15 @@ def test_a_replay_writes_the_same_page_statically_with_gt_spans(browser: Any, sh
 async def test_a_page_of_another_origin_cannot_acknowledge_even_with_cached_credentials(
         browser: Any, tmp_path: Path) -> None:
     """Issue 18 item 8 in a real browser: a cross-origin form POST and a no-cors fetch both reach the server
-    (with the basic-auth credentials the browser cached) and are refused; the page's own Acknowledge works."""
+    (with the basic-auth credentials the browser cached) and are refused; the page's own Acknowledge works, and
+    its "Older alerts" pages by id (before=) through the whole history."""
     import http.server
 
     from corevad_stream.http import HttpServer, LiveFeed
     from corevad_stream.store import EventStore
 
     store = EventStore(tmp_path / "e.sqlite3")
-    for i in range(3):
+    for i in range(60):  # more than one page of 50
         a = {"id": f"lane-r-{i}", "camera": "lane", "active": False, "start_time": 1.8e9 + i, "end_time": 1.8e9 + i,
              "explanation": ["x"]}
         store.write("events", "lane", {"type": "end", "after": a}, 1.8e9 + i)
@@ -214,13 +216,18 @@ fetch("{target}/api/events/lane-r-1/ack", {{method: "POST", mode: "no-cors", cre
             form_answer = _wait(d, "the form's answer text", lambda d: d.find_element(By.TAG_NAME, "body").text)
             d.get_log("browser")  # the refused requests above logged errors; what follows is the page's own
             d.get(f"{target}/")  # the page itself, same origin, with the cached credentials
-            _wait(d, "alerts listed", lambda d: len(d.find_elements(By.CSS_SELECTOR, ".alert")) == 3)
+            _wait(d, "the first page", lambda d: len(d.find_elements(By.CSS_SELECTOR, ".alert")) == 50)
+            d.find_element(By.ID, "more").click()
+            _wait(d, "the second page", lambda d: len(d.find_elements(By.CSS_SELECTOR, ".alert")) == 60)
+            listed = [e.get_attribute("data-id") for e in d.find_elements(By.CSS_SELECTOR, ".alert")]
+            more_hidden = d.find_element(By.ID, "more").get_attribute("hidden") is not None
             _wait(d, "Acknowledge clicked", lambda d: d.find_element(
                 By.CSS_SELECTOR, ".alert[data-id='lane-r-2'] button.ack").click() or 1)
             _wait(d, "acknowledged", lambda d: d.find_elements(By.CSS_SELECTOR, ".alert.acked[data-id='lane-r-2']"))
             errors = _console_errors(d)
             d.get("about:blank")
-            return {"fetched": fetched, "form": form_answer, "errors": errors}
+            return {"fetched": fetched, "form": form_answer, "errors": errors, "listed": listed,
+                    "more_hidden": more_hidden}
 
         try:
             seen = await asyncio.to_thread(drive)
@@ -232,4 +239,5 @@ fetch("{target}/api/events/lane-r-1/ack", {{method: "POST", mode: "no-cors", cre
     assert seen["fetched"] == "fetch failed" and server.cross_site_refused == 2
     assert "cross-site request refused" in seen["form"], seen["form"]  # past basic auth: credentials were sent
     assert acked[0] is None and acked[1] is None and acked[2]  # only the page's own click acknowledged
+    assert seen["listed"] == [f"lane-r-{i}" for i in range(59, -1, -1)] and seen["more_hidden"]  # newest first, once
     assert seen["errors"] == [], seen["errors"]
