@@ -188,7 +188,8 @@ class App:
         self.metrics_server = await stack.enter_async_context(HttpServer(
             host=m.host, port=m.port, render_metrics=self.metrics.render, cameras=self.camera_overview,
             model=self.model_health.snapshot, store_path=store.path if store is not None else None,
-            feed=self.live_feed, username=m.username, password=pw.get_secret_value() if pw is not None else None))
+            feed=self.live_feed, username=m.username, password=pw.get_secret_value() if pw is not None else None,
+            allowed_hosts=m.allowed_hosts))
 
     # -- cameras ---------------------------------------------------------------------------------------
     async def add_camera(self, cam_cfg: CameraConfig) -> CameraPipeline:

@@ -10,11 +10,16 @@ from __future__ import annotations
 import logging
 import re
 
-# scheme://<anything without spaces>@host -> scheme://***@host, host = name, IPv4 or [IPv6] with an optional port.
-_CRED_RE = re.compile(
-    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<cred>\S*?)@"
-    r"(?=(?:\[[0-9A-Fa-f:.%\w]*\]|[\w.\-]+)(?::\d*)?(?:[/?#\s'\"),;\]}>]|$))"
-)
+# scheme://<user-info>@host -> scheme://***@host, host = name, IPv4 or [IPv6] with an optional port, then the end
+# of the authority. The user-info is greedy (the LAST '@' that is followed by a host wins: "p@ss/w0rd@cam") and may
+# hold spaces (a typed password "my pass"); it never runs past a line end, a double quote (the end of a JSON
+# string) or the next "scheme://" (the next URL on the line).
+_HOST = r"(?=(?:\[[0-9A-Fa-f:.%\w]*\]|[\w.\-]+)(?::\d*)?(?:[/?#\s'\"),;\]}>]|$))"
+# The scheme starts where a word starts (the lookbehind keeps a long run of letters linear, not quadratic).
+_SCHEME = r"(?<![A-Za-z0-9+.\-])(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*://)"
+_CRED_RE = re.compile(_SCHEME + r"(?P<cred>(?:(?!://)[^\r\n\"])*)@" + _HOST)
+# A user-info holding a double quote (no other delimiter reaches its '@'): up to the first '@' without spaces.
+_CRED_FALLBACK_RE = re.compile(_SCHEME + r"(?P<cred>\S*?)@" + _HOST)
 # Query parameters whose name looks like a secret (?password=, &pw=, &apikey=, &access_token=, &X-Signature=).
 _SECRET_WORDS = r"pw|pwd|pass|passwd|password|key|apikey|token|secret|auth|signature|sig|credential|session"
 _QUERY_RE = re.compile(
@@ -24,7 +29,8 @@ _QUERY_RE = re.compile(
 
 def redact(text: str) -> str:
     """Replace the user-info of every URL inside text (and secret-looking query values) with ***."""
-    text = _CRED_RE.sub(lambda m: f"{m.group('scheme')}***@", text)
+    for pattern in (_CRED_RE, _CRED_FALLBACK_RE):  # idempotent: "***" holds no '@'
+        text = pattern.sub(lambda m: f"{m.group('scheme')}***@", text)
     return _QUERY_RE.sub(lambda m: f"{m.group('key')}***", text)
 
 

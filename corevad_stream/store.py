@@ -38,6 +38,8 @@ CREATE TABLE IF NOT EXISTS alerts (
 );
 CREATE INDEX IF NOT EXISTS alerts_camera_time ON alerts (camera, start_time);
 CREATE INDEX IF NOT EXISTS alerts_time ON alerts (start_time);
+CREATE INDEX IF NOT EXISTS alerts_page ON alerts (start_time DESC, id);
+CREATE INDEX IF NOT EXISTS alerts_camera_page ON alerts (camera, start_time DESC, id);
 CREATE TABLE IF NOT EXISTS alert_events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT, alert_id TEXT NOT NULL, type TEXT NOT NULL, time REAL NOT NULL,
     payload TEXT NOT NULL
@@ -127,14 +129,20 @@ class EventStore:
         self.path = path
         self.retention = retention
         self._db = connect(path)
-        self._reader = connect(path, readonly=True)
-        self._lock = threading.Lock()  # the reader connection is shared by the read helpers
+        # One read connection per reading thread (the API reads on several): readers never wait for each other.
+        self._readers = threading.local()
+        self._all_readers = [connect(path, readonly=True)]
+        self._readers.conn = self._all_readers[0]
+        self._lock = threading.Lock()  # guards _all_readers
         self._write_lock = threading.Lock()  # and the writer connection by the writing threads
         self.snapshot_dir = snapshot_dir(path)
 
     def close(self) -> None:
         self._db.close()
-        self._reader.close()
+        with self._lock:
+            for conn in self._all_readers:
+                conn.close()
+            self._all_readers.clear()
 
     # -- writes (the store sink's thread) ----------------------------------------------------------------
     def write(self, kind: str, camera: str | None, payload: Any, at: float, *, alert_id: str | None = None
@@ -255,9 +263,23 @@ class EventStore:
         return _file_bytes([p for p in self.snapshot_dir.iterdir() if p.suffix == ".jpg"])
 
     # -- reads -------------------------------------------------------------------------------------------
+    def _read_connection(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._readers, "conn", None)
+        if conn is None:
+            conn = connect(self.path, readonly=True)
+            with self._lock:
+                self._all_readers.append(conn)
+            self._readers.conn = conn
+        return conn
+
     def alerts(self, *, camera: str | None = None, since: float | None = None, until: float | None = None,
-               active: bool | None = None, limit: int = 50, offset: int = 0) -> list[dict[str, Any]]:
-        """Alerts, newest first, filtered and paged."""
+               active: bool | None = None, limit: int = 50, offset: int = 0, before: str | None = None
+               ) -> list[dict[str, Any]]:
+        """Alerts, newest first (start time, then id), filtered and paged.
+
+        before: an alert id; the page starts right after it in this order. A keyset page is an index range
+        (alerts_page, alerts_camera_page), so it costs the same at any depth; a large offset scans the rows it
+        skips. ValueError when `before` names no alert."""
         where: list[str] = ["1=1"]
         args: list[Any] = []
         if camera is not None:
@@ -272,15 +294,21 @@ class EventStore:
         if active is not None:
             where.append("active = ?")
             args.append(int(active))
+        reader = self._read_connection()
+        if before is not None:
+            row = reader.execute("SELECT start_time, id FROM alerts WHERE id = ?", (before,)).fetchone()
+            if row is None:
+                raise ValueError(f"before: no alert {before[:80]!r}")
+            # (start_time, id) after the cursor in "start_time DESC, id ASC"; the first term is the index range.
+            where.append("start_time <= ? AND (start_time < ? OR id > ?)")
+            args.extend((row[0], row[0], row[1]))
         sql = (f"SELECT * FROM alerts WHERE {' AND '.join(where)} ORDER BY start_time DESC, id "
                "LIMIT ? OFFSET ?")
-        with self._lock:
-            rows = self._reader.execute(sql, (*args, max(0, min(limit, 1000)), max(0, offset))).fetchall()
+        rows = reader.execute(sql, (*args, max(0, min(limit, 1000)), max(0, offset))).fetchall()
         return [_alert_row(r) for r in rows]
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
-        with self._lock:
-            row = self._reader.execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
+        row = self._read_connection().execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
         return None if row is None else _alert_row(row)
 
     def active_alerts(self) -> list[dict[str, Any]]:
@@ -288,16 +316,15 @@ class EventStore:
         return self.alerts(active=True, limit=1000)
 
     def scores(self, camera: str, start: float, end: float) -> list[dict[str, Any]]:
-        with self._lock:
-            rows = self._reader.execute("SELECT segment, start, end, score, label FROM scores WHERE camera = ? "
-                                        "AND end >= ? AND start <= ? ORDER BY start", (camera, start, end)).fetchall()
+        rows = self._read_connection().execute(
+            "SELECT segment, start, end, score, label FROM scores WHERE camera = ? AND end >= ? AND start <= ? "
+            "ORDER BY start", (camera, start, end)).fetchall()
         return [dict(r) for r in rows]
 
     def count(self, table: str) -> int:
         if table not in ("alerts", "alert_events", "status", "scores"):
             raise ValueError(f"no table {table!r}")
-        with self._lock:
-            return int(self._reader.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+        return int(self._read_connection().execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
 
 
 def _file_bytes(paths: list[Path]) -> int:

@@ -2,28 +2,54 @@
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 
-from ..security import is_loopback
+from ..security import SecretError, is_loopback
 from .credentials import SecretRef
 
 __all__ = ["MetricsConfig"]
 
 
 class MetricsConfig(SecretRef):
-    """Prometheus endpoint (and the review API); loopback by default, any other address needs credentials."""
+    """Prometheus endpoint, review page and API; loopback by default, any other address needs credentials."""
 
     secret_field: ClassVar[str] = "metrics.password"
 
     enabled: bool = Field(True, description="Serve /metrics.")
     host: str = Field("127.0.0.1", description="Bind address.")
     port: int = Field(9108, ge=0, le=65535, description="Port (0 = pick a free one).")
+    allowed_hosts: list[str] = Field(default_factory=list, max_length=100, description=(
+        "More names the server answers in the Host header (besides the bind address, and the localhost names "
+        "on a loopback bind): the name users type, e.g. monitor.lan; '*' = any (behind a proxy that checks "
+        "it). Other names get 421, so a DNS-rebinding page cannot read the API."))
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _host_names(cls, hosts: list[str]) -> list[str]:
+        for i, h in enumerate(hosts):
+            if h != "*" and not re.fullmatch(r"[A-Za-z0-9_.\-]{1,253}|\[?[0-9A-Fa-f:.]{2,45}\]?", h):
+                raise ValueError(f"allowed_hosts.{i}: {h[:80]!r} is not a host name or address (no port, no "
+                                 "scheme; '*' = any)")
+        return hosts
 
     @model_validator(mode="after")
     def _exposure(self) -> MetricsConfig:
-        if self.enabled and not is_loopback(self.host) and not (self.username and self.has_password):
+        # Basic auth with a user and no password would be "no auth" in disguise.
+        if self.username and not self.has_password:
+            raise ValueError("metrics.username is set without a password: set metrics.password_env or "
+                             "metrics.password_file (a user without a password is not 'no auth')")
+        if self.enabled and not is_loopback(self.host) and not self.username:
             raise ValueError(f"metrics.host {self.host!r} is not loopback: set metrics.username and "
                              "metrics.password_env or metrics.password_file")
         return self
+
+    def password(self) -> SecretStr | None:
+        secret = super().password()
+        if secret is not None and not secret.get_secret_value().strip():
+            where = (f"metrics.password_file: {self.password_file}" if self.password_file is not None
+                     else f"metrics.password_env: environment variable {self.password_env}")
+            raise SecretError(f"{where} is empty (an empty password lets anyone in)")
+        return secret

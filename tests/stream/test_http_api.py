@@ -37,7 +37,7 @@ async def test_api_lists_filters_shows_and_acknowledges_alerts(tmp_path: Path) -
             ended = (await client.get("/api/events", params={"state": "ended", "limit": 1, "offset": 1})).json()
             one = (await client.get(f"/api/events/{events[0]['id']}")).json()
             missing = await client.get("/api/events/nope")
-            acked = await client.post(f"/api/events/{events[0]['id']}/ack")
+            acked = await client.post(f"/api/events/{events[0]['id']}/ack", json={})
             after = (await client.get(f"/api/events/{events[0]['id']}")).json()
             bad = await client.get("/api/events", params={"state": "maybe"})
             not_finite = await client.get("/api/events", params={"since": "nan"})

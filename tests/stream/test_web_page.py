@@ -121,6 +121,7 @@ async def test_the_page_shows_cameras_live_alerts_snapshots_and_acknowledges(
     assert seen["detail"]["said"][0] == "A man smashes the shop window."
     assert seen["model"] == "model ok" and seen["door"] == "unknown"  # never scored: not "normal"
     assert seen["overflow"] <= 0  # nothing wider than a phone screen
+    assert seen["listed"] == [f"lane-r-{i}" for i in range(59, -1, -1)] and seen["more_hidden"]  # newest first, once
     assert seen["errors"] == [], seen["errors"]
     assert "hunter2" not in seen["source"] and "hunter2" not in json.dumps(cameras)
     assert (artifacts_dir / "web-page-desktop.png").stat().st_size > 10_000
@@ -159,3 +160,84 @@ def test_a_replay_writes_the_same_page_statically_with_gt_spans(browser: Any, sh
     assert gt_rects and said == first["explanation"]
     assert browser.find_elements(By.CSS_SELECTOR, "button.ack") == []  # nothing to acknowledge in a replay
     assert errors == [], errors
+
+
+async def test_a_page_of_another_origin_cannot_acknowledge_even_with_cached_credentials(
+        browser: Any, tmp_path: Path) -> None:
+    """Issue 18 item 8 in a real browser: a cross-origin form POST and a no-cors fetch both reach the server
+    (with the basic-auth credentials the browser cached) and are refused; the page's own Acknowledge works, and
+    its "Older alerts" pages by id (before=) through the whole history."""
+    import http.server
+
+    from corevad_stream.http import HttpServer, LiveFeed
+    from corevad_stream.store import EventStore
+
+    store = EventStore(tmp_path / "e.sqlite3")
+    for i in range(60):  # more than one page of 50
+        a = {"id": f"lane-r-{i}", "camera": "lane", "active": False, "start_time": 1.8e9 + i, "end_time": 1.8e9 + i,
+             "explanation": ["x"]}
+        store.write("events", "lane", {"type": "end", "after": a}, 1.8e9 + i)
+    store.close()
+    server = HttpServer(host="127.0.0.1", port=0, render_metrics=lambda: b"", cameras=list, model=dict,
+                        store_path=tmp_path / "e.sqlite3", feed=LiveFeed(), username="op", password="s3cret")
+    async with server:
+        target = f"http://127.0.0.1:{server.port}"
+        attacker = tmp_path / "attacker"
+        attacker.mkdir()
+        (attacker / "index.html").write_text(f"""<!doctype html><body>
+<form id="f" method="POST" action="{target}/api/events/lane-r-0/ack"><input name="x" value="1"></form>
+<script>
+fetch("{target}/api/events/lane-r-1/ack", {{method: "POST", mode: "no-cors", credentials: "include", body: "{{}}",
+      headers: {{"Content-Type": "text/plain"}}}})
+  .then(() => {{ document.title = "fetched"; }}, () => {{ document.title = "fetch failed"; }});
+</script></body>""")
+
+        class Quiet(http.server.SimpleHTTPRequestHandler):
+            def __init__(self, *a: Any, **k: Any) -> None:
+                super().__init__(*a, directory=str(attacker), **k)
+
+            def log_message(self, *a: Any) -> None:
+                pass
+
+        evil = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)  # another port: another origin
+        threading.Thread(target=evil.serve_forever, daemon=True).start()
+
+        def drive() -> dict[str, Any]:
+            from selenium.webdriver.common.by import By
+
+            d = browser
+            _fresh(d)
+            d.get(f"http://op:s3cret@127.0.0.1:{server.port}/api/cameras")  # the browser caches the credentials
+            d.get(f"http://127.0.0.1:{evil.server_address[1]}/")
+            _wait(d, "the no-cors fetch settled", lambda d: d.title in ("fetched", "fetch failed"))
+            fetched = d.title
+            d.execute_script("document.getElementById('f').submit();")
+            _wait(d, "the form's answer", lambda d: d.current_url.startswith(target))
+            form_answer = _wait(d, "the form's answer text", lambda d: d.find_element(By.TAG_NAME, "body").text)
+            d.get_log("browser")  # the refused requests above logged errors; what follows is the page's own
+            d.get(f"{target}/")  # the page itself, same origin, with the cached credentials
+            _wait(d, "the first page", lambda d: len(d.find_elements(By.CSS_SELECTOR, ".alert")) == 50)
+            d.find_element(By.ID, "more").click()
+            _wait(d, "the second page", lambda d: len(d.find_elements(By.CSS_SELECTOR, ".alert")) == 60)
+            listed = [e.get_attribute("data-id") for e in d.find_elements(By.CSS_SELECTOR, ".alert")]
+            more_hidden = d.find_element(By.ID, "more").get_attribute("hidden") is not None
+            _wait(d, "Acknowledge clicked", lambda d: d.find_element(
+                By.CSS_SELECTOR, ".alert[data-id='lane-r-2'] button.ack").click() or 1)
+            _wait(d, "acknowledged", lambda d: d.find_elements(By.CSS_SELECTOR, ".alert.acked[data-id='lane-r-2']"))
+            errors = _console_errors(d)
+            d.get("about:blank")
+            return {"fetched": fetched, "form": form_answer, "errors": errors, "listed": listed,
+                    "more_hidden": more_hidden}
+
+        try:
+            seen = await asyncio.to_thread(drive)
+        finally:
+            evil.shutdown()
+        async with httpx.AsyncClient(base_url=target, auth=("op", "s3cret"), timeout=10) as client:
+            acked = {i: (await client.get(f"/api/events/lane-r-{i}")).json()["acknowledged_at"] for i in range(3)}
+    # The fetch went out; its answer is blocked too (Cross-Origin-Resource-Policy), so the promise rejects.
+    assert seen["fetched"] == "fetch failed" and server.cross_site_refused == 2
+    assert "cross-site request refused" in seen["form"], seen["form"]  # past basic auth: credentials were sent
+    assert acked[0] is None and acked[1] is None and acked[2]  # only the page's own click acknowledged
+    assert seen["listed"] == [f"lane-r-{i}" for i in range(59, -1, -1)] and seen["more_hidden"]  # newest first, once
+    assert seen["errors"] == [], seen["errors"]

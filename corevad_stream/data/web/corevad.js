@@ -57,23 +57,28 @@
     cameras: () => getJSON("api/cameras"),
     model: () => getJSON("api/model"),
     scores: (cam) => getJSON(`api/cameras/${enc(cam)}/scores`),
-    events(f, offset) {
-      const q = new URLSearchParams({ limit: PAGE, offset });
+    events(f, before) { // keyset paging: the page after alert `before` (cheap at any depth)
+      const q = new URLSearchParams({ limit: PAGE });
+      if (before) q.set("before", before);
       if (f.camera) q.set("camera", f.camera);
       if (f.state) q.set("state", f.state);
       if (f.since) q.set("since", String(Date.now() / 1000 - Number(f.since)));
       return getJSON("api/events?" + q);
     },
     event: (id) => getJSON(`api/events/${enc(id)}`),
-    ack: (id) => getJSON(`api/events/${enc(id)}/ack`, { method: "POST" }),
+    // JSON only: the server refuses a state change that a cross-site form or no-cors fetch could send.
+    ack: (id) => getJSON(`api/events/${enc(id)}/ack`,
+      { method: "POST", headers: { "Content-Type": "application/json" }, body: "{}" }),
     snapshot: (a) => (a.snapshot || a._snap ? `api/events/${enc(a.id)}/snapshot?v=${a._snap || 0}` : null),
   };
   const staticApi = STATIC && {
     cameras: async () => STATIC.cameras,
     scores: async (cam) => curve(STATIC.cameras.find((c) => c.name === cam)),
-    async events(f, offset) {
-      return STATIC.alerts.filter((a) => (!f.camera || a.camera === f.camera) &&
-        (!f.state || (f.state === "active") === a.active)).slice(offset, offset + PAGE);
+    async events(f, before) {
+      const list = STATIC.alerts.filter((a) => (!f.camera || a.camera === f.camera) &&
+        (!f.state || (f.state === "active") === a.active));
+      const from = before ? list.findIndex((a) => a.id === before) + 1 : 0;
+      return list.slice(from, from + PAGE);
     },
     async event(id) {
       const a = STATIC.alerts.find((x) => x.id === id);
@@ -95,7 +100,6 @@
   const alerts = new Map(); // id -> alert
   const alertNodes = new Map(); // id -> <li>
   const filter = { camera: "", state: "", since: "" };
-  let offset = 0;
   let detailId = null;
 
   // -- cameras -------------------------------------------------------------------------------------
@@ -234,19 +238,17 @@
       alertNodes.delete(last.dataset.id);
       alerts.delete(last.dataset.id);
       last.remove();
-      offset = Math.max(0, offset - 1);
     }
     $("empty").hidden = alertNodes.size > 0;
   }
   async function loadAlerts({ more = false } = {}) {
     if (!more) {
-      offset = 0;
       alerts.clear();
       alertNodes.clear();
       $("alerts").replaceChildren();
     }
-    const page = await api.events(filter, offset);
-    offset += page.length;
+    const last = more ? $("alerts").lastElementChild : null; // the oldest alert shown: older ones follow it
+    const page = await api.events(filter, last ? last.dataset.id : null);
     for (const a of page) {
       alerts.set(a.id, a);
       renderAlert(a);
@@ -318,9 +320,7 @@
     const a = { ...old, ...after, acknowledged_at: old.acknowledged_at || null, snapshot: old.snapshot, _snap: old._snap };
     alerts.set(a.id, a);
     if (matches(a)) {
-      const fresh = !alertNodes.has(a.id);
-      if (fresh) offset += 1; // the API's newest-first pages moved down by one
-      renderAlert(a, { prepend: fresh });
+      renderAlert(a, { prepend: !alertNodes.has(a.id) });
     }
     if (detailId === a.id) showDetail(a.id).catch(() => {});
   }
