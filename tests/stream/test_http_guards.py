@@ -232,7 +232,7 @@ def test_passwords_must_exist_and_not_be_empty(tmp_path: Path, monkeypatch: pyte
     cam = [{"name": "a", "url": "x.mp4"}]
     with pytest.raises(ConfigError, match="metrics.username is set without a password"):
         config_from_dict({"cameras": cam, "metrics": {"username": "op"}})  # loopback too: not "no auth"
-    with pytest.raises(ConfigError, match="without metrics.username"):
+    with pytest.raises(ConfigError, match="metrics.password_file need a username"):
         config_from_dict({"cameras": cam, "metrics": {"password_env": "PW"}})
     monkeypatch.setenv("COREVAD_TEST_EMPTY_PW", "")
     cfg = config_from_dict({"cameras": cam, "metrics": {"host": "0.0.0.0", "username": "op",
