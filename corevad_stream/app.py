@@ -247,7 +247,8 @@ class App:
         if self._config_sinks and cfg.mqtt is not None:
             from .sinks.mqtt import MqttSink
 
-            sinks.append(MqttSink(cfg.mqtt, cameras=[c.name for c in cfg.enabled_cameras()]))
+            sinks.append(MqttSink(cfg.mqtt, outbox_path=cfg.mqtt.outbox_path(cfg.runtime.state_path()),
+                                  cameras=[c.name for c in cfg.enabled_cameras()]))
         if cfg.metrics.enabled:
             sinks.append(self.live_feed)
         return sinks + self._extra_sinks

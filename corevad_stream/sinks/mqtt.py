@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import hashlib
 import json
 import logging
 import socket
@@ -119,9 +120,9 @@ class MqttReconnectConfig(_Strict):
 class MqttOutboxConfig(_Strict):
     """The on-disk queue of undelivered events."""
 
-    path: Path | None = Field(None, description="sqlite file; default $XDG_STATE_HOME/corevad (else "
-                                                "~/.local/state/corevad)/mqtt-outbox-<prefix>.sqlite3. One "
-                                                "monitor per file.")
+    path: Path | None = Field(None, description="sqlite file; default <runtime.state_dir>/mqtt-outbox-"
+                                                "<prefix>.sqlite3 (state_dir: $XDG_STATE_HOME/corevad, else "
+                                                "~/.local/state/corevad). One monitor per file.")
     max_messages: int = Field(10_000, gt=0, description="Most undelivered events kept (about a day of "
                                                         "alerts from 100 cameras).")
     when_full: OutboxFullPolicy = Field(OutboxFullPolicy.DROP_OLDEST, description="drop_oldest or "
@@ -144,7 +145,8 @@ class MqttConfig(_Strict):
     port: int = Field(1883, ge=1, le=65535, description="Broker port (ignored when embedded_broker.enabled).")
     prefix: str = Field("corevad", max_length=128,
                         description="Topic prefix: <prefix>/events, <prefix>/<camera>/score, ...")
-    client_id: str | None = Field(None, description="MQTT client id; default corevad-<prefix>-<hostname>.")
+    client_id: str | None = Field(None, description="MQTT client id; default corevad-<prefix>-<hostname>-<6 "
+                                                    "hex naming the outbox file>, unique per monitor.")
     keepalive_s: int = Field(30, ge=5, le=65535, description="MQTT keepalive; the broker publishes the "
                                                             "offline will about 1.5x this after a silent death.")
     connect_timeout_s: float = Field(10.0, gt=0, description="Give up one connection attempt after this.")
@@ -185,13 +187,20 @@ class MqttConfig(_Strict):
     def password(self) -> SecretStr | None:
         return read_secret(env=self.password_env, file=self.password_file, field="mqtt.password")
 
-    def default_client_id(self) -> str:
-        return self.client_id or f"corevad-{self.prefix.replace('/', '-')}-{socket.gethostname()}"[:64]
+    def default_client_id(self, outbox: Path | None = None) -> str:
+        """client_id, else corevad-<prefix>-<hostname>-<6 hex of the outbox path>: two monitors on one host
+        with one prefix (each with its own state_dir, so its own outbox) must not take over each other's
+        session, and a restarted monitor keeps its id."""
+        if self.client_id:
+            return self.client_id
+        tag = hashlib.sha1(str((outbox or self.outbox_path()).resolve()).encode()).hexdigest()[:6]
+        return f"corevad-{self.prefix.replace('/', '-')}-{socket.gethostname()}"[:56] + f"-{tag}"
 
-    def outbox_path(self) -> Path:
+    def outbox_path(self, state: Path | None = None) -> Path:
+        """outbox.path, else mqtt-outbox-<prefix>.sqlite3 in `state` (the monitor's runtime.state_dir)."""
         if self.outbox.path is not None:
             return self.outbox.path
-        return state_dir() / f"mqtt-outbox-{self.prefix.replace('/', '-')}.sqlite3"
+        return (state or state_dir()) / f"mqtt-outbox-{self.prefix.replace('/', '-')}.sqlite3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,7 +305,7 @@ class MqttSink:
                 port, username = self._broker.port, cfg.embedded_broker.username
                 password = cfg.embedded_broker.password()
             self._client_kwargs = dict(
-                hostname=host, port=port, identifier=cfg.default_client_id(), clean_session=True,
+                hostname=host, port=port, identifier=cfg.default_client_id(self._outbox_path), clean_session=True,
                 keepalive=cfg.keepalive_s, timeout=cfg.connect_timeout_s,
                 username=username, password=password.get_secret_value() if password else None,
                 tls_context=cfg.tls.context() if cfg.tls else None,
