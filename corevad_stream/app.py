@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import concurrent.futures
+import dataclasses
 import functools
 import logging
 import secrets
@@ -158,14 +159,14 @@ class App:
                                max_pending_per_camera=rt.max_pending_per_camera,
                                max_pending_total=rt.max_pending_total, on_drop=self._on_drop,
                                default_policy=rt.overload_policy)
-        self.metrics = Metrics(self.counters, self._lag, self.model_health)
+        self.metrics = Metrics(self.counters, self._lag, self.model_health, storage=self.storage_health)
         self._store_sink = next((s for s in self.sinks if isinstance(s, EventStoreSink)), None)
         if cfg.metrics.enabled:
             pw = cfg.metrics.password()
             store = self._store_sink
             self.metrics_server = await stack.enter_async_context(HttpServer(
                 host=cfg.metrics.host, port=cfg.metrics.port, render_metrics=self.metrics.render,
-                cameras=self.camera_overview, model=self.model_health.snapshot,
+                cameras=self.camera_overview, model=self._model_and_storage,
                 store_path=store.path if store is not None else None,
                 feed=self.live_feed, username=cfg.metrics.username,
                 password=pw.get_secret_value() if pw is not None else None))
@@ -491,9 +492,24 @@ class App:
                       **self.model_health.snapshot(),
                       **endpoints},
             "sinks": {"dropped": self.publisher.dropped, "errors": self.publisher.errors},
-            "store": None if store is None else {"written": store.written, "dropped": store.dropped,
-                                                 "errors": store.errors},
+            "store": None if store is None else store.health(),
+            "mqtt": None if (mqtt := self._mqtt_sink()) is None else dataclasses.asdict(mqtt.stats()),
         }
+
+    def storage_health(self) -> dict[str, Any]:
+        """The event store's and the MQTT outbox's health (state ok/failing, since, pending): None when off."""
+        store, mqtt = self._store_sink, self._mqtt_sink()
+        return {"store": None if store is None else store.health(),
+                "outbox": None if mqtt is None else mqtt.stats().outbox}
+
+    def _model_and_storage(self) -> dict[str, Any]:
+        """/api/model: the model's state, with the storage health beside it (the page shows both)."""
+        return {**self.model_health.snapshot(), **self.storage_health()}
+
+    def _mqtt_sink(self) -> Any:
+        from .sinks.mqtt import MqttSink
+
+        return next((s for s in self.sinks if isinstance(s, MqttSink)), None)
 
     def camera_overview(self) -> list[dict[str, Any]]:
         """What /api/cameras shows: per camera its (redacted) URL, status, model state, state, last score and

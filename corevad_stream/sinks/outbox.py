@@ -356,6 +356,8 @@ class EventQueue:
         self.outbox.close()
 
     def _save_memory(self) -> None:
+        if not self._memory:
+            return
         while self._memory:
             e = self._memory[0]
             try:
