@@ -169,6 +169,11 @@ class EventStore:
         os.replace(tmp, self.snapshot_dir / name)
         self._db.execute("UPDATE alerts SET snapshot = ? WHERE id = ?", (name, alert_id))
 
+    def checkpoint(self) -> None:
+        """Fold the WAL into the file and truncate it: on a disk that was full, this gives its space back."""
+        with self._write_lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
     def snapshot_path(self, alert_id: str) -> Path | None:
         """The alert's snapshot file, when it has one that still exists."""
         alert = self.alert(alert_id)

@@ -137,6 +137,11 @@ class EventStoreSink:
     def _drain(self) -> None:
         """Write what waits, oldest first, until the disk refuses one (then back off)."""
         assert self.store is not None
+        if self._failing_since is not None:
+            try:  # a WAL that grew until the disk was full holds space a checkpoint gives back
+                self.store.checkpoint()
+            except sqlite3.Error as exc:
+                log.debug("event store checkpoint failed: %s", exc)
         while self._waiting:
             message, at = self._waiting[0]
             try:
