@@ -4,8 +4,10 @@ Real parts only: a private Mosquitto (tests/services.py), real file systems made
 a tmpfs filled to the last byte, an ext4 image shut down with EXT4_IOC_SHUTDOWN), and the monitor itself as
 `corevad-stream run` / `check` processes, so the code measured is whatever PYTHONPATH points at:
 
-    sudo .venv/bin/python tools/red_team_durability.py                          # this checkout, ~1.5 min
+    sudo env PYTHONPATH=$PWD .venv/bin/python tools/red_team_durability.py     # this checkout, ~1.5 min
     sudo env PYTHONPATH=/path/to/other/checkout .venv/bin/python tools/red_team_durability.py   # another one
+
+(the monitor processes run outside the checkout, so PYTHONPATH, else the installed package, is what runs).
 
 Needs root (mounts). Expected events are those the monitor itself wrote to its JSONL file (on a healthy
 disk); published ones are those a subscriber received (a repeat counted once: QoS 1 is at-least-once).
@@ -65,7 +67,7 @@ def _start(cfg: Path, log: Path, jsonl: Path, *extra: str) -> subprocess.Popen[b
     with log.open("ab") as fh:
         return subprocess.Popen([sys.executable, "-m", "corevad_stream.cli", "run", "-c", str(cfg), "--no-live",
                                  "--jsonl", str(jsonl), *extra], stdout=fh, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+                                start_new_session=True, cwd=cfg.parent)  # not the checkout: PYTHONPATH decides
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> int:
@@ -162,6 +164,36 @@ async def failing_disk(work: Path, broker: Mosquitto, kind: str, seconds: float)
     }
 
 
+def count_drift(work: Path) -> dict[str, Any]:
+    """Item 2: the outbox's count against its committed rows while commits fail on a full disk."""
+    from corevad_stream.sinks.outbox import Outbox  # the product PYTHONPATH names
+
+    drift, lowest, failures, negative = 0, 0, 0, False
+    with small_tmpfs(work / "count", size_kb=256) as state:
+        path = state / "o.sqlite3"
+        box = Outbox(path)
+        for i in range(5):
+            box.append(f"t/{i}", b"x" * 100, qos=1)
+        fill(state)
+        ops: list[Any] = [lambda i=i: box.append(f"big/{i}", b"y" * 20_000, qos=1) for i in range(40)]
+        ops += [lambda e=e: box.ack(e.id) for e in box.peek(1000) * 20]  # a pump acking again and again
+        for op in ops:
+            try:
+                op()
+            except sqlite3.Error:
+                failures += 1
+            try:
+                n = len(box)
+            except ValueError:  # __len__() should return >= 0
+                negative, n = True, box._count  # noqa: SLF001 - what the broken count was
+            rows = _rows(path, "SELECT COUNT(*) FROM outbox")
+            if isinstance(rows, int):
+                drift = max(drift, abs(n - rows))
+            lowest = min(lowest, n)
+        box.close()
+    return {"failed_commits": failures, "max_drift": drift, "lowest_count": lowest, "negative_len": negative}
+
+
 async def corrupt_outbox(work: Path, broker: Mosquitto) -> dict[str, Any]:
     """Item 4: a damaged outbox file at start."""
     state = work / "corrupt"
@@ -170,7 +202,7 @@ async def corrupt_outbox(work: Path, broker: Mosquitto) -> dict[str, Any]:
     outbox.write_bytes(b"this is not a database" * 200)
     cfg = _config(work / "corrupt.yaml", camera="cam", prefix="rtbad", broker=broker, state=state, outbox=outbox)
     check = subprocess.run([sys.executable, "-m", "corevad_stream.cli", "check", "-c", str(cfg)],
-                           capture_output=True, text=True, timeout=120)
+                           capture_output=True, text=True, timeout=120, cwd=work)
     sub = MqttCollector(broker.host, broker.port, ("rtbad/events",))
     await sub.start()
     log, jsonl = work / "corrupt.log", work / "corrupt.jsonl"
@@ -222,7 +254,8 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         broker = Mosquitto(work / "mosquitto")
         broker.start()
         try:
-            return {"full": await failing_disk(work, broker, "full", args.seconds),
+            return {"count": count_drift(work),
+                    "full": await failing_disk(work, broker, "full", args.seconds),
                     "dead": await failing_disk(work, broker, "dead", args.seconds),
                     "corrupt": await corrupt_outbox(work, broker),
                     "two_monitors": await two_monitors(work, broker, args.seconds)}
@@ -242,7 +275,7 @@ def main() -> int:
     if args.json:
         print(json.dumps(r, indent=2, default=str))
         return 0
-    f, d, c, t = r["full"], r["dead"], r["corrupt"], r["two_monitors"]
+    f, d, c, t, n = r["full"], r["dead"], r["corrupt"], r["two_monitors"], r["count"]
 
     def disk(x: dict[str, Any]) -> str:
         return (f"exit {x['rc']}; {x['false_broker_outages']} false 'broker unreachable'; negative count: "
@@ -253,6 +286,9 @@ def main() -> int:
     rows = [
         ("1-3 outbox+store disk full, then freed", f"{f['events_published']} / {f['events_expected']}", disk(f)),
         ("1-2 outbox+store disk dies (EIO)", f"{d['events_published']} / {d['events_expected']}", disk(d)),
+        ("2 outbox count on failed commits (full disk)", "-",
+         f"{n['failed_commits']} failed commits; count off the file by up to {n['max_drift']}; lowest count "
+         f"{n['lowest_count']}; negative len(): {n['negative_len']}"),
         ("4 damaged outbox at start", f"{c['events_published']} / {c['events_expected']}",
          f"check exit {c['check_rc']} ({c['check_says'][:70]}); run exit {c['run_rc']}; set aside: "
          f"{', '.join(c['set_aside']) or 'none'}"),
