@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from corevad.optional import MissingExtraError, require_installed
+from corevad.threads import DaemonPool
 
 from .config import CameraConfig, StreamConfig
 from .preflight import problems
@@ -72,8 +73,9 @@ def check_all(cfg: StreamConfig, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> lis
         lambda: broker(cfg, timeout_s=timeout_s),
         lambda: model_server(cfg, timeout_s=timeout_s),
     ]
-    # Daemon-ish: a probe stuck past its own deadline is reported and left behind, never waited for.
-    pool = concurrent.futures.ThreadPoolExecutor(max_workers=min(16, len(probes)), thread_name_prefix="corevad-check")
+    # Daemon threads: a probe stuck past its own deadline is reported and left behind, never waited for
+    # (a ThreadPoolExecutor's threads are joined at interpreter exit).
+    pool = DaemonPool(min(16, len(probes)), name="corevad-check")
     futures = [pool.submit(p) for p in probes]
     deadline = time.monotonic() + timeout_s + 5.0
     for k, fut in enumerate(futures):
