@@ -7,6 +7,7 @@ models, the sentence encoder, the embedded broker and plots come with extras.
 from __future__ import annotations
 
 from importlib import import_module
+from importlib.util import find_spec
 from types import ModuleType
 
 from .errors import CorevadError
@@ -26,7 +27,21 @@ def require(module: str, *, what: str) -> ModuleType:
     try:
         return import_module(module)
     except ImportError as exc:
-        top = module.split(".")[0]
-        extra = EXTRAS.get(top, "all")
-        raise MissingExtraError(f"{what} needs the optional package {top!r}, which is not installed: "
-                                f"pip install 'corevad[{extra}]'") from exc
+        raise _missing(module, what) from exc
+
+
+def require_installed(module: str, *, what: str) -> None:
+    """Like require() without importing (seconds for torch): MissingExtraError when `module` cannot be found."""
+    try:
+        found = find_spec(module) is not None
+    except (ImportError, ValueError):
+        found = False
+    if not found:
+        raise _missing(module, what)
+
+
+def _missing(module: str, what: str) -> MissingExtraError:
+    top = module.split(".")[0]
+    extra = EXTRAS.get(top, "all")
+    return MissingExtraError(f"{what} needs the optional package {top!r}, which is not installed: "
+                             f"pip install 'corevad[{extra}]'")

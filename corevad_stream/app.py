@@ -15,6 +15,7 @@ Programmatic use (replay, tests):
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import logging
 import secrets
@@ -140,7 +141,7 @@ class App:
                                max_pending_per_camera=rt.max_pending_per_camera,
                                max_pending_total=rt.max_pending_total, on_drop=self._on_drop,
                                default_policy=OverloadPolicy(rt.overload_policy), on_submit=self._on_submit)
-        self.metrics = Metrics(self.counters, self._lag, self.model_health)
+        self.metrics = Metrics(self.counters, self._lag, self.model_health, storage=self.storage_health)
         await self._start_http(stack)
         assert self.backend is not None
         self.worker = ModelWorker(self.backend, self.encoder, keep_snapshot=cfg.alerts.snapshot,
@@ -161,7 +162,7 @@ class App:
             cameras=self.cameras, model=self.model_stage, dispatch=self._dispatch_camera,  # type: ignore[arg-type]
             publish=self.publisher.publish, stats_interval_s=rt.stats_interval_s, run_id=self.run_id,
             sink_stats=lambda: {"dropped": self.publisher.dropped, "errors": self.publisher.errors},
-            store_stats=self._store_stats)
+            store_stats=self._store_stats, mqtt_stats=self._mqtt_stats)
         self._tg = await stack.enter_async_context(asyncio.TaskGroup())
         self.publisher.start(self._tg)
         stack.push_async_callback(self._close_publisher)
@@ -187,7 +188,7 @@ class App:
         store = self._store_sink
         self.metrics_server = await stack.enter_async_context(HttpServer(
             host=m.host, port=m.port, render_metrics=self.metrics.render, cameras=self.camera_overview,
-            model=self.model_health.snapshot, store_path=store.path if store is not None else None,
+            model=self._model_and_storage, store_path=store.path if store is not None else None,
             feed=self.live_feed, username=m.username, password=pw.get_secret_value() if pw is not None else None,
             allowed_hosts=m.allowed_hosts))
 
@@ -267,12 +268,31 @@ class App:
 
     def _store_stats(self) -> dict[str, Any] | None:
         store = self._store_sink
-        return None if store is None else {"written": store.written, "dropped": store.dropped, "errors": store.errors}
+        return None if store is None else store.health()
+
+    def _mqtt_stats(self) -> dict[str, Any] | None:
+        mqtt = self._mqtt_sink()
+        return None if mqtt is None else dataclasses.asdict(mqtt.stats())
 
     # -- public ----------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Per-camera counters and runtime totals (what <prefix>/stats carries)."""
         return self.supervisor.stats()
+
+    def storage_health(self) -> dict[str, Any]:
+        """The event store's and the MQTT outbox's health (state ok/failing, since, pending): None when off."""
+        store, mqtt = self._store_sink, self._mqtt_sink()
+        return {"store": None if store is None else store.health(),
+                "outbox": None if mqtt is None else mqtt.stats().outbox}
+
+    def _model_and_storage(self) -> dict[str, Any]:
+        """/api/model: the model's state, with the storage health beside it (the page shows both)."""
+        return {**self.model_health.snapshot(), **self.storage_health()}
+
+    def _mqtt_sink(self) -> Any:
+        from .sinks.mqtt import MqttSink
+
+        return next((s for s in self.sinks if isinstance(s, MqttSink)), None)
 
     def camera_overview(self) -> list[dict[str, Any]]:
         """What /api/cameras shows, one entry per camera."""

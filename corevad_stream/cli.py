@@ -69,8 +69,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 
 async def _run(args: argparse.Namespace) -> int:
     from .config import load_config
+    from .probes import first_missing_extra
 
     cfg = load_config(args.config, overrides=_overrides(args))
+    if (missing := first_missing_extra(cfg)) is not None:
+        raise missing  # one line naming the extra (--tiny-model on the base install), not a traceback
     preflight(cfg, source=str(args.config))  # before any model loads: what check says is what run meets
     return await _monitor(cfg, args)
 
@@ -137,12 +140,25 @@ async def _monitor(cfg: StreamConfig, args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    """One line per part run will touch (ok / warning / error, probed for real and bounded in time);
+    exit 2 when any is an error, with the errors repeated on stderr."""
     from .config import load_config
+    from .probes import Level, check_all
 
-    cfg = load_config(args.config)
-    preflight(cfg, source=str(args.config))
+    cfg = load_config(args.config, overrides=_overrides(args))
+    findings = check_all(cfg, timeout_s=args.timeout)
+    for f in findings:
+        print(f.line(), flush=True)
+    errors = [f for f in findings if f.level is Level.ERROR]
+    warnings = sum(f.level is Level.WARNING for f in findings)
+    if errors:
+        print(f"{args.config}: {len(errors)} error(s), {warnings} warning(s):", file=sys.stderr)
+        for f in errors:
+            print(f"  {f.item}: {redact(f.message)}", file=sys.stderr)
+        return 2
     print(f"{args.config}: OK ({len(cfg.enabled_cameras())} camera(s): "
-          f"{', '.join(c.name + ' ' + c.safe_url for c in cfg.enabled_cameras())})")
+          f"{', '.join(c.name + ' ' + c.safe_url for c in cfg.enabled_cameras())})"
+          + (f"; {warnings} warning(s) above" if warnings else ""))
     return 0
 
 
@@ -174,10 +190,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                                  "encoder is installed.")
     _monitor_options(demo)
     demo.set_defaults(func=lambda a: asyncio.run(_demo(a)))
-    check = sub.add_parser("check", help="Validate a config and everything run needs from this machine "
-                                         "(secrets, files, ports), then exit.")
+    check = sub.add_parser("check", help="Validate a config and try everything run will touch (cameras: one "
+                                         "frame; broker: CONNACK; model server: health and a 1-token answer; "
+                                         "extras; store, state folder and outbox; secrets, files, ports), then "
+                                         "exit: one ok / warning / error line each, exit 2 on any error.")
     check.add_argument("-c", "--config", type=Path, required=True, help="YAML config to check.")
-    check.set_defaults(func=_check)
+    check.add_argument("--tiny-model", action="store_true", help="Check for run --tiny-model.")
+    check.add_argument("--timeout", type=float, default=10.0, help="Seconds each probe may take (default 10).")
+    check.set_defaults(func=_check, jsonl=None, metrics_port=None)
     replay_cli.add_commands(sub)
     return parser
 

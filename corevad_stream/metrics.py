@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -32,10 +33,11 @@ _COUNTERS = {
 
 class _CameraCollector(Collector):
     def __init__(self, counters: Mapping[str, CameraCounters], lag: Callable[[str], float],
-                 health: ModelHealth | None) -> None:
+                 health: ModelHealth | None, storage: Callable[[], Mapping[str, Any]] | None = None) -> None:
         self.counters = counters
         self.lag = lag
         self.health = health
+        self.storage = storage
 
     def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         for key, doc in _COUNTERS.items():
@@ -59,6 +61,36 @@ class _CameraCollector(Collector):
                 g.add_metric([cam], float(fn(cam, c)))
             yield g
         yield from self._model()
+        yield from self._storage()
+
+    def _storage(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        """The event store's and the MQTT outbox's disk health (App.storage_health)."""
+        if self.storage is None:
+            return
+        health = self.storage()
+        for key, name, what in (("store", "corevad_store", "event store"), ("outbox", "corevad_mqtt_outbox",
+                                                                              "MQTT outbox")):
+            h = health.get(key)
+            if not h:
+                continue
+            up = GaugeMetricFamily(f"{name}_up", f"0 while the {what}'s disk refuses writes, 1 otherwise.")
+            up.add_metric([], float(h.get("state") == "ok"))
+            yield up
+            since = GaugeMetricFamily(f"{name}_failing_since_timestamp_seconds",
+                                      f"Unix time the {what} began failing (0: it works).")
+            since.add_metric([], float(h.get("failing_since") or 0.0))
+            yield since
+        store, outbox = health.get("store"), health.get("outbox")
+        if store:
+            g = GaugeMetricFamily("corevad_store_pending_writes", "Messages not stored yet (queued, or waiting "
+                                  "for the disk: retried with backoff).")
+            g.add_metric([], float(store["pending"]))
+            yield g
+        if outbox:
+            g = GaugeMetricFamily("corevad_mqtt_events_unsaved", "Undelivered alert events held in memory only "
+                                  "because the outbox's disk refused them (lost if the monitor stops).")
+            g.add_metric([], float(outbox["unsaved"]))
+            yield g
 
     def _model(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
         h = self.health
@@ -86,9 +118,9 @@ class Metrics:
     """A private registry (several apps may live in one process) with the per-camera collector."""
 
     def __init__(self, counters: Mapping[str, CameraCounters], lag: Callable[[str], float],
-                 health: ModelHealth | None = None) -> None:
+                 health: ModelHealth | None = None, *, storage: Callable[[], Mapping[str, Any]] | None = None) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_CameraCollector(counters, lag, health))
+        self.registry.register(_CameraCollector(counters, lag, health, storage))
         self.latency = Histogram("corevad_segment_latency_seconds",
                                  "Segment end to final score (wall clock), model time included.",
                                  ["camera"], registry=self.registry,

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import StreamError
+from .sqlite_files import is_corrupt, set_aside
 
 log = logging.getLogger(__name__)
 
@@ -83,9 +84,9 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
             try:
                 conn = _open_writable(path)
             except sqlite3.DatabaseError as exc:
-                if not _corrupt(exc):
+                if not is_corrupt(exc):
                     raise
-                _set_aside(path, exc)  # a damaged file must not keep the monitor from starting
+                set_aside(path, exc, what="event store")  # a damaged file must not keep the monitor from starting
                 conn = _open_writable(path)
     except sqlite3.Error as exc:
         raise StoreError(f"event store {path}: {exc}") from None
@@ -106,20 +107,6 @@ def _open_writable(path: Path) -> sqlite3.Connection:
         conn.close()
         raise
     return conn
-
-
-def _corrupt(exc: sqlite3.DatabaseError) -> bool:
-    text = str(exc).lower()
-    return "not a database" in text or "malformed" in text or "corrupt" in text
-
-
-def _set_aside(path: Path, exc: Exception) -> None:
-    """Move a damaged store (and its WAL) to <name>.bad-<time>: kept for a person to look at, never deleted."""
-    stamp = time.strftime("%Y%m%dT%H%M%S")
-    for p in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
-        if p.exists():
-            os.replace(p, p.with_name(f"{p.name}.bad-{stamp}"))
-    log.error("event store %s is damaged (%s): moved to %s.bad-%s, starting a new one", path, exc, path.name, stamp)
 
 
 class EventStore:
@@ -189,6 +176,11 @@ class EventStore:
         tmp.write_bytes(jpeg)
         os.replace(tmp, self.snapshot_dir / name)
         self._db.execute("UPDATE alerts SET snapshot = ? WHERE id = ?", (name, alert_id))
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the file and truncate it: on a disk that was full, this gives its space back."""
+        with self._write_lock:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def snapshot_path(self, alert_id: str) -> Path | None:
         """The alert's snapshot file, when it has one that still exists."""

@@ -49,14 +49,15 @@ class Supervisor:
     """`await supervisor.run()` until cancelled; stats() is the <prefix>/stats payload at any time.
 
     cameras: the app's live camera map. dispatch: publishes what the watchdog's alert ends produce.
-    sink_stats/store_stats: the `sinks` and `store` parts of the stats.
+    sink_stats/store_stats/mqtt_stats: the `sinks`, `store` and `mqtt` parts of the stats.
     """
 
     def __init__(self, *, cameras: Mapping[str, WatchedCamera], model: WatchedModel,
                  dispatch: Callable[[WatchedCamera, ScoringOutput], Awaitable[None]],
                  publish: Callable[[Message], None], stats_interval_s: float, run_id: str,
                  sink_stats: Callable[[], dict[str, Any]],
-                 store_stats: Callable[[], dict[str, Any] | None], tick_s: float = 1.0) -> None:
+                 store_stats: Callable[[], dict[str, Any] | None],
+                 mqtt_stats: Callable[[], dict[str, Any] | None] = lambda: None, tick_s: float = 1.0) -> None:
         if stats_interval_s <= 0 or tick_s <= 0:
             raise ValueError(f"stats_interval_s and tick_s must be > 0, got {stats_interval_s}, {tick_s}")
         self.cameras = cameras
@@ -68,6 +69,7 @@ class Supervisor:
         self.run_id = run_id
         self._sink_stats = sink_stats
         self._store_stats = store_stats
+        self._mqtt_stats = mqtt_stats
         self.started = time.monotonic()
         self._windows: dict[str, tuple[RateWindow, RateWindow]] = {}
 
@@ -117,4 +119,5 @@ class Supervisor:
             "model": self.model.stats(),
             "sinks": self._sink_stats(),
             "store": self._store_stats(),
+            "mqtt": self._mqtt_stats(),
         }

@@ -7,6 +7,7 @@ the schema imports neither, so it sits below every stage.
 from __future__ import annotations
 
 import enum
+import hashlib
 import socket
 import ssl
 from pathlib import Path
@@ -119,9 +120,9 @@ class MqttReconnectConfig(BackoffConfig):
 class MqttOutboxConfig(StrictModel):
     """The on-disk queue of undelivered events."""
 
-    path: Path | None = Field(None, description="sqlite file; default $XDG_STATE_HOME/corevad (else "
-                                                "~/.local/state/corevad)/mqtt-outbox-<prefix>.sqlite3. One "
-                                                "monitor per file.")
+    path: Path | None = Field(None, description="sqlite file; default <runtime.state_dir>/mqtt-outbox-"
+                                                "<prefix>.sqlite3 (state_dir: $XDG_STATE_HOME/corevad, else "
+                                                "~/.local/state/corevad). One monitor per file.")
     max_messages: int = Field(10_000, gt=0, description="Most undelivered events kept (about a day of "
                                                         "alerts from 100 cameras).")
     when_full: OutboxFullPolicy = Field(OutboxFullPolicy.DROP_OLDEST, description="drop_oldest or "
@@ -174,7 +175,8 @@ class MqttConfig(SecretRef):
     prefix: str = Field("corevad", max_length=128,
                         description="Topic prefix: <prefix>/events, <prefix>/<camera>/score, ... (no wildcards, "
                                     "no leading $).")
-    client_id: str | None = Field(None, description="MQTT client id; default corevad-<prefix>-<hostname>.")
+    client_id: str | None = Field(None, description="MQTT client id; default corevad-<prefix>-<hostname>-<6 "
+                                                    "hex naming the outbox file>, unique per monitor.")
     keepalive_s: int = Field(30, ge=5, le=65535, description="MQTT keepalive; the broker publishes the "
                                                             "offline will about 1.5x this after a silent death.")
     connect_timeout_s: float = Field(10.0, gt=0, description="Give up one connection attempt after this.")
@@ -199,10 +201,17 @@ class MqttConfig(SecretRef):
     def _prefix(cls, value: str) -> str:
         return check_topic_prefix(value, field="prefix")
 
-    def default_client_id(self) -> str:
-        return self.client_id or f"corevad-{self.prefix.replace('/', '-')}-{socket.gethostname()}"[:64]
+    def default_client_id(self, outbox: Path | None = None) -> str:
+        """client_id, else corevad-<prefix>-<hostname>-<6 hex of the outbox path>: two monitors on one host
+        with one prefix (each with its own state_dir, so its own outbox) must not take over each other's
+        session, and a restarted monitor keeps its id."""
+        if self.client_id:
+            return self.client_id
+        tag = hashlib.sha1(str((outbox or self.outbox_path()).resolve()).encode()).hexdigest()[:6]
+        return f"corevad-{self.prefix.replace('/', '-')}-{socket.gethostname()}"[:56] + f"-{tag}"
 
-    def outbox_path(self) -> Path:
+    def outbox_path(self, state: Path | None = None) -> Path:
+        """outbox.path, else mqtt-outbox-<prefix>.sqlite3 in `state` (the monitor's runtime.state_dir)."""
         if self.outbox.path is not None:
             return self.outbox.path
-        return state_dir() / f"mqtt-outbox-{self.prefix.replace('/', '-')}.sqlite3"
+        return (state or state_dir()) / f"mqtt-outbox-{self.prefix.replace('/', '-')}.sqlite3"

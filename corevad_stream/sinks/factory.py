@@ -27,7 +27,8 @@ def build_sinks(cfg: StreamConfig, *, prefix: str, store_path: Path, live_feed: 
     if from_config and cfg.mqtt is not None:
         from .mqtt import MqttSink
 
-        sinks.append(MqttSink(cfg.mqtt, cameras=[c.name for c in cfg.enabled_cameras()]))
+        sinks.append(MqttSink(cfg.mqtt, outbox_path=cfg.mqtt.outbox_path(cfg.runtime.state_path()),
+                              cameras=[c.name for c in cfg.enabled_cameras()]))
     if live_feed is not None:
         sinks.append(live_feed)
     return sinks

@@ -4,7 +4,9 @@ Delivery rules, in order of importance:
 - Events (`<prefix>/events`) are written to an on-disk outbox (sinks/outbox.py) before anything else and
   removed only after the broker acknowledged them (QoS >= 1), so a broker outage or a process restart
   delays them but never loses or reorders them (at-least-once: a message in flight when the link dies is
-  sent again). Only a full outbox drops events, which is counted and logged as an error.
+  sent again). Only a full outbox drops events, which is counted and logged as an error. When the disk
+  refuses the outbox (full, failing), events wait in memory and are still delivered: never dropped, but
+  counted (`events_unsaved`, `outbox`) and logged, since they would not survive a restart.
 - Retained topics (`available`, per-camera `state`, `status`, `snapshot`) are re-published on every
   (re)connect with their latest value, so a broker restarted without persistence is repaired at once.
 - Scores and stats are live data: while the broker is down only the latest per topic is kept.
@@ -36,7 +38,7 @@ from ..errors import StreamError
 from ..messages import Message, kinds_where
 from ..messages import topic as build_topic
 from .ha_discovery import camera_configs, removed_camera_topics
-from .outbox import Outbox
+from .outbox import EventQueue, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -56,12 +58,14 @@ class MqttSinkStats:
     connect_failures: int
     published: int  # every acknowledged/sent publish, republished retained values included
     events_published: int
-    events_pending: int  # in the outbox now
+    events_pending: int  # not delivered yet (in the outbox, or in memory while its disk fails)
     events_dropped: int  # outbox overflow: the only way an event is lost
     live_dropped: int  # scores/stats dropped because the live queue was full
     coalesced: int  # non-event messages superseded by a newer one on the same topic while disconnected
     filtered: int  # snapshots skipped because snapshots are off
     last_error: str | None
+    events_unsaved: int = 0  # of events_pending, held in memory only: the outbox's disk refused them
+    outbox: dict[str, object] | None = None  # OutboxHealth.snapshot(): state ok/failing, since, last error
 
 
 @dataclass(slots=True)
@@ -107,7 +111,7 @@ class MqttSink:
         self.prefix = config.prefix
         self.available_topic = build_topic(config.prefix, "available")
         self._outbox_path = outbox_path or config.outbox_path()
-        self._outbox: Outbox | None = None
+        self._outbox: EventQueue | None = None
         self._broker: EmbeddedBroker | None = None
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -125,8 +129,8 @@ class MqttSink:
     async def __aenter__(self) -> MqttSink:
         cfg = self.config
         try:
-            self._outbox = Outbox(self._outbox_path, max_messages=cfg.outbox.max_messages,
-                                  policy=cfg.outbox.when_full)
+            self._outbox = EventQueue(Outbox(self._outbox_path, max_messages=cfg.outbox.max_messages,
+                                             policy=cfg.outbox.when_full))
         except Exception as exc:
             raise MqttSinkError(f"mqtt.outbox: {exc}") from exc
         if cfg.home_assistant.discovery:
@@ -147,7 +151,7 @@ class MqttSink:
                 port, username = self._broker.port, cfg.embedded_broker.username
                 password = cfg.embedded_broker.password()
             self._client_kwargs = dict(
-                hostname=host, port=port, identifier=cfg.default_client_id(), clean_session=True,
+                hostname=host, port=port, identifier=cfg.default_client_id(self._outbox_path), clean_session=True,
                 keepalive=cfg.keepalive_s, timeout=cfg.connect_timeout_s,
                 username=username, password=password.get_secret_value() if password else None,
                 tls_context=cfg.tls.context() if cfg.tls else None,
@@ -176,9 +180,9 @@ class MqttSink:
                 await asyncio.gather(self._task, return_exceptions=True)
             except Exception:  # noqa: BLE001 - already logged by the task; shutdown goes on
                 pass
-        if self._outbox is not None and len(self._outbox):
-            log.warning("MQTT: %d event(s) not delivered yet; kept in %s for the next start",
-                        len(self._outbox), self._outbox_path)
+        if self._outbox is not None and (on_disk := len(self._outbox) - self._outbox.health().unsaved):
+            log.warning("MQTT: %d event(s) not delivered yet; kept in %s for the next start", on_disk,
+                        self._outbox_path)  # those held in memory only are reported by the queue's close
         await self._teardown()
 
     async def _teardown(self) -> None:
@@ -200,7 +204,8 @@ class MqttSink:
 
     # ------------------------------------------------------------------ public API
     async def send(self, message: Message) -> None:
-        """Queue one message; returns at once (events are on disk when it returns)."""
+        """Queue one message; returns at once (events are on disk when it returns, or held in memory and
+        reported when the disk refuses them)."""
         if self._outbox is None or self._closing.is_set():
             raise RuntimeError("MqttSink.send() outside its `async with` block")
         if message.kind == "snapshot" and not self.config.snapshots:
@@ -212,7 +217,7 @@ class MqttSink:
             return
         pub = _Pub(message.topic(self.prefix), encode_payload(message), getattr(self.config.qos, message.kind),
                    message.retain or message.kind in RETAINED_KINDS)
-        if message.kind == "events":
+        if message.kind == "events":  # on disk, or in memory when the disk refuses it: never raises
             self._outbox.append(pub.topic, pub.payload, qos=pub.qos, retain=pub.retain)
         elif pub.retain:
             self._retained[pub.topic] = pub
@@ -248,13 +253,16 @@ class MqttSink:
 
     def stats(self) -> MqttSinkStats:
         c = self._counts
+        health = self._outbox.health() if self._outbox is not None else None
         return MqttSinkStats(
             connected=self._connected.is_set(), connects=c["connects"], connect_failures=c["connect_failures"],
             published=c["published"], events_published=c["events_published"],
             events_pending=len(self._outbox) if self._outbox is not None else 0,
-            events_dropped=self._outbox.dropped if self._outbox is not None else 0,
+            events_dropped=self._outbox.outbox.dropped if self._outbox is not None else 0,
             live_dropped=c["live_dropped"], coalesced=c["coalesced"], filtered=c["filtered"],
             last_error=self._last_error,
+            events_unsaved=health.unsaved if health is not None else 0,
+            outbox=health.snapshot() if health is not None else None,
         )
 
     # ------------------------------------------------------------------ internals
@@ -368,7 +376,7 @@ class MqttSink:
             if batch:
                 for entry in batch:
                     await self._publish(client, _Pub(entry.topic, entry.payload, entry.qos, entry.retain))
-                    outbox.ack(entry.id)
+                    outbox.ack(entry)
                     self._counts["events_published"] += 1
                 continue
             if self._down:

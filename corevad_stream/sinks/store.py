@@ -1,18 +1,29 @@
 """The event-store sink: every alert event, snapshot, status change and score into the sqlite event store.
 
 Why a thread and a bounded queue: sqlite commits wait for the disk, and a slow disk must never stall
-scoring. send() only enqueues; when the queue is full the message is dropped and counted (`dropped`), and a
-write that fails is logged and counted (`errors`). Retention runs at start and every `prune_every_s`.
+scoring. send() only enqueues; when the queue is full the message is dropped and counted (`dropped`).
+
+Why retry: a disk that is full or failing for a while must not lose history for good. A write the disk
+refused (sqlite OperationalError, an OSError writing a snapshot) waits, in order, with every later
+message, and is tried again with backoff until it goes in; health() says `failing` since when, with the
+count of writes waiting, so the stats, /metrics and the page can show it. A write that can never succeed
+(a malformed message) is logged and counted (`errors`) and skipped. Retention runs at start and every
+`prune_every_s`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import logging
 import queue
+import sqlite3
 import threading
 import time
 from pathlib import Path
 from typing import Any
+
+from corevad.backoff import Backoff, BackoffPolicy
 
 from ..messages import Message, kinds_where
 from ..store import EventStore, Retention
@@ -21,15 +32,25 @@ log = logging.getLogger(__name__)
 
 _STORED_KINDS = kinds_where("store")
 _STOP = object()
+DEFAULT_RETRY = BackoffPolicy(initial_s=0.5, max_s=30.0, factor=2.0, jitter=0.2)
+
+
+def _retryable(exc: BaseException) -> bool:
+    """The disk said no (full, read-only, I/O error, locked), as opposed to a write that can never work."""
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.DataError
+                  | sqlite3.InterfaceError | sqlite3.NotSupportedError):
+        return False
+    return isinstance(exc, sqlite3.DatabaseError | OSError)
 
 
 class EventStoreSink:
-    """Sink writing to an EventStore from its own thread (keyword-only; `queue_size` bounds the backlog)."""
+    """Sink writing to an EventStore from its own thread (keyword-only; `queue_size` bounds the backlog, the
+    writes waiting for a failing disk included)."""
 
     name = "store"
 
     def __init__(self, path: Path, *, retention: Retention = Retention(), queue_size: int = 10_000,
-                 prune_every_s: float = 3600.0) -> None:
+                 prune_every_s: float = 3600.0, retry: BackoffPolicy = DEFAULT_RETRY) -> None:
         if queue_size < 1:
             raise ValueError(f"queue_size must be >= 1, got {queue_size}")
         self.path = path
@@ -39,7 +60,15 @@ class EventStoreSink:
         self.written = 0
         self.dropped = 0
         self.errors = 0
+        self.retried = 0  # writes that failed at least once and went in later
+        self.lost = 0  # writes still refused at shutdown
+        self._queue_size = queue_size
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self._waiting: collections.deque[tuple[Message, float]] = collections.deque()  # refused, in order
+        self._backoff = Backoff(retry)
+        self._next_try = 0.0
+        self._failing_since: float | None = None
+        self._last_error: str | None = None
         self._thread: threading.Thread | None = None
 
     async def __aenter__(self) -> EventStoreSink:
@@ -49,8 +78,6 @@ class EventStoreSink:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        import asyncio
-
         self._queue.put(_STOP)  # blocks only while the queue is full: the writer is draining it
         if self._thread is not None:
             await asyncio.to_thread(self._thread.join, 30.0)
@@ -63,28 +90,84 @@ class EventStoreSink:
         try:
             self._queue.put_nowait((message, time.time()))
         except queue.Full:
-            self.dropped += 1
-            if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
-                log.error("event store %s is behind: %d message(s) not stored so far", self.path, self.dropped)
+            self._count_drop("is behind")
+
+    def health(self) -> dict[str, Any]:
+        """ok / failing (since when, why) and the writes not stored yet: what stats, metrics and the page show."""
+        return {"state": "ok" if self._failing_since is None else "failing", "failing_since": self._failing_since,
+                "last_error": self._last_error, "pending": len(self._waiting) + self._queue.qsize(),
+                "written": self.written, "dropped": self.dropped, "errors": self.errors, "retried": self.retried}
+
+    def _count_drop(self, why: str) -> None:
+        self.dropped += 1
+        if self.dropped in (1, 10, 100) or self.dropped % 1000 == 0:
+            log.error("event store %s %s: %d message(s) not stored so far", self.path, why, self.dropped)
 
     def _run(self) -> None:
         assert self.store is not None
         next_prune = 0.0
         while True:
-            if time.monotonic() >= next_prune:
+            if time.monotonic() >= next_prune and not self._waiting:
                 next_prune = time.monotonic() + self.prune_every_s
                 try:
                     self.store.prune()
                 except Exception as exc:  # noqa: BLE001 - the sink boundary: log, count, keep writing
                     self.errors += 1
                     log.error("event store %s: retention failed: %s", self.path, exc)
-            item = self._queue.get()
-            if item is _STOP:
-                return
+            wait = None if not self._waiting else max(0.0, self._next_try - time.monotonic())
             try:
-                message, at = item
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                item = None
+            if item is _STOP:
+                self._drain()  # one last try, whatever the backoff says
+                if self._waiting:
+                    self.lost = len(self._waiting)
+                    log.error("event store %s: %d write(s) still refused at shutdown (%s) are not stored",
+                              self.path, self.lost, self._last_error)
+                return
+            if item is not None:
+                if len(self._waiting) >= self._queue_size:
+                    self._waiting.popleft()  # the bound holds while the disk fails: the oldest goes
+                    self._count_drop("keeps failing")
+                self._waiting.append(item)
+            if self._failing_since is None or time.monotonic() >= self._next_try:
+                self._drain()
+
+    def _drain(self) -> None:
+        """Write what waits, oldest first, until the disk refuses one (then back off)."""
+        assert self.store is not None
+        if self._failing_since is not None:
+            try:  # a WAL that grew until the disk was full holds space a checkpoint gives back
+                self.store.checkpoint()
+            except sqlite3.Error as exc:
+                log.debug("event store checkpoint failed: %s", exc)
+        while self._waiting:
+            message, at = self._waiting[0]
+            try:
                 self.store.write(message.kind, message.camera, message.json_payload(), at, alert_id=message.alert_id)
-                self.written += 1
-            except Exception as exc:  # noqa: BLE001 - same boundary
+            except Exception as exc:  # noqa: BLE001 - the sink boundary
+                if _retryable(exc):
+                    self._refused(exc)
+                    return
+                self._waiting.popleft()
                 self.errors += 1
-                log.error("event store %s: cannot store a %s message: %s", self.path, item[0], exc)
+                log.error("event store %s: cannot store a %s message: %s", self.path, message.kind, exc)
+                continue
+            self._waiting.popleft()
+            self.written += 1
+            if self._failing_since is not None:
+                self.retried += 1
+        if self._failing_since is not None:
+            log.warning("event store %s works again after %.0f s; %d write(s) stored late, none lost", self.path,
+                        time.time() - self._failing_since, self.retried)
+            self._failing_since = None
+            self._backoff.reset()
+
+    def _refused(self, exc: BaseException) -> None:
+        self._last_error = f"{type(exc).__name__}: {exc}"
+        self._next_try = time.monotonic() + self._backoff.next_delay()
+        if self._failing_since is None:
+            self._failing_since = time.time()
+            log.error("EVENT STORE %s FAILS (%s): %d write(s) wait and are retried with backoff", self.path,
+                      self._last_error, len(self._waiting))

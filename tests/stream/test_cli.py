@@ -29,14 +29,137 @@ def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess[str
                           timeout=timeout)
 
 
-def test_check_reports_ok_and_config_errors_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    good = write_config(tmp_path / "good.yaml", [{"name": "a", "url": "rtsp://u:pw@h/s"}])
-    assert main(["check", "-c", str(good)]) == 0
+def _lines(out: str) -> dict[str, list[str]]:
+    """check's report: {item: [level, ...]}."""
+    found: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        level, _, rest = line.partition(" ")
+        if level in ("ok", "warning", "error"):
+            found.setdefault(rest.strip().split(":")[0], []).append(level)
+    return found
+
+
+def test_check_probes_every_part_and_says_ok(  # type: ignore[no-untyped-def]
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], rtsp_server, mosquitto) -> None:
+    from model_server import ScriptedModelServer
+
+    with ScriptedModelServer() as model:
+        url = rtsp_server.url.replace("rtsp://", "rtsp://u:pw@")
+        good = write_config(tmp_path / "good.yaml", [{"name": "a", "url": url}],
+                            mqtt={"host": mosquitto.host, "port": mosquitto.port},
+                            model={"vlm": {"backend": "openai", "openai": {"base_url": model.base_url,
+                                                                           "api_key_env": None}}, "clip": None},
+                            runtime={"state_dir": str(tmp_path / "state")})
+        assert main(["check", "-c", str(good)]) == 0
+        asked = model.requests
     out = capsys.readouterr().out
-    assert "OK (1 camera(s): a rtsp://***@h/s)" in out and "pw" not in out
+    report = _lines(out)
+    assert report["cameras.0"] == ["ok"] and "one 320x240 frame read" in out  # a real frame, not a parse
+    assert report["mqtt"] == ["ok"] and "CONNACK" in out
+    assert report["model.vlm.openai.base_url"] == ["ok"] and asked == 1  # health, then one 1-token answer
+    assert set(report["runtime.state_dir"]) == {"ok"}
+    assert "OK (1 camera(s): a rtsp://***@127.0.0.1" in out and "pw" not in out
     bad = write_config(tmp_path / "bad.yaml", [{"name": "a", "url": "x", "fsp": 3}])
     assert main(["check", "-c", str(bad)]) == 2
     assert "cameras.0.fsp" in capsys.readouterr().err
+
+
+def test_check_says_error_for_what_run_would_fail_on(  # type: ignore[no-untyped-def]
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], rtsp_server) -> None:
+    from model_server import ScriptedModelServer
+
+    with ScriptedModelServer() as model:
+        model.mode = "error500"  # healthy on GET /models, but every answer fails
+        cams = [{"name": "nodns", "url": "rtsp://u:pw@camera.invalid/s"},
+                {"name": "refused", "url": "rtsp://127.0.0.1:9/s"},
+                {"name": "missing", "url": rtsp_server.url + "-nope"},  # the server answers 404
+                {"name": "bad", "url": "frameless://abc"}]
+        cfg = write_config(tmp_path / "c.yaml", cams, mqtt={"host": "127.0.0.1", "port": 9},
+                           model={"vlm": {"backend": "openai", "openai": {"base_url": model.base_url,
+                                                                          "api_key_env": None}}, "clip": None},
+                           runtime={"state_dir": str(tmp_path / "state")})
+        t0 = time.monotonic()
+        assert main(["check", "-c", str(cfg), "--timeout", "5"]) == 2
+        took = time.monotonic() - t0
+    captured = capsys.readouterr()
+    report, err = _lines(captured.out), " ".join(captured.err.split())
+    for item in ("cameras.0.url", "cameras.1.url", "cameras.2.url", "cameras.3.url", "mqtt",
+                 "model.vlm.openai.base_url"):
+        assert report.get(item) == ["error"], (item, captured.out)
+        assert f"{item}: " in err  # the errors again on stderr
+    assert "cannot resolve host camera.invalid" in err and "404" in err and "abc" in err
+    assert "no CONNACK" in err and "HTTP 500" in err
+    assert "pw" not in captured.out + captured.err and "Traceback" not in captured.err
+    assert took < 5 + 5 + 10  # each probe has its own deadline and they run side by side
+
+
+def test_check_on_the_state_folder_and_the_outbox(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from fs_faults import remount_read_only, small_tmpfs
+
+    state = tmp_path / "state"
+    cfg = write_config(tmp_path / "c.yaml", [{"name": "a", "url": "frameless://30"}],
+                       model={"vlm": {"backend": "replay", "responses": str(tmp_path / "r.json")}, "clip": None},
+                       mqtt={"embedded_broker": {"enabled": True, "port": 0}},
+                       runtime={"state_dir": str(state)})
+    (tmp_path / "r.json").write_text(json.dumps({"a": ["Normal scenes.\nA hallway."] * 30}))
+    state.mkdir()
+    outbox = state / "mqtt-outbox-corevad.sqlite3"
+    outbox.write_bytes(b"not a database" * 100)  # damaged: run sets it aside, so a warning
+    assert main(["check", "-c", str(cfg)]) == 0
+    out = capsys.readouterr().out
+    assert "warning runtime.state_dir: MQTT outbox" in " ".join(out.split()) and "set" in out and "aside" in out
+    outbox.unlink()
+    holder = subprocess.Popen(  # another monitor holds this state folder's outbox
+        [sys.executable, "-c", "import time\nfrom corevad_stream.sinks.outbox import Outbox\n"
+         f"box = Outbox({str(outbox)!r})\nprint('open', flush=True)\ntime.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "open"
+        assert main(["check", "-c", str(cfg)]) == 2
+        assert "in use by another process" in capsys.readouterr().err
+    finally:
+        holder.kill()
+        holder.wait()
+    proc = write_config(tmp_path / "proc.yaml", [{"name": "a", "url": "frameless://30"}],
+                        model={"vlm": {"backend": "replay", "responses": str(tmp_path / "r.json")}, "clip": None},
+                        store={"path": "/proc/corevad/events.sqlite3"}, runtime={"state_dir": str(state)})
+    assert main(["check", "-c", str(proc)]) == 2
+    assert "store.path: event store /proc/corevad/events.sqlite3: cannot write" in capsys.readouterr().err
+    with small_tmpfs(tmp_path / "ro", size_kb=256) as ro:
+        remount_read_only(ro)
+        cfg = write_config(tmp_path / "ro.yaml", [{"name": "a", "url": "frameless://30"}],
+                           model={"vlm": {"backend": "replay", "responses": str(tmp_path / "r.json")}, "clip": None},
+                           runtime={"state_dir": str(ro / "corevad")})
+        assert main(["check", "-c", str(cfg)]) == 2
+        err = " ".join(capsys.readouterr().err.split())
+        assert "runtime.state_dir" in err and "Read-only file system" in err
+
+
+_WITHOUT_TORCH = """
+import sys
+class _NoTorch:  # this install lacks the 'local' extra: torch cannot be imported
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("torch", "transformers", "tokenizers", "open_clip"):
+            raise ModuleNotFoundError(f"No module named {name!r}")
+        return None
+sys.meta_path.insert(0, _NoTorch())
+from corevad_stream.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_tiny_model_without_the_extra_is_one_line(tmp_path: Path, command: str) -> None:
+    cfg = write_config(tmp_path / "c.yaml", [{"name": "a", "url": "frameless://30"}],
+                       runtime={"state_dir": str(tmp_path / "state")})
+    proc = subprocess.run([sys.executable, "-c", _WITHOUT_TORCH, command, "-c", str(cfg), "--tiny-model",
+                           *(["--no-live"] if command == "run" else [])],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == (1 if command == "run" else 2), proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    assert "pip install 'corevad[local]'" in " ".join(proc.stderr.split())
+    if command == "run":
+        assert len([ln for ln in proc.stderr.splitlines() if ln.strip()]) <= 3  # the one missing-extra line
 
 
 def test_model_errors_are_one_clear_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

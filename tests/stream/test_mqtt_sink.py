@@ -390,3 +390,64 @@ async def test_live_queue_is_bounded_and_drops_oldest(
         await sink.flush(20)
     await live.wait_for(lambda: len(live.messages) >= 10, timeout=20)
     assert [m.json()["index"] for m in live.messages] == list(range(40, 50))
+
+
+async def _send_events_on_a_failing_disk(sink: MqttSink, fail: Callable[[], None], n: int) -> None:
+    """Half the events before the disk fails, half after, the broker healthy throughout."""
+    for seq in range(n):
+        if seq == n // 2:
+            fail()
+        await sink.send(event(seq))
+        await asyncio.sleep(0.005)
+
+
+@pytest.mark.parametrize("disk", ["full", "dead"])
+async def test_events_are_delivered_when_the_outbox_disk_fails(
+    mosquitto: Mosquitto, tmp_path: Path, mqtt_collector: Collect, disk: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fs_faults import ext4_image, fill, shut_down, small_tmpfs
+
+    live = await mqtt_collector(mosquitto, [EVENTS])
+    n = 24
+    mount = small_tmpfs(tmp_path / "state", size_kb=256) if disk == "full" else ext4_image(tmp_path / "state")
+    with mount as state:
+        cfg = config(mosquitto, tmp_path, outbox={"path": str(state / "outbox.sqlite3")})
+        async with MqttSink(cfg) as sink:
+            await sink.wait_connected(20)
+            fail = (lambda: fill(state)) if disk == "full" else (lambda: shut_down(state))
+            await _send_events_on_a_failing_disk(sink, fail, n)
+            await sink.flush(30)
+            stats = sink.stats()
+            assert stats.connected and stats.connect_failures == 0  # a failing disk is not a broker outage
+    await live.wait_for(lambda: len(set(seqs(live))) == n, timeout=30, what="every event")
+    assert dedupe_consecutive(seqs(live)) == list(range(n))
+    assert stats.events_published == n and stats.events_pending == 0 and stats.events_dropped == 0
+    assert stats.outbox is not None and stats.outbox["state"] == "failing" and stats.outbox["failures"] >= 1
+    assert any("OUTBOX" in r.getMessage() and "FAILS" in r.getMessage() and r.levelno == logging.ERROR
+               for r in caplog.records)
+    # Shutdown says only what is true: nothing was left behind as "kept in the outbox".
+    assert not any("not delivered yet; kept in" in r.getMessage() for r in caplog.records)
+
+
+async def test_events_held_in_memory_are_reported_while_the_broker_is_down(
+    mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from fs_faults import fill, small_tmpfs
+
+    with small_tmpfs(tmp_path / "state", size_kb=256) as state:
+        cfg = config(mosquitto, tmp_path, outbox={"path": str(state / "outbox.sqlite3")}, drain_timeout_s=0)
+        async with MqttSink(cfg) as sink:
+            await sink.wait_connected(20)
+            await asyncio.to_thread(mosquitto.stop)
+            await asyncio.wait_for(_until(lambda: not sink.connected), 20)
+            await sink.send(event(0))  # on disk
+            fill(state)
+            for seq in range(1, 6):
+                await sink.send(event(seq, kind="update") if seq > 1 else event(seq))
+            stats = sink.stats()
+            assert stats.events_pending == 6 and stats.events_unsaved >= 1
+            assert stats.outbox is not None and stats.outbox["unsaved"] == stats.events_unsaved
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("held in memory only" in m and "LOST at exit" in m for m in messages)
+    kept = [m for m in messages if "not delivered yet; kept in" in m]
+    assert kept and kept[0].startswith(f"MQTT: {6 - stats.events_unsaved} event(s)")  # the disk's share only

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -12,10 +13,15 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 from stream_doubles import ANOMALOUS, NORMAL, ScriptedBackend, stream_config
 
+from corevad.backoff import BackoffPolicy
 from corevad_stream import App
+from corevad_stream.messages import Message
+from corevad_stream.sinks.store import EventStoreSink
 from corevad_stream.store import EventStore, Retention
 
 
@@ -257,3 +263,54 @@ def test_the_size_cap_counts_snapshots_and_drops_the_oldest_ended_alerts_picture
     assert [a["id"] for a in store.alerts() if store.snapshot_path(a["id"]) is not None] == ["cam-r-5"]
     assert store.count("scores") == 0
     store.close()
+
+
+async def _until(predicate: Any, what: str, timeout: float = 30.0) -> None:
+    try:
+        async with asyncio.timeout(timeout):
+            while not predicate():
+                await asyncio.sleep(0.01)
+    except TimeoutError:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}") from None
+
+
+def _long_event(k: int) -> Message:
+    ev = _event("new", f"cam-r-{k}", active=True, peak=0.9)
+    ev["after"]["explanation"] = [f"{k}: " + "a long explanation " * 300]  # ~6 kB: the WAL must grow
+    return Message("events", ev)
+
+
+async def test_writes_refused_by_a_full_disk_are_retried_once_space_is_back(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    from fs_faults import fill, small_tmpfs
+
+    with small_tmpfs(tmp_path / "state", size_kb=4096) as state:
+        path = state / "events.sqlite3"
+        sink = EventStoreSink(path, retry=BackoffPolicy(initial_s=0.02, max_s=0.2, jitter=0))
+        async with sink:
+            for k in range(3):
+                await sink.send(_long_event(k))
+            await _until(lambda: sink.written == 3, "the first writes")
+            filler = fill(state)
+            for k in range(3, 40):
+                await sink.send(_long_event(k))
+            await _until(lambda: sink.health()["state"] == "failing", "the store to say it fails")
+            health = sink.health()
+            assert health["pending"] > 0 and health["failing_since"] and "full" in health["last_error"]
+            assert any("EVENT STORE" in r.getMessage() and r.levelno == logging.ERROR for r in caplog.records)
+            filler.unlink()  # space is back: what waited goes in, in order, with nothing lost
+            await _until(lambda: sink.health()["pending"] == 0 and sink.health()["state"] == "ok", "recovery")
+            assert sink.written == 40 and sink.retried > 0 and sink.dropped == 0 and sink.errors == 0
+            assert sink.store is not None
+            ids = [a["id"] for a in sink.store.alerts(limit=100)]
+            assert sorted(ids) == sorted(f"cam-r-{k}" for k in range(40))
+            assert sink.store.count("alert_events") == 40  # a retried write is not stored twice
+
+
+async def test_a_write_that_can_never_succeed_is_counted_and_skipped(tmp_path: Path) -> None:
+    sink = EventStoreSink(tmp_path / "e.sqlite3")
+    async with sink:
+        await sink.send(Message("events", {"type": "new", "after": {}}))  # no id: KeyError, not the disk
+        await sink.send(_long_event(1))
+        await _until(lambda: sink.written == 1 and sink.errors == 1, "the good write after the bad one")
+        assert sink.health()["state"] == "ok" and sink.health()["pending"] == 0

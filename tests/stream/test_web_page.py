@@ -241,3 +241,37 @@ fetch("{target}/api/events/lane-r-1/ack", {{method: "POST", mode: "no-cors", cre
     assert acked[0] is None and acked[1] is None and acked[2]  # only the page's own click acknowledged
     assert seen["listed"] == [f"lane-r-{i}" for i in range(59, -1, -1)] and seen["more_hidden"]  # newest first, once
     assert seen["errors"] == [], seen["errors"]
+
+
+async def test_the_page_says_when_the_store_disk_fails_and_when_it_is_back(
+        browser: Any, tmp_path: Path) -> None:
+    from fs_faults import fill, small_tmpfs
+    from selenium.webdriver.common.by import By
+
+    with small_tmpfs(tmp_path / "state", size_kb=8192) as state:
+        cfg = stream_config([{"name": "gate", "url": "frameless://", "rate": "native"}],
+                            metrics={"enabled": True, "port": 0}, refinement={"smooth_length": 1},
+                            runtime={"segment_seconds": 0.1, "state_dir": str(state)})
+        async with App(cfg, backend=ScriptedBackend(lambda clip: NORMAL)) as app:
+            assert app.metrics_server is not None
+            base = f"http://127.0.0.1:{app.metrics_server.port}/"
+            filler = fill(state)
+            for _ in range(600):  # scores keep coming: the store's writes fail soon
+                if app.stats()["store"]["state"] == "failing":
+                    break
+                await asyncio.sleep(0.05)
+            assert app.stats()["store"]["state"] == "failing"
+
+            def drive() -> tuple[str, bool]:
+                _fresh(browser)
+                browser.get(base)
+                pill = _wait(browser, "the storage pill", lambda d: d.find_element(By.ID, "storage").text)
+                filler.unlink()  # space is back: the page's next poll (10 s) hides the pill
+                gone = _wait(browser, "the pill to go", lambda d: not d.find_element(By.ID, "storage").is_displayed(),
+                             timeout=60)
+                return pill, bool(gone)
+
+            pill, gone = await asyncio.to_thread(drive)
+            assert "store failing" in pill and "waiting" in pill and gone
+            assert app.stats()["store"]["state"] == "ok" and app.stats()["store"]["dropped"] == 0
+            assert _console_errors(browser) == []

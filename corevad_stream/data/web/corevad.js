@@ -355,6 +355,16 @@
     const c = cams.get(camera);
     if (c) { c.model_state = m.state; renderCamera(c); }
   }
+  // The disks behind the history (store) and the alert queue (outbox): said loudly while one refuses writes.
+  function onStorage(m) {
+    const pill = $("storage");
+    const bad = [];
+    if (m.store && m.store.state !== "ok") bad.push(`store failing: ${m.store.pending} write(s) waiting`);
+    if (m.outbox && m.outbox.state !== "ok") bad.push(`outbox failing: ${m.outbox.unsaved} alert event(s) in memory only`);
+    pill.hidden = bad.length === 0;
+    pill.textContent = bad.join("; ");
+    pill.title = [m.store && m.store.last_error, m.outbox && m.outbox.last_error].filter(Boolean).join("\n");
+  }
   function connect() {
     const conn = $("conn");
     const es = new EventSource("api/stream");
@@ -412,7 +422,11 @@
     route();
     if (!STATIC) {
       try {
-        onModel(null, await api.model());
+        const m = await api.model();
+        onModel(null, m);
+        onStorage(m);
+        // Storage health has no event of its own: ask again every 10 s (one small JSON).
+        setInterval(() => api.model().then(onStorage).catch((err) => showError(`cannot load the storage health: ${err.message}`)), 10000);
       } catch (err) {
         showError(`cannot load the model state: ${err.message}`);
       }
