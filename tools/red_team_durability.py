@@ -37,10 +37,9 @@ from typing import Any
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))  # the same Mosquitto and failing file systems the tests use
-
-from fs_faults import ext4_image, fill, shut_down, small_tmpfs  # noqa: E402
-from services import Mosquitto, MqttCollector  # noqa: E402
+# The same Mosquitto and failing file systems the tests use.
+from corevad_stream.testing import Mosquitto, MqttCollector  # noqa: E402
+from corevad_stream.testing.fs_faults import ext4_image, fill, shut_down, small_tmpfs  # noqa: E402
 
 ANSWERS = ["Normal scenes.\nA street."] * 3 + ["Anomalous scenes.\nA fight."] * 2 + ["Normal scenes.\nA street."] * 5
 

@@ -41,7 +41,7 @@ def _lines(out: str) -> dict[str, list[str]]:
 
 def test_check_probes_every_part_and_says_ok(  # type: ignore[no-untyped-def]
         tmp_path: Path, capsys: pytest.CaptureFixture[str], rtsp_server, mosquitto) -> None:
-    from model_server import ScriptedModelServer
+    from corevad_stream.testing import ScriptedModelServer
 
     with ScriptedModelServer() as model:
         url = rtsp_server.url.replace("rtsp://", "rtsp://u:pw@")
@@ -66,7 +66,7 @@ def test_check_probes_every_part_and_says_ok(  # type: ignore[no-untyped-def]
 
 def test_check_says_error_for_what_run_would_fail_on(  # type: ignore[no-untyped-def]
         tmp_path: Path, capsys: pytest.CaptureFixture[str], rtsp_server) -> None:
-    from model_server import ScriptedModelServer
+    from corevad_stream.testing import ScriptedModelServer
 
     with ScriptedModelServer() as model:
         model.mode = "error500"  # healthy on GET /models, but every answer fails
@@ -94,7 +94,7 @@ def test_check_says_error_for_what_run_would_fail_on(  # type: ignore[no-untyped
 
 
 def test_check_on_the_state_folder_and_the_outbox(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from fs_faults import remount_read_only, small_tmpfs
+    from corevad_stream.testing.fs_faults import remount_read_only, small_tmpfs
 
     state = tmp_path / "state"
     cfg = write_config(tmp_path / "c.yaml", [{"name": "a", "url": "frameless://30"}],

@@ -60,9 +60,9 @@ async def _until(predicate: Any, what: str, timeout: float = 60.0) -> None:
 async def test_a_full_state_disk_is_reported_and_loses_no_alert(  # type: ignore[no-untyped-def]
         mosquitto, mqtt_collector, tmp_path: Path) -> None:
     import httpx
-    from fs_faults import fill, small_tmpfs
 
     from corevad_stream import MemorySink
+    from corevad_stream.testing.fs_faults import fill, small_tmpfs
 
     sub = await mqtt_collector(mosquitto, topics=("d/events",))
     with small_tmpfs(tmp_path / "state", size_kb=2048) as state:

@@ -11,9 +11,9 @@ import sys
 from pathlib import Path
 
 import pytest
-from fs_faults import ext4_image, fill, shut_down, small_tmpfs
 
 from corevad_stream.sinks.outbox import EventQueue, Outbox, OutboxError, OutboxFullPolicy
+from corevad_stream.testing.fs_faults import ext4_image, fill, shut_down, small_tmpfs
 
 
 def topics(box: Outbox) -> list[str]:

@@ -405,7 +405,7 @@ async def _send_events_on_a_failing_disk(sink: MqttSink, fail: Callable[[], None
 async def test_events_are_delivered_when_the_outbox_disk_fails(
     mosquitto: Mosquitto, tmp_path: Path, mqtt_collector: Collect, disk: str, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from fs_faults import ext4_image, fill, shut_down, small_tmpfs
+    from corevad_stream.testing.fs_faults import ext4_image, fill, shut_down, small_tmpfs
 
     live = await mqtt_collector(mosquitto, [EVENTS])
     n = 24
@@ -432,7 +432,7 @@ async def test_events_are_delivered_when_the_outbox_disk_fails(
 async def test_events_held_in_memory_are_reported_while_the_broker_is_down(
     mosquitto: Mosquitto, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from fs_faults import fill, small_tmpfs
+    from corevad_stream.testing.fs_faults import fill, small_tmpfs
 
     with small_tmpfs(tmp_path / "state", size_kb=256) as state:
         cfg = config(mosquitto, tmp_path, outbox={"path": str(state / "outbox.sqlite3")}, drain_timeout_s=0)

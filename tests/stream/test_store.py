@@ -282,7 +282,7 @@ def _long_event(k: int) -> Message:
 
 async def test_writes_refused_by_a_full_disk_are_retried_once_space_is_back(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    from fs_faults import fill, small_tmpfs
+    from corevad_stream.testing.fs_faults import fill, small_tmpfs
 
     with small_tmpfs(tmp_path / "state", size_kb=4096) as state:
         path = state / "events.sqlite3"

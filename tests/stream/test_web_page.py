@@ -245,8 +245,9 @@ fetch("{target}/api/events/lane-r-1/ack", {{method: "POST", mode: "no-cors", cre
 
 async def test_the_page_says_when_the_store_disk_fails_and_when_it_is_back(
         browser: Any, tmp_path: Path) -> None:
-    from fs_faults import fill, small_tmpfs
     from selenium.webdriver.common.by import By
+
+    from corevad_stream.testing.fs_faults import fill, small_tmpfs
 
     with small_tmpfs(tmp_path / "state", size_kb=8192) as state:
         cfg = stream_config([{"name": "gate", "url": "frameless://", "rate": "native"}],
