@@ -118,6 +118,8 @@ def test_generate_then_lrc_then_eval(
     assert json.loads(capsys.readouterr().out)["probability_segments"] == 5  # alpha 3 + gamma 2
 
 
+# Three generate runs of the tiny VLM (killed, resumed, clean): minutes on a busy 2-core machine.
+@pytest.mark.timeout(1800)
 def test_generate_killed_mid_video_resumes(tmp_path: Path, tiny_internvl_dir: Path, make_video) -> None:
     videos = tmp_path / "videos"
     videos.mkdir()
