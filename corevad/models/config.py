@@ -106,6 +106,20 @@ class VLMConfig(_Frozen):
                     "before cameras go online; compiled code is kept under the corevad cache across restarts). "
                     "Off until measured on a GPU: tools/bench_gpu.py --static-cache.",
     )
+    describe: Literal["all", "on_demand"] = Field(
+        default="all",
+        description="all: every segment's full two-line answer (the paper). on_demand: the verdict (first answer "
+                    "token) and p_anomalous for every segment, the description only where the verdict is not "
+                    "'Normal' or p_anomalous >= describe_above; a normal segment's answer is then 'Normal scenes.'.",
+    )
+    describe_above: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="describe on_demand: also describe a 'Normal' segment whose p_anomalous is at least this.",
+    )
+    max_answer_chars: int = Field(
+        default=2000, ge=16, le=1_000_000,
+        description="Longest answer kept (characters); a longer one is cut here and counted (answers_cut).",
+    )
     openai: OpenAIOptions = Field(default_factory=OpenAIOptions, description="openai backend options.")
     responses: Path | None = Field(
         default=None, description="replay backend: recorded responses JSON (video -> list of answers)."
