@@ -53,6 +53,17 @@ class OpenAIOptions(_Frozen):
     max_side: int | None = Field(
         default=448, ge=16, description="Downscale frames so their longer side is at most this (None: send as is)."
     )
+    square: bool = Field(
+        default=True, description="Resize each frame to max_side x max_side (one InternVL tile per frame, as the "
+                                  "live path and the paper); False keeps the aspect ratio (a server may tile it).")
+    max_response_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, le=1024 ** 3,
+        description="Largest response body read; a larger one fails its segment (kind too_large), unread.")
+    describe_via: Literal["two_requests", "stop"] = Field(
+        default="two_requests",
+        description="describe on_demand over HTTP: two_requests (a 1-token verdict request with logprobs, then the "
+                    "full request where a description is needed) or stop (one request that stops at "
+                    "'Normal scenes.'; p_anomalous above describe_above cannot ask for more).")
     temperature: float = Field(default=0.0, ge=0, description="0 = greedy, as in the paper.")
     extra_body: dict[str, object] = Field(
         default_factory=dict, description="Extra JSON fields merged into each request body."
