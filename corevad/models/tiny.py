@@ -93,6 +93,7 @@ def build_tiny_internvl(
     *,
     image_size: int = 448,
     seed: int = 0,
+    text_heads: int = 4,
     force: bool = False,
 ) -> Path:
     """Build a tiny random InternVL (tokenizer, processor, config, weights) and save it; return its folder.
@@ -100,13 +101,18 @@ def build_tiny_internvl(
     The folder loads with AutoProcessor / InternVLForConditionalGeneration exactly like a downloaded
     -hf checkpoint. With directory=None it is cached under default_cache_dir(); an existing complete
     build is reused unless force=True. Weights come from a fixed seed, so every build is identical.
+    text_heads: attention heads of the 64-wide text model; 2 (head size 32) for vLLM, whose CPU attention
+    has no kernel for the default's head size 16.
     """
+    if text_heads not in (1, 2, 4):
+        raise ValueError(f"text_heads must be 1, 2 or 4 (the text model is 64 wide), got {text_heads}")
+    heads_tag = "" if text_heads == 4 else f"-h{text_heads}"
     if image_size % 28:
         raise ValueError(f"image_size must be a multiple of 28 (patch 14, downsample 0.5), got {image_size}")
     final = (
         Path(directory)
         if directory is not None
-        else default_cache_dir() / f"tiny-internvl-v{TINY_VERSION}-{image_size}-s{seed}"
+        else default_cache_dir() / f"tiny-internvl-v{TINY_VERSION}-{image_size}-s{seed}{heads_tag}"
     )
     if (final / "config.json").is_file() and (final / "model.safetensors").is_file() and not force:
         return final
@@ -162,8 +168,8 @@ def build_tiny_internvl(
             "hidden_size": 64,
             "intermediate_size": 128,
             "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
+            "num_attention_heads": text_heads,
+            "num_key_value_heads": min(2, text_heads),
             "max_position_embeddings": 8192,
             "bos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
             "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>"),
