@@ -44,11 +44,12 @@ def vllm(tmp_path_factory: pytest.TempPathFactory, vllm_model_dir: Path) -> Iter
         server.stop()
 
 
-def _backend(urls: str | list[str], *, describe: str = "all", extra_body: dict[str, Any] | None = None,
-             **opts: Any):  # type: ignore[no-untyped-def]
+def _backend(urls: str | list[str], *, describe: str = "all", describe_above: float = 0.5,
+             extra_body: dict[str, Any] | None = None, **opts: Any):  # type: ignore[no-untyped-def]
     options = OpenAIOptions(base_url=urls, model="tiny", api_key_env=None, timeout_s=120,
                             extra_body=TWO_LINES if extra_body is None else extra_body, **opts)
-    return load_vlm(VLMConfig(backend="openai", max_new_tokens=24, n_frames=8, describe=describe, openai=options))
+    return load_vlm(VLMConfig(backend="openai", max_new_tokens=24, n_frames=8, describe=describe,
+                              describe_above=describe_above, openai=options))
 
 
 def _clips(n: int, *, frames: int = 8, size: tuple[int, int] = (240, 320), seed: int = 0) -> list[Clip]:
@@ -66,9 +67,9 @@ def test_answers_in_order_with_p_anomalous_from_real_logprobs(vllm: VLLMServer) 
         backend.close()
     assert [a.text for a in together] == [a.text for a in alone]  # order kept, greedy and repeatable
     assert all(parse_answer(a.text).parsed for a in together), [a.text for a in together]
-    for a in together:
-        assert a.p_anomalous is not None and 0.0 <= a.p_anomalous <= 1.0
-        assert (a.p_anomalous > 0.5) == (parse_answer(a.text).label == 1)  # greedy picks the likelier label
+    # vLLM's logprobs are the model's own (before the structured-output mask), so they need not favour the
+    # label the grammar let through; they must be there and be a probability.
+    assert all(a.p_anomalous is not None and 0.0 <= a.p_anomalous <= 1.0 for a in together)
     assert len({a.text for a in together}) > 1, "answers should depend on the frames"
 
 
@@ -95,13 +96,16 @@ def test_one_tile_per_frame_prompt_token_count(vllm: VLLMServer) -> None:
 @pytest.mark.parametrize("via", ["two_requests", "stop"])
 def test_describe_on_demand_matches_all_where_described(vllm: VLLMServer, via: str) -> None:
     clips = _clips(8, seed=1)
-    full, lazy = _backend(vllm.url), _backend(vllm.url, describe="on_demand", describe_via=via)
+    # describe_above 1: only the verdict decides here (the random model's p_anomalous is often high for a
+    # "Normal" verdict, which would describe every row).
+    full, lazy = _backend(vllm.url), _backend(vllm.url, describe="on_demand", describe_via=via, describe_above=1.0)
     try:
         one = full.answer_scored(clips)
         two = lazy.answer_scored(clips)
     finally:
         full.close()
         lazy.close()
+    assert len({parse_answer(a.text).label for a in one}) == 2, "both verdicts should occur in 8 segments"
     for a, b in zip(one, two, strict=True):
         assert b.error is None
         if parse_answer(a.text).label == 1:  # anomalous: the same full answer
