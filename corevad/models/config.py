@@ -61,7 +61,7 @@ class OpenAIOptions(_Frozen):
         description="Largest response body read; a larger one fails its segment (kind too_large), unread.")
     describe_via: Literal["two_requests", "stop"] = Field(
         default="two_requests",
-        description="describe on_demand over HTTP: two_requests (a 1-token verdict request with logprobs, then the "
+        description="describe on_demand over HTTP: two_requests (a 4-token verdict request with logprobs, then the "
                     "full request where a description is needed) or stop (one request that stops at "
                     "'Normal scenes.'; p_anomalous above describe_above cannot ask for more).")
     temperature: float = Field(default=0.0, ge=0, description="0 = greedy, as in the paper.")

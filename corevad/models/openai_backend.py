@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 # A re-admitted replica counts as steady (its probe backoff starts over) after this many answers in a row.
 STEADY_AFTER = 10
+# describe on_demand's verdict request: a few tokens, not one, because a server's tokenizer may begin "Normal"
+# with a piece too short to tell the label ("N"); "Normal scenes." is 3-4 tokens for InternVL2's tokenizer.
+VERDICT_TOKENS = 4
 # The health probe: one real 1-token completion, text only (a replica whose /models answers while its
 # completions fail must stay out).
 _PROBE_MESSAGES = [{"role": "user", "content": "Answer Normal or Anomalous."}]
@@ -258,7 +261,7 @@ class OpenAIBackend:
         self.retries = 0
         self.answers_cut = 0  # answers longer than max_answer_chars, cut there
         self.answers_refused = 0  # responses larger than max_response_bytes, not read
-        self.verdict_requests = 0  # describe on_demand: 1-token verdict requests ...
+        self.verdict_requests = 0  # describe on_demand: verdict requests (VERDICT_TOKENS) ...
         self.described = 0  # ... and the segments then described
 
     def build_request(self, clip: Clip, *, max_tokens: int | None = None) -> dict[str, Any]:
@@ -394,7 +397,7 @@ class OpenAIBackend:
         return Answer(text, _first_token_p(choice.get("logprobs")), cut=cut)
 
     def _post_on_demand(self, clip: Clip) -> Answer:
-        """describe on_demand. "two_requests": a 1-token request (with logprobs where the replica gives them)
+        """describe on_demand. "two_requests": a VERDICT_TOKENS request (with logprobs where the replica gives them)
         for the verdict, then the full request only where prompt.needs_description says so (vLLM's prefix
         cache, which hashes the images, saves most of its prefill). "stop": one request that stops at the
         normal verdict line (stop sequence "Normal scenes."), so only anomalous answers run on."""
@@ -406,7 +409,7 @@ class OpenAIBackend:
                 return Answer(VERDICT_LINES[0], a.p_anomalous, described=False)
             return a
         self.verdict_requests += 1
-        first = self._post(clip, max_tokens=1)
+        first = self._post(clip, max_tokens=VERDICT_TOKENS)
         if not needs_description(first.text, first.p_anomalous, describe_above=cfg.describe_above):
             return Answer(VERDICT_LINES[0], first.p_anomalous, described=False)
         self.described += 1

@@ -1,6 +1,6 @@
 """The openai backend against the scripted server: answers bounded in bytes and characters (issue 18 item 11),
 a replica re-admitted only on a real completion and probed less while it flaps (item 15), describe on_demand
-over HTTP (a 1-token verdict request, the full request only where needed), and one tile per frame."""
+over HTTP (a short verdict request, the full request only where needed), and one tile per frame."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ from model_server import ScriptedModelServer  # noqa: E402
 from services import wait_until  # noqa: E402
 
 from corevad.models import Clip, OpenAIOptions, VLMConfig, load_vlm  # noqa: E402
-from corevad.models.openai_backend import OpenAIError  # noqa: E402
+from corevad.models.openai_backend import VERDICT_TOKENS, OpenAIError  # noqa: E402
 from corevad.prompt import parse_answer  # noqa: E402
 
 pytestmark = pytest.mark.services
@@ -93,7 +93,7 @@ def _is_anomalous(body: dict[str, Any]) -> bool:
     return hashlib.sha256(url.encode()).digest()[0] % 3 == 0
 
 
-def test_describe_on_demand_asks_one_token_then_the_full_answer_only_where_needed(
+def test_describe_on_demand_asks_for_the_verdict_then_the_full_answer_only_where_needed(
         server: ScriptedModelServer) -> None:
     seen: list[int] = []
 
@@ -101,7 +101,7 @@ def test_describe_on_demand_asks_one_token_then_the_full_answer_only_where_neede
         seen.append(body["max_tokens"])
         full = ("Anomalous scenes.\nA man breaks a window." if _is_anomalous(body)
                 else "Normal scenes.\nPeople walk past the shop.")
-        return full.split()[0] if body["max_tokens"] == 1 else full
+        return full.split()[0] if body["max_tokens"] == VERDICT_TOKENS else full
 
     server.answer = answer
     lazy, full = _backend([server.base_url], describe="on_demand"), _backend([server.base_url])
@@ -115,7 +115,7 @@ def test_describe_on_demand_asks_one_token_then_the_full_answer_only_where_neede
         full.close()
     anomalous = [i for i, a in enumerate(one) if parse_answer(a.text).label == 1]
     assert 0 < len(anomalous) < 12
-    assert seen.count(1) == 12 and seen.count(10) == len(anomalous)  # a full request only where anomalous
+    assert seen.count(VERDICT_TOKENS) == 12 and seen.count(10) == len(anomalous)  # a full request only where anomalous
     for i, (a, b) in enumerate(zip(one, two, strict=True)):
         if i in anomalous:
             assert b.described and b.text == a.text
@@ -126,7 +126,7 @@ def test_describe_on_demand_asks_one_token_then_the_full_answer_only_where_neede
 def test_describe_on_demand_keeps_an_anomalous_verdict_when_its_description_fails(
         server: ScriptedModelServer) -> None:
     def answer(body: dict[str, Any]) -> str:
-        assert body["max_tokens"] == 1
+        assert body["max_tokens"] == VERDICT_TOKENS
         server.set("error500")  # the verdict is answered; the description request that follows fails
         return "Anomalous"
 
