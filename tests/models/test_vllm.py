@@ -36,7 +36,10 @@ def vllm_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def vllm(tmp_path_factory: pytest.TempPathFactory, vllm_model_dir: Path) -> Iterator[VLLMServer]:
-    server = VLLMServer(tmp_path_factory.mktemp("vllm"), vllm_model_dir, venv=vllm_venv())
+    # Served under its folder's path: `transformers serve` answers only to that name, and the pool test
+    # sends one model name to both servers.
+    server = VLLMServer(tmp_path_factory.mktemp("vllm"), vllm_model_dir, venv=vllm_venv(),
+                        served_name=str(vllm_model_dir))
     try:
         server.start()
         yield server
@@ -44,9 +47,9 @@ def vllm(tmp_path_factory: pytest.TempPathFactory, vllm_model_dir: Path) -> Iter
         server.stop()
 
 
-def _backend(urls: str | list[str], *, describe: str = "all", describe_above: float = 0.5,
+def _backend(urls: str | list[str], model: str, *, describe: str = "all", describe_above: float = 0.5,
              extra_body: dict[str, Any] | None = None, **opts: Any):  # type: ignore[no-untyped-def]
-    options = OpenAIOptions(base_url=urls, model="tiny", api_key_env=None, timeout_s=120,
+    options = OpenAIOptions(base_url=urls, model=model, api_key_env=None, timeout_s=120,
                             extra_body=TWO_LINES if extra_body is None else extra_body, **opts)
     return load_vlm(VLMConfig(backend="openai", max_new_tokens=24, n_frames=8, describe=describe,
                               describe_above=describe_above, openai=options))
@@ -59,7 +62,7 @@ def _clips(n: int, *, frames: int = 8, size: tuple[int, int] = (240, 320), seed:
 
 def test_answers_in_order_with_p_anomalous_from_real_logprobs(vllm: VLLMServer) -> None:
     clips = _clips(6)
-    backend = _backend(vllm.url, concurrency=3)
+    backend = _backend(vllm.url, vllm.served_name, concurrency=3)
     try:
         together = backend.answer_scored(clips)
         alone = [backend.answer_scored([c])[0] for c in reversed(clips)][::-1]
@@ -76,7 +79,7 @@ def test_answers_in_order_with_p_anomalous_from_real_logprobs(vllm: VLLMServer) 
 def test_one_tile_per_frame_prompt_token_count(vllm: VLLMServer) -> None:
     import httpx
 
-    backend = _backend(vllm.url)
+    backend = _backend(vllm.url, vllm.served_name)
     try:
         counts = {}
         for frames in (8, 4):
@@ -98,7 +101,8 @@ def test_describe_on_demand_matches_all_where_described(vllm: VLLMServer, via: s
     clips = _clips(8, seed=1)
     # describe_above 1: only the verdict decides here (the random model's p_anomalous is often high for a
     # "Normal" verdict, which would describe every row).
-    full, lazy = _backend(vllm.url), _backend(vllm.url, describe="on_demand", describe_via=via, describe_above=1.0)
+    full = _backend(vllm.url, vllm.served_name)
+    lazy = _backend(vllm.url, vllm.served_name, describe="on_demand", describe_via=via, describe_above=1.0)
     try:
         one = full.answer_scored(clips)
         two = lazy.answer_scored(clips)
@@ -120,7 +124,7 @@ def test_a_pool_of_vllm_and_transformers_serve(vllm: VLLMServer, vllm_model_dir:
     serve = TransformersServe(tmp_path / "serve", vllm_model_dir)
     serve.start(timeout=180)
     # transformers serve knows no structured output: ask both plainly (the random model's free text).
-    backend = _backend([vllm.url, serve.url], extra_body={}, concurrency=2)
+    backend = _backend([vllm.url, serve.url], vllm.served_name, extra_body={}, concurrency=2)
     try:
         clips = _clips(6, size=(64, 64), frames=2)
         texts = backend.answer(clips)
