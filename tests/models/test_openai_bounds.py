@@ -28,6 +28,7 @@ pytestmark = pytest.mark.services
 
 
 def _backend(urls: list[str], *, describe: str = "all", max_answer_chars: int = 2000, **opts: Any):  # type: ignore[no-untyped-def]
+    opts.setdefault("describe_via", "two_requests")
     options = OpenAIOptions(base_url=urls, model="m", max_side=48, api_key_env=None, **opts)
     return load_vlm(VLMConfig(backend="openai", max_new_tokens=10, openai=options, describe=describe,
                               max_answer_chars=max_answer_chars))
