@@ -174,3 +174,28 @@ def p_anomalous(first_token_logprobs: Iterable[tuple[str, float]]) -> float | No
     if not seen or total <= 0.0:
         return None
     return mass[1] / total
+
+
+# -- verdict first, description on demand (VLMConfig.describe) -----------------------------------------------
+# The answer text of a segment whose description was not generated: its verdict's own line, which every
+# consumer already reads (parse_answer gives the label and an empty description).
+VERDICT_LINES = ("Normal scenes.", "Anomalous scenes.")
+
+
+def needs_description(first_token: str, p: float | None, *, describe_above: float) -> bool:
+    """Whether a segment whose answer begins with first_token gets its full answer (describe "on_demand").
+
+    Only a first token that begins "Normal" with p_anomalous (when known) below describe_above stops after
+    the verdict: an anomalous verdict, and a first token that is neither label (its verdict is not known
+    from one token), are answered in full, so stopping early never turns a verdict into "Normal"."""
+    if label_of_token(first_token) != 0:
+        return True
+    return p is not None and p >= describe_above
+
+
+def cut_answer(text: str, limit: int) -> tuple[str, bool]:
+    """The answer bounded to limit characters (a model or server that does not stop must not flood the sinks);
+    True when it was cut."""
+    if len(text) <= limit:
+        return text, False
+    return text[:limit], True

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import math
 import re
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -284,6 +285,11 @@ async def run_replay(
     order = sorted(inputs, key=lambda i: -i.gt.frames)
     results: dict[str, VideoReplay] = {}
     async with contextlib.AsyncExitStack() as stack:
+        if "state_dir" not in runtime:
+            # A replay's own state (the open-alert record): one shared with a live monitor or another replay
+            # under the default state directory made its waves "end" alerts of theirs (and crash on them).
+            state = stack.enter_context(tempfile.TemporaryDirectory(prefix="corevad-replay-"))
+            runtime = {**runtime, "state_dir": state}
         if mqtt:
             sinks = [*sinks, await stack.enter_async_context(_mqtt_sink(mqtt))]
         return await _waves(inputs, order, names, wrapped, backend.name, encoder=encoder,

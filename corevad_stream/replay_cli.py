@@ -91,6 +91,13 @@ def _add_args(p: argparse.ArgumentParser) -> None:
                    help="write the review page of this replay (videos, alerts over ground-truth spans) as one "
                         "self-contained HTML file")
     p.add_argument("--plot-videos", nargs="*", help="videos to plot (default: the first 5 anomalous)")
+    p.add_argument("--describe", choices=("all", "on_demand"), default="all",
+                   help="with --responses: on_demand replays what describe: on_demand gives (every 'Normal' "
+                        "answer reduced to 'Normal scenes.', no description); all: the answers as recorded")
+    p.add_argument("--bootstrap", type=int, default=0, metavar="N",
+                   help="95%% intervals for AUC / AP / false alerts per hour from N video-level bootstrap "
+                        "resamples (corevad.bootstrap; seeded); 0: none")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed")
     p.add_argument("--timeout", type=float, default=None, help="give up a wave after this many seconds")
 
 
@@ -120,6 +127,10 @@ def _run(args: argparse.Namespace, *, report: bool, err: Console) -> int:
         raise ValueError("give --videos DIR, --responses FILE, or both")
     if args.probabilities is not None and args.responses is None:
         raise ValueError("--probabilities goes with --responses (the answers they belong to)")
+    if args.describe != "all" and args.responses is None:
+        raise ValueError("--describe goes with --responses (a live model takes describe from its model config)")
+    if args.bootstrap < 0:
+        raise ValueError(f"--bootstrap must be >= 0, got {args.bootstrap}")
     cfg = _load_config(args.config)
     refinement = dict(cfg.get("refinement") or {})
     alerts = dict(cfg.get("alerts") or {})
@@ -144,7 +155,7 @@ def _run(args: argparse.Namespace, *, report: bool, err: Console) -> int:
         pairs, bad = match_responses(videos, responses, 30, args.skip_bad)
         skipped += [f"{e.video}: {e}" for e in bad]
         videos = [v for v, _ in pairs]
-        backend = ReplayBackend(responses, probabilities=args.probabilities)
+        backend = ReplayBackend(responses, probabilities=args.probabilities, describe=args.describe)
     if args.videos is not None:
         inputs, missing = video_inputs(videos, args.videos, skip_missing=args.skip_bad)
         skipped += [f"{m}: no video file" for m in missing]
@@ -189,6 +200,10 @@ def _run(args: argparse.Namespace, *, report: bool, err: Console) -> int:
                 text_encoder.save()
     summary = summarize(result, dataset=args.dataset, half=args.half, report=report,
                         decoded=args.videos is not None, skipped=skipped, config=str(args.config))
+    summary["describe"] = args.describe
+    if args.bootstrap:
+        summary["intervals"] = {k: v.to_dict() for k, v in
+                                video_intervals(result, n_resamples=args.bootstrap, seed=args.seed).items()}
     if args.out:
         write_outputs(result, args.out, summary)
     if args.plots:
@@ -227,6 +242,29 @@ def summarize(result: Any, *, dataset: str, half: str, report: bool, decoded: bo
         out["offline"] = offline_figures(result.videos).to_dict()
         out["params"]["offline"] = asdict(OfflineParams())
     return out
+
+
+def video_statistics(result: Any, videos: Any = None) -> dict[str, Any]:
+    """The replay's figures as functions of per-video weights (corevad.bootstrap): frame AUC and AP of the online
+    scores, false alerts per hour of normal video."""
+    from corevad.bootstrap import FrameRanks, rate_per_hour
+    from corevad.latency import FPS, count_false_alerts
+
+    vids = list(result.videos if videos is None else videos)
+    ranks = FrameRanks([v.frame_scores for v in vids], [v.gt.gt for v in vids])
+    false = [0 if v.gt.is_anomalous else count_false_alerts(v.gt.spans, [a.interval() for a in v.alerts], FPS)
+             for v in vids]
+    hours = [0.0 if v.gt.is_anomalous else v.gt.frames / FPS / 3600.0 for v in vids]
+    return {"auc": ranks.auc, "ap": ranks.ap, "false_alerts_per_hour": rate_per_hour(false, hours)}
+
+
+def video_intervals(result: Any, videos: Any = None, *, n_resamples: int, seed: int = 0) -> dict[str, Any]:
+    """95 % video-level bootstrap intervals of the replay's AUC, AP and false alerts per hour."""
+    from corevad.bootstrap import bootstrap
+
+    stats = video_statistics(result, videos)
+    n = len(result.videos if videos is None else videos)
+    return {k: bootstrap(f, n, n_resamples=n_resamples, seed=seed) for k, f in stats.items()}
 
 
 def print_summary(s: dict[str, Any], console: Console, *, report: bool) -> None:
@@ -273,6 +311,12 @@ def print_summary(s: dict[str, Any], console: Console, *, report: bool) -> None:
         f"alerted: median {a['median_delay_after_onset_s']:.1f} s, p90 {a['p90_delay_after_onset_s']:.1f} s. "
         f"False alerts: "
         f"{a['false_alerts']} in {a['normal_hours']:.2f} h of normal video = {a['false_alerts_per_hour']:.2f}/h.")
+    if "intervals" in s:
+        iv = s["intervals"]
+        scale = {"auc": 100.0, "ap": 100.0, "false_alerts_per_hour": 1.0}
+        console.print("95 % video-level bootstrap intervals (" + str(iv["auc"]["resamples"]) + " resamples): "
+                      + ", ".join(f"{k} {scale[k] * v['estimate']:.2f} [{scale[k] * v['low']:.2f}, "
+                                  f"{scale[k] * v['high']:.2f}]" for k, v in iv.items()))
     pt = Table(title="parameters", show_header=True)
     pt.add_column("protocol")
     pt.add_column("values")

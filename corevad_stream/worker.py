@@ -95,6 +95,9 @@ class ModelWorker:
                                      f"for {len(clips)} segments", kind="malformed")
                 texts = [a.text for a in scored]
                 probs = [a.p_anomalous for a in scored]
+                # A segment the backend could not answer alone (describe on_demand: its description pass
+                # failed and its verdict is unknown) fails alone.
+                errors = [None if a.error is None else (a.error_kind or "error", a.error) for a in scored]
             except Exception as exc:  # noqa: BLE001 - model failure: no answers for this batch, keep running
                 self.errors += 1
                 kind, message = _failure(exc)

@@ -10,7 +10,14 @@ It measures, with the project's own transformers backend and runtime (corevad_st
   live       the largest number of looping 640x480 cameras held for `--seconds` with zero dropped segments
              (doubling, then bisection), with score latency p50/p99 (segment end -> score) and throughput;
   ratio      live segments/s at that capacity / generate-only segments/s at the live run's mean batch size;
-  memory     peak GPU memory; the card's name, torch and transformers versions.
+  memory     peak GPU memory; the card's name, torch and transformers versions;
+  describe   (--describe) describe "all" vs "on_demand" at the same batch sizes, with each segment's verdict
+             scripted at a seeded anomalous rate (--anomalous-rates, default 8 % and 25 %): in-process by a
+             first-token logits bias (transformers_backend.scripted_first_tokens: +1e4 on one token of the
+             scripted label at the first answer step only; the other steps and p_anomalous stay the model's),
+             through a server (--server URL, e.g. vLLM) by a per-segment structured-output regex naming the
+             label. Segments/s and score latency (batch sent -> its scores back; the scores of a batch come
+             back together, after its descriptions), and the on_demand / all ratio.
 JSON on stdout (and --out), a plain table on stderr.
 
 On a GPU machine without pydantic (the runtime's config) install the wheels first; see
@@ -32,8 +39,7 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # a source checkout (the GPU machine runs it so)
 
 ANSWER_TOKENS = 24
 
@@ -81,7 +87,7 @@ def build_backend(tiny: bool, device: str, work: Path, max_batch: int, static_ca
                                                 batch_size=max_batch, static_cache=static_cache))
         name = "tiny InternVL (112 px, 16 tokens/frame)"
     else:
-        from bench_models import build_8b_shaped
+        from corevad.models.tiny import build_8b_shaped
 
         model, processor_dir = build_8b_shaped(device, False, work)
         backend = TransformersBackend(VLMConfig(model=str(processor_dir), device=device,
@@ -129,6 +135,115 @@ def sweep(backend: Any, batches: list[int], repeats: int, frame: int) -> list[di
         med = statistics.median(times)
         rows.append({"batch": b, "batch_s": round(med, 4), "segments_per_s": round(b / med, 3)})
     return rows
+
+
+def _scripted_labels(n: int, rate: float, seed: int) -> list[int]:
+    return [int(x) for x in np.random.default_rng(seed).random(n) < rate]
+
+
+def _ratio_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """on_demand / all segments/s per (rate, batch)."""
+    out = []
+    for r in rows:
+        if r["mode"] == "all":
+            continue
+        base = next(x for x in rows if x["mode"] == "all" and x["rate"] == r["rate"] and x["batch"] == r["batch"])
+        out.append({"rate": r["rate"], "batch": r["batch"], "mode": r["mode"],
+                    "segments_per_s_ratio": round(r["segments_per_s"] / base["segments_per_s"], 3)})
+    return out
+
+
+def describe_modes(backend: Any, batches: list[int], rates: list[float], segments: int, frame: int
+                   ) -> dict[str, Any]:
+    """describe all vs on_demand in-process, verdicts scripted per segment (scripted_first_tokens)."""
+    import torch
+
+    from corevad.models.transformers_backend import scripted_first_tokens
+
+    base_cfg = backend.config
+    rows = []
+    backend.answer(_clips(1, frame, np.random.default_rng(9)))  # warm-up
+    for rate in rates:
+        for b in batches:
+            for mode in ("all", "on_demand"):
+                backend.config = base_cfg.model_copy(update={"describe": mode, "describe_above": 1.0})
+                rng = np.random.default_rng(7)
+                labels = _scripted_labels(segments, rate, seed=11)
+                lat, described, t_all = [], 0, 0.0
+                for s in range(0, segments - b + 1, b):
+                    clips = _clips(b, frame, rng)
+                    _sync(torch)
+                    t0 = time.perf_counter()
+                    prepared = backend.prepare(clips)
+                    backend.generate_kwargs["logits_processor"] = scripted_first_tokens(
+                        backend, labels[s : s + b], prompt_len=prepared[0][1]["input_ids"].shape[1])
+                    answers = backend.run(prepared)
+                    _sync(torch)
+                    dt = time.perf_counter() - t0
+                    lat.append(dt)
+                    t_all += dt
+                    described += sum(a.described for a in answers)
+                n = len(lat) * b
+                rows.append({"mode": mode, "rate": rate, "batch": b, "segments": n, "described": described,
+                             "segments_per_s": round(n / t_all, 3),
+                             "score_latency_p50_s": round(float(np.percentile(lat, 50)), 4),
+                             "score_latency_p99_s": round(float(np.percentile(lat, 99)), 4)})
+                print(f"  describe {mode:9s} rate {rate:.2f} batch {b:3d}: {rows[-1]['segments_per_s']} seg/s, "
+                      f"{described}/{n} described, latency p99 {rows[-1]['score_latency_p99_s']} s",
+                      file=sys.stderr, flush=True)
+    backend.config = base_cfg
+    backend.generate_kwargs.pop("logits_processor", None)
+    return {"rows": rows, "ratios": _ratio_rows(rows)}
+
+
+def describe_server(url: str, model: str, batches: list[int], rates: list[float], segments: int
+                    ) -> dict[str, Any]:
+    """describe all vs on_demand (two_requests and stop) through an OpenAI-compatible server; each segment's
+    verdict scripted by a structured-output regex naming its label (vLLM's structured_outputs)."""
+    from corevad.models import OpenAIOptions, VLMConfig
+    from corevad.models.openai_backend import OpenAIBackend
+
+    rows = []
+    for rate in rates:
+        labels = _scripted_labels(segments, rate, seed=11)
+        for b in batches:
+            for mode, via in (("all", "two_requests"), ("on_demand", "two_requests"), ("on_demand", "stop")):
+                opts = OpenAIOptions(base_url=url, model=model, api_key_env=None, concurrency=b, timeout_s=300)
+                backend = OpenAIBackend(VLMConfig(backend="openai", max_new_tokens=ANSWER_TOKENS, describe=mode,
+                                                  describe_above=1.0, openai=opts.model_copy(
+                                                      update={"describe_via": via})))
+                plain = backend.build_request
+
+                def build(clip: Any, *, max_tokens: int | None = None, _plain: Any = plain,
+                          _labels: list[int] = labels) -> dict[str, Any]:
+                    body = _plain(clip, max_tokens=max_tokens)
+                    word = "Anomalous" if _labels[clip.index] else "Normal"
+                    body["structured_outputs"] = {"regex": word + " scenes\\.\\n[A-Za-z ,]{1,60}\\."}
+                    return body
+
+                backend.build_request = build  # type: ignore[method-assign]
+                rng = np.random.default_rng(7)
+                backend.answer_scored(_clips(1, 448, rng))  # warm-up (the first request is slow)
+                lat, described, t_all = [], 0, 0.0
+                for s in range(0, segments - b + 1, b):
+                    clips = [c.__class__(c.source, s + i, c.frames) for i, c in enumerate(_clips(b, 448, rng))]
+                    t0 = time.perf_counter()
+                    answers = backend.answer_scored(clips)
+                    dt = time.perf_counter() - t0
+                    lat.append(dt)
+                    t_all += dt
+                    described += sum(a.described for a in answers)
+                backend.close()
+                n = len(lat) * b
+                name = mode if mode == "all" else f"on_demand/{via}"
+                rows.append({"mode": name, "rate": rate, "batch": b, "segments": n, "described": described,
+                             "requests": backend.requests_sent, "segments_per_s": round(n / t_all, 3),
+                             "score_latency_p50_s": round(float(np.percentile(lat, 50)), 4),
+                             "score_latency_p99_s": round(float(np.percentile(lat, 99)), 4)})
+                print(f"  server {name:22s} rate {rate:.2f} batch {b:3d}: {rows[-1]['segments_per_s']} seg/s, "
+                      f"{described}/{n} described, latency p99 {rows[-1]['score_latency_p99_s']} s",
+                      file=sys.stderr, flush=True)
+    return {"rows": rows, "ratios": _ratio_rows(rows)}
 
 
 def split(backend: Any, batch: int, frame: int) -> dict[str, float]:
@@ -250,6 +365,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--static-cache", action="store_true", help="static KV cache (compiled decoding on CUDA)")
     ap.add_argument("--skip-live", action="store_true")
     ap.add_argument("--out", type=Path, help="also write the JSON here")
+    ap.add_argument("--describe", action="store_true", help="also the describe modes stage (see above)")
+    ap.add_argument("--describe-only", action="store_true", help="only the describe modes stage")
+    ap.add_argument("--anomalous-rates", type=float, nargs="+", default=[0.08, 0.25])
+    ap.add_argument("--describe-batches", type=int, nargs="+", default=None,
+                    help="batch sizes of the describe stage (default 16; tiny 4 8)")
+    ap.add_argument("--describe-segments", type=int, default=None,
+                    help="segments per (rate, batch, mode) cell (default 64; tiny 16)")
+    ap.add_argument("--server", help="describe stage through this OpenAI-compatible server (its /v1 root)")
+    ap.add_argument("--server-model", default="tiny", help="model name the server expects")
     args = ap.parse_args(argv)
     _need_runtime()
     import torch
@@ -273,10 +397,25 @@ def main(argv: list[str] | None = None) -> int:
             report["wall_s"] = round(time.monotonic() - t_start, 1)
             args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
 
+    d_batches = args.describe_batches or ([4, 8] if tiny else [16])
+    d_segments = args.describe_segments or (16 if tiny else 64)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        backend, report["model"] = build_backend(tiny, device, work, max(max(batches), split_batch, max_batch),
+        backend, report["model"] = build_backend(tiny, device, work,
+                                                 max(max(batches), split_batch, max_batch, max(d_batches)),
                                                  static_cache=args.static_cache)
+        if args.describe or args.describe_only:
+            report["describe"] = {"in_process": describe_modes(backend, d_batches, args.anomalous_rates,
+                                                               d_segments, frame)}
+            save()
+            if args.server:
+                report["describe"]["server"] = {"url": args.server, **describe_server(
+                    args.server, args.server_model, d_batches, args.anomalous_rates, d_segments)}
+                save()
+            if args.describe_only:
+                backend.close()
+                print(json.dumps(report, indent=2))
+                return 0
         print(f"bench_gpu: {report['model']} on {report['card']}", file=sys.stderr, flush=True)
         report["sweep"] = sweep(backend, batches, args.repeats, frame)
         for r in report["sweep"]:

@@ -27,59 +27,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from corevad.models import Clip, ClipConfig, VLMConfig, load_clip  # noqa: E402
-from corevad.models.tiny import build_tiny_internvl, register_tiny_clip  # noqa: E402
+from corevad.models.tiny import build_8b_shaped, build_tiny_internvl, register_tiny_clip  # noqa: E402
 
 FIXED_NEW_TOKENS = 24
-
-
-def internvl2_8b_config(vocab_size: int = 92553, image_token_id: int = 92546) -> object:
-    """InternVLConfig with InternVL2-8B's layer sizes (native classes; llama text model ~ InternLM2.5)."""
-    from transformers import InternVLConfig
-
-    return InternVLConfig(
-        vision_config={
-            "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
-            "intermediate_size": 4096, "image_size": [448, 448], "patch_size": [14, 14],
-            "norm_type": "layer_norm", "use_qk_norm": False, "layer_scale_init_value": 0.1,
-        },
-        text_config={
-            "model_type": "llama", "vocab_size": vocab_size, "hidden_size": 4096, "intermediate_size": 14336,
-            "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
-            "max_position_embeddings": 32768, "rope_theta": 1000000.0, "rms_norm_eps": 1e-5,
-            "tie_word_embeddings": False,
-        },
-        image_token_id=image_token_id,
-        image_seq_length=256,
-        downsample_ratio=0.5,
-        projector_hidden_act="gelu",
-        vision_feature_layer=-1,
-        tie_word_embeddings=False,  # InternLM2.5 has a separate output head
-    )
-
-
-def build_8b_shaped(device: str, meta: bool, workdir: Path) -> tuple[object, Path]:
-    """The 8B-shaped model, on the meta device (no memory: a smoke check) or random bf16 on `device`.
-
-    The processor (tokenizer, 448 px image processor, 256 tokens per frame) is the tiny one; its token
-    ids all fall inside the 8B vocabulary, so prompts have the real length.
-    """
-    import torch
-    from transformers import AutoTokenizer, InternVLForConditionalGeneration
-
-    tiny = build_tiny_internvl(workdir / "tiny448", image_size=448)
-    tok = AutoTokenizer.from_pretrained(tiny)
-    cfg = internvl2_8b_config(image_token_id=tok.convert_tokens_to_ids("<IMG_CONTEXT>"))
-    if meta:
-        with torch.device("meta"):
-            model = InternVLForConditionalGeneration(cfg)
-        return model, tiny
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
-    torch.set_default_dtype(dtype)
-    with torch.device(device):
-        model = InternVLForConditionalGeneration(cfg)
-    torch.set_default_dtype(torch.float32)
-    model.generation_config.eos_token_id = None  # fixed-length answers
-    return model.eval(), tiny
 
 
 def _segments(n: int, rng: np.random.Generator, size: tuple[int, int] = (240, 320)) -> list[Clip]:

@@ -4,6 +4,8 @@
 #   here:  bash tools/gpu_check.sh fetch     # wheels into .whl/ (git-ignored via .git/info/exclude)
 #   there: bash tools/gpu_check.sh run       # (device tool: carry [".whl"]) -> $OUT/gpu.json, $OUT/gpu.log
 # `run` stays under 9 minutes: the full benchmark (sweep, split, live capacity by bisection, 60 s trials).
+# `describe` (about 3 minutes): only describe all vs on_demand at 8 % and 25 % anomalous, batch 16
+# (issue 21's goal there: >= 1.4x segments/s at 8 %), -> $OUT/describe.json. Not yet run on a GPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 case "${1:-}" in
@@ -21,6 +23,14 @@ case "${1:-}" in
     out="${OUT:-.}"
     nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu-card.txt" || true
     PYTHONUNBUFFERED=1 timeout 540 python3 tools/bench_gpu.py --out "$out/gpu.json" 2>&1 | tee "$out/gpu.log" ;;
+  describe)
+    if [ -d .whl ]; then
+      python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+      export PYTHONPATH=/tmp/site
+    fi
+    out="${OUT:-.}"
+    PYTHONUNBUFFERED=1 timeout 300 python3 tools/bench_gpu.py --describe-only --describe-batches 16 \
+      --describe-segments 64 --out "$out/describe.json" 2>&1 | tee "$out/describe.log" ;;
   *)
-    echo "usage: bash tools/gpu_check.sh fetch|run" >&2; exit 2 ;;
+    echo "usage: bash tools/gpu_check.sh fetch|run|describe" >&2; exit 2 ;;
 esac

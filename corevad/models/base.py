@@ -26,10 +26,20 @@ class Clip:
 @dataclass(frozen=True, slots=True)
 class Answer:
     """A raw answer and, when the backend can tell, P(first line is "Anomalous" rather than "Normal")
-    (corevad.prompt.p_anomalous). None means not known, never 0."""
+    (corevad.prompt.p_anomalous). None means not known, never 0.
+
+    described: False when the backend stopped after the verdict (VLMConfig.describe "on_demand"): text is
+    then the verdict's own line ("Normal scenes."). error: this segment alone got no answer (its kind in
+    error_kind), e.g. the description pass failed for a segment whose verdict could not be read; text is
+    then "" and must not be read as an answer. cut: the answer was longer than the backend's bound
+    (max_answer_chars) and was cut there."""
 
     text: str
     p_anomalous: float | None = None
+    described: bool = True
+    error: str | None = None
+    error_kind: str | None = None
+    cut: bool = False
 
 
 @runtime_checkable

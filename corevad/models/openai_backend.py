@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import email.utils
 import io
+import json
 import logging
 import os
 import threading
@@ -18,7 +19,15 @@ import numpy as np
 
 from ..backoff import Backoff, BackoffPolicy
 from ..errors import ModelError
-from ..prompt import load_prompt, p_anomalous, render_prompt
+from ..prompt import (
+    VERDICT_LINES,
+    cut_answer,
+    label_of_token,
+    load_prompt,
+    needs_description,
+    p_anomalous,
+    render_prompt,
+)
 from ..threads import DaemonPool
 from .base import Answer, Clip
 from .config import VLMConfig
@@ -26,6 +35,14 @@ from .config import VLMConfig
 log = logging.getLogger(__name__)
 
 _RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+# A re-admitted replica counts as steady (its probe backoff starts over) after this many answers in a row.
+STEADY_AFTER = 10
+# describe on_demand's verdict request: a few tokens, not one, because a server's tokenizer may begin "Normal"
+# with a piece too short to tell the label ("N"); "Normal scenes." is 3-4 tokens for InternVL2's tokenizer.
+VERDICT_TOKENS = 4
+# The health probe: one real 1-token completion, text only (a replica whose /models answers while its
+# completions fail must stay out).
+_PROBE_MESSAGES = [{"role": "user", "content": "Answer Normal or Anomalous."}]
 # Splits the rendered prompt where each frame goes, so images sit inline ("Frame1: <img>\nFrame2: ...").
 _SLOT = "\x00FRAME\x00"
 
@@ -57,12 +74,18 @@ def retry_after_s(value: str | None, *, now: float | None = None) -> float | Non
     return max(0.0, seconds) if seconds == seconds else None  # NaN is unreadable
 
 
-def encode_jpeg_data_url(frame: np.ndarray, *, quality: int = 90, max_side: int | None = None) -> str:
-    """(H, W, 3) uint8 RGB -> "data:image/jpeg;base64,...", downscaled so max(H, W) <= max_side."""
+def encode_jpeg_data_url(frame: np.ndarray, *, quality: int = 90, max_side: int | None = None,
+                         square: bool = False) -> str:
+    """(H, W, 3) uint8 RGB -> "data:image/jpeg;base64,...", downscaled so max(H, W) <= max_side; with square,
+    resized to max_side x max_side (the live path's squash: one InternVL tile, where a 320x240 frame would be
+    13 tiles on vLLM's InternVL2 processor)."""
     from PIL import Image
 
     img = Image.fromarray(np.ascontiguousarray(frame), mode="RGB")
-    if max_side is not None and max(img.size) > max_side:
+    if square and max_side is not None:
+        if img.size != (max_side, max_side):
+            img = img.resize((max_side, max_side), Image.Resampling.BICUBIC)
+    elif max_side is not None and max(img.size) > max_side:
         scale = max_side / max(img.size)
         size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
         img = img.resize(size, Image.Resampling.BICUBIC)
@@ -83,6 +106,8 @@ class Endpoint:
     next_probe: float = 0.0
     requests: int = 0
     errors: int = 0
+    successes: int = 0  # in a row
+    flaps: Backoff | None = None  # the probe delay, growing each time the replica is ejected again
 
     @property
     def healthy(self) -> bool:
@@ -91,8 +116,11 @@ class Endpoint:
 
 class EndpointPool:
     """Replicas behind one backend: each request goes to the least loaded healthy replica (fewest requests in
-    flight, then fewest sent); `eject_after` failures in a row take a replica out, and a prober thread asks
-    an ejected one `GET <url>/models` every `probe_interval_s` and re-admits it when it answers 200.
+    flight, then fewest sent); `eject_after` failures in a row take a replica out, and a prober thread sends
+    an ejected one a real 1-token completion (`probe(url) -> bool`) and re-admits it when that is answered:
+    `GET /models` answers while completions still fail, which made replicas flap. The probe delay starts at
+    `probe_interval_s` and doubles each time the replica is ejected again (up to 16 times), so a flapping
+    replica is tried less and less; STEADY_AFTER answers in a row start it over.
 
     Why in the client: vLLM/LMDeploy/SGLang replicas (one per GPU or machine) need no balancer in front,
     and the client knows which segment failed where, so it can retry it on another replica."""
@@ -104,6 +132,9 @@ class EndpointPool:
         self.endpoints = [Endpoint(u, logprobs) for u in urls]
         self.eject_after = eject_after
         self.probe_interval_s = probe_interval_s
+        self._flap_policy = BackoffPolicy(initial_s=probe_interval_s, max_s=16 * probe_interval_s, factor=2.0,
+                                          jitter=0.0)
+        self.readmissions = 0
         self._probe = probe  # url -> bool (answers 200)
         self._lock = threading.Lock()
         self._closed = threading.Event()
@@ -131,17 +162,24 @@ class EndpointPool:
             ep.in_flight -= 1
             if ok:
                 ep.failures = 0
+                ep.successes += 1
+                if ep.flaps is not None and ep.successes >= STEADY_AFTER:
+                    ep.flaps.reset()
                 if not ep.healthy:
                     log.warning("model server %s answers again: back in the pool", ep.url)
                     ep.ejected_at = None
                 return
             ep.failures += 1
+            ep.successes = 0
             ep.errors += 1
             if ep.healthy and ep.failures >= self.eject_after and len(self.endpoints) > 1:
                 ep.ejected_at = time.monotonic()
-                ep.next_probe = ep.ejected_at + self.probe_interval_s
-                log.warning("model server %s failed %d times in a row (%s): out of the pool, probed every %.0f s",
-                            ep.url, ep.failures, why, self.probe_interval_s)
+                if ep.flaps is None:
+                    ep.flaps = Backoff(self._flap_policy)
+                delay = ep.flaps.next_delay()
+                ep.next_probe = ep.ejected_at + delay
+                log.warning("model server %s failed %d times in a row (%s): out of the pool, probed in %.1f s",
+                            ep.url, ep.failures, why, delay)
                 self._start_prober()
 
     def _start_prober(self) -> None:
@@ -163,8 +201,9 @@ class EndpointPool:
                     ok = False
                 with self._lock:
                     if ok and not ep.healthy:
-                        ep.ejected_at, ep.failures = None, 0
-                        log.warning("model server %s answers its health probe: back in the pool", ep.url)
+                        ep.ejected_at, ep.failures, ep.successes = None, 0, 0
+                        self.readmissions += 1
+                        log.warning("model server %s answered a trial completion: back in the pool", ep.url)
                     else:
                         ep.next_probe = time.monotonic() + self.probe_interval_s
             self._closed.wait(min(1.0, self.probe_interval_s / 4))
@@ -172,7 +211,9 @@ class EndpointPool:
     def stats(self) -> list[dict[str, Any]]:
         with self._lock:
             return [{"url": e.url, "healthy": e.healthy, "in_flight": e.in_flight, "requests": e.requests,
-                     "errors": e.errors} for e in self.endpoints]
+                     "errors": e.errors, "probe_delay_s": (e.flaps.policy.base(max(e.flaps.attempt - 1, 0))
+                                                           if e.flaps is not None else self.probe_interval_s)}
+                    for e in self.endpoints]
 
     def close(self) -> None:
         self._closed.set()
@@ -218,9 +259,14 @@ class OpenAIBackend:
         self._httpx = httpx
         self.requests_sent = 0
         self.retries = 0
+        self.answers_cut = 0  # answers longer than max_answer_chars, cut there
+        self.answers_refused = 0  # responses larger than max_response_bytes, not read
+        self.verdict_requests = 0  # describe on_demand: verdict requests (VERDICT_TOKENS) ...
+        self.described = 0  # ... and the segments then described
 
-    def build_request(self, clip: Clip) -> dict[str, Any]:
-        """The JSON body for one clip: text and image parts interleaved in frame order."""
+    def build_request(self, clip: Clip, *, max_tokens: int | None = None) -> dict[str, Any]:
+        """The JSON body for one clip: text and image parts interleaved in frame order, each frame one
+        max_side x max_side image (one InternVL tile, as the live path and the paper send)."""
         if clip.frames is None or len(clip.frames) == 0:
             raise ModelError(f"clip {clip.source}#{clip.index} has no frames (the openai backend needs them)")
         opts = self.options
@@ -230,12 +276,13 @@ class OpenAIBackend:
             if text:
                 content.append({"type": "text", "text": text})
             if k < len(clip.frames):
-                url = encode_jpeg_data_url(clip.frames[k], quality=opts.jpeg_quality, max_side=opts.max_side)
+                url = encode_jpeg_data_url(clip.frames[k], quality=opts.jpeg_quality, max_side=opts.max_side,
+                                           square=opts.square)
                 content.append({"type": "image_url", "image_url": {"url": url}})
         body: dict[str, Any] = {
             "model": opts.model,
             "messages": [{"role": "user", "content": content}],
-            "max_tokens": self.config.max_new_tokens,
+            "max_tokens": self.config.max_new_tokens if max_tokens is None else max_tokens,
             "temperature": opts.temperature,
             "stream": False,
         }
@@ -243,10 +290,41 @@ class OpenAIBackend:
         return body
 
     def _probe(self, url: str) -> bool:
-        return bool(self._client.get(url + "/models", timeout=self.options.connect_timeout_s).status_code == 200)
+        """One real 1-token completion: True when the replica answers it with a readable choice."""
+        body = {"model": self.options.model, "messages": _PROBE_MESSAGES, "max_tokens": 1, "temperature": 0.0,
+                "stream": False}
+        status, data, _ = self._read(url + "/chat/completions", body)
+        if status != 200:
+            return False
+        try:
+            return isinstance(json.loads(data)["choices"][0]["message"], dict)
+        except (ValueError, KeyError, IndexError, TypeError):
+            return False
 
-    def _post(self, clip: Clip) -> Answer:
-        body = self.build_request(clip)
+    def _read(self, url: str, body: dict[str, Any]) -> tuple[int, bytes, str | None]:
+        """POST and read the response body, never more than max_response_bytes of it (a server that does not
+        stop must not fill memory): a larger body is an OpenAIError of kind "too_large"."""
+        limit = self.options.max_response_bytes
+        with self._client.stream("POST", url, json=body) as resp:
+            declared = resp.headers.get("Content-Length")
+            if declared is not None and declared.isdigit() and int(declared) > limit:
+                self.answers_refused += 1
+                raise OpenAIError(f"{url}: response of {int(declared)} bytes is over max_response_bytes ({limit})",
+                                  kind="too_large")
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in resp.iter_bytes():
+                size += len(chunk)
+                if size > limit:
+                    self.answers_refused += 1
+                    raise OpenAIError(f"{url}: response is over max_response_bytes ({limit})", kind="too_large")
+                chunks.append(chunk)
+            return resp.status_code, b"".join(chunks), resp.headers.get("Retry-After")
+
+    def _post(self, clip: Clip, *, max_tokens: int | None = None, extra: dict[str, Any] | None = None) -> Answer:
+        body = self.build_request(clip, max_tokens=max_tokens)
+        if extra:
+            body.update(extra)
         opts = self.options
         pool = self.pool
         last: str = ""
@@ -265,28 +343,30 @@ class OpenAIBackend:
             hint: float | None = None
             try:
                 self.requests_sent += 1
-                resp = self._client.post(url, json=sent)
+                code, data, retry_after = self._read(url, sent)
             except self._httpx.TimeoutException as exc:
                 last, kind, status = f"{url}: {type(exc).__name__}: {exc}", "timeout", None
             except self._httpx.TransportError as exc:
                 last, kind, status = f"{url}: {type(exc).__name__}: {exc}", "connection", None
+            except OpenAIError:
+                pool.release(ep, ok=True)  # the server answered; the answer is what is refused
+                raise
             else:
-                if resp.status_code == 200:
+                if code == 200:
                     pool.release(ep, ok=True)
-                    return self._answer(resp, f"{url} ({where})")
-                detail = resp.text[:500]
-                if resp.status_code not in _RETRY_STATUS:
+                    return self._answer(data, f"{url} ({where})")
+                detail = data[:500].decode("utf-8", "replace")
+                if code not in _RETRY_STATUS:
                     pool.release(ep, ok=True)  # the server is up; the request is what it refused
                     if ep.logprobs and opts.logprobs == "auto" and "logprobs" in detail:
                         ep.logprobs = False  # transformers serve refuses the field: ask that replica without it
                         log.warning("model server %s does not give logprobs: p_anomalous is not available from "
                                     "it", ep.url)
                         continue
-                    raise OpenAIError(f"server error {resp.status_code} from {url} ({where}): {detail}",
-                                      status=resp.status_code)
-                status, kind = resp.status_code, ""
-                last = f"{url}: HTTP {resp.status_code}: {detail}"
-                hint = retry_after_s(resp.headers.get("Retry-After"))
+                    raise OpenAIError(f"server error {code} from {url} ({where}): {detail}", status=code)
+                status, kind = code, ""
+                last = f"{url}: HTTP {code}: {detail}"
+                hint = retry_after_s(retry_after)
             pool.release(ep, ok=False, why=last)
             if attempt >= opts.max_retries:
                 break
@@ -301,16 +381,47 @@ class OpenAIBackend:
         raise OpenAIError(f"no answer for {where} after {opts.max_retries + 1} attempts; last error: {last}",
                           status=status, kind=kind or None)
 
-    @staticmethod
-    def _answer(resp: Any, where: str) -> Answer:
+    def _answer(self, data: bytes, where: str) -> Answer:
         try:
-            choice = resp.json()["choices"][0]
+            choice = json.loads(data)["choices"][0]
             content = choice["message"].get("content")
         except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
-            raise OpenAIError(f"malformed completion from {where}: {resp.text[:300]}", kind="malformed") from exc
+            raise OpenAIError(f"malformed completion from {where}: {data[:300]!r}", kind="malformed") from exc
         if isinstance(content, list):  # some servers return content parts
             content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        return Answer((content or "").strip(), _first_token_p(choice.get("logprobs")))
+        text, cut = cut_answer(str(content or "").strip(), self.config.max_answer_chars)
+        if cut:
+            self.answers_cut += 1
+            log.warning("answer from %s is longer than max_answer_chars (%d): cut", where,
+                        self.config.max_answer_chars)
+        return Answer(text, _first_token_p(choice.get("logprobs")), cut=cut)
+
+    def _post_on_demand(self, clip: Clip) -> Answer:
+        """describe on_demand. "two_requests": a VERDICT_TOKENS request (with logprobs where the replica gives them)
+        for the verdict, then the full request only where prompt.needs_description says so (vLLM's prefix
+        cache, which hashes the images, saves most of its prefill). "stop": one request that stops at the
+        normal verdict line (stop sequence "Normal scenes."), so only anomalous answers run on."""
+        cfg = self.config
+        if self.options.describe_via == "stop":
+            stop = VERDICT_LINES[0]
+            a = self._post(clip, extra={"stop": [stop], "include_stop_str_in_output": True})
+            if a.text.endswith(stop) and label_of_token(a.text.split()[0]) == 0:
+                return Answer(VERDICT_LINES[0], a.p_anomalous, described=False)
+            return a
+        self.verdict_requests += 1
+        first = self._post(clip, max_tokens=VERDICT_TOKENS)
+        if not needs_description(first.text, first.p_anomalous, describe_above=cfg.describe_above):
+            return Answer(VERDICT_LINES[0], first.p_anomalous, described=False)
+        self.described += 1
+        try:
+            full = self._post(clip)
+        except OpenAIError as exc:
+            if label_of_token(first.text) == 1:  # the verdict is known: keep it, undescribed
+                return Answer(VERDICT_LINES[1], first.p_anomalous, described=False)
+            return Answer("", first.p_anomalous, described=False, error=str(exc), error_kind=exc.kind)
+        # The verdict's probability is the first request's (the full answer's first token is the same one).
+        return Answer(full.text, first.p_anomalous if first.p_anomalous is not None else full.p_anomalous,
+                      cut=full.cut)
 
     def answer(self, clips: Sequence[Clip]) -> list[str]:
         """Raw answer per clip, same order; up to options.concurrency requests in flight."""
@@ -318,7 +429,8 @@ class OpenAIBackend:
 
     def answer_scored(self, clips: Sequence[Clip]) -> list[Answer]:
         """answer() with each answer's P(Anomalous) where the server gave logprobs (else None)."""
-        return list(self._pool.map(self._post, clips))
+        post = self._post_on_demand if self.config.describe == "on_demand" else self._post
+        return list(self._pool.map(post, clips))
 
     def endpoint_stats(self) -> list[dict[str, Any]]:
         return self.pool.stats()

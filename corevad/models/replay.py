@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ..benchmarks import load_probabilities, load_responses
 from ..errors import ModelError
+from ..prompt import VERDICT_LINES, parse_answer
 from .base import Answer, Clip
 
 
@@ -17,12 +18,21 @@ class ReplayBackend:
     "Abuse028_x264"); XD-Violence names with '#' also match the '#'-less keys the authors store.
     probabilities (`corevad generate`'s `<stem>.p_anomalous.json`, or a mapping): answer_scored replays each
     answer's P(Anomalous) too, None where the file has null or no such video.
+    describe "on_demand" replays what that mode would have produced from the same model: every answer whose
+    verdict is "Normal" (corevad.prompt.parse_answer) reduced to its verdict line, "Normal scenes." (the
+    recorded answers carry no first-token probabilities, so describe_above cannot apply); "all" replays the
+    answers as recorded.
     """
 
     name = "replay"
 
     def __init__(self, responses: str | Path | Mapping[str, Sequence[str]],
-                 probabilities: str | Path | Mapping[str, Sequence[float | None]] | None = None) -> None:
+                 probabilities: str | Path | Mapping[str, Sequence[float | None]] | None = None,
+                 *, describe: str = "all") -> None:
+        if describe not in ("all", "on_demand"):
+            raise ValueError(f"describe must be 'all' or 'on_demand', got {describe!r}")
+        self.describe = describe
+        self.undescribed = 0  # answers replayed without their description (describe on_demand)
         if isinstance(responses, (str, Path)):
             self.path: Path | None = Path(responses)
             data: Mapping[str, Sequence[str]] = load_responses(responses)
@@ -73,7 +83,13 @@ class ReplayBackend:
         out = []
         for clip, text in zip(clips, texts, strict=True):
             p = self._p.get(self._key(clip.source))
-            out.append(Answer(text, None if p is None else p[clip.index]))
+            prob = None if p is None else p[clip.index]
+            verdict = parse_answer(text)
+            if self.describe == "on_demand" and verdict.parsed and verdict.label == 0:
+                self.undescribed += text != VERDICT_LINES[0]
+                out.append(Answer(VERDICT_LINES[0], prob, described=False))
+            else:
+                out.append(Answer(text, prob))
         return out
 
     def close(self) -> None:

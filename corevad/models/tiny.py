@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from ..paths import cache_dir
 
@@ -93,6 +94,7 @@ def build_tiny_internvl(
     *,
     image_size: int = 448,
     seed: int = 0,
+    text_heads: int = 4,
     force: bool = False,
 ) -> Path:
     """Build a tiny random InternVL (tokenizer, processor, config, weights) and save it; return its folder.
@@ -100,13 +102,18 @@ def build_tiny_internvl(
     The folder loads with AutoProcessor / InternVLForConditionalGeneration exactly like a downloaded
     -hf checkpoint. With directory=None it is cached under default_cache_dir(); an existing complete
     build is reused unless force=True. Weights come from a fixed seed, so every build is identical.
+    text_heads: attention heads of the 64-wide text model; 2 (head size 32) for vLLM, whose CPU attention
+    has no kernel for the default's head size 16.
     """
+    if text_heads not in (1, 2, 4):
+        raise ValueError(f"text_heads must be 1, 2 or 4 (the text model is 64 wide), got {text_heads}")
+    heads_tag = "" if text_heads == 4 else f"-h{text_heads}"
     if image_size % 28:
         raise ValueError(f"image_size must be a multiple of 28 (patch 14, downsample 0.5), got {image_size}")
     final = (
         Path(directory)
         if directory is not None
-        else default_cache_dir() / f"tiny-internvl-v{TINY_VERSION}-{image_size}-s{seed}"
+        else default_cache_dir() / f"tiny-internvl-v{TINY_VERSION}-{image_size}-s{seed}{heads_tag}"
     )
     if (final / "config.json").is_file() and (final / "model.safetensors").is_file() and not force:
         return final
@@ -166,8 +173,8 @@ def build_tiny_internvl(
             "hidden_size": 64,
             "intermediate_size": 128,
             "num_hidden_layers": 2,
-            "num_attention_heads": 4,
-            "num_key_value_heads": 2,
+            "num_attention_heads": text_heads,
+            "num_key_value_heads": min(2, text_heads),
             "max_position_embeddings": 8192,
             "bos_token_id": tokenizer.convert_tokens_to_ids("<|endoftext|>"),
             "eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>"),
@@ -227,3 +234,56 @@ def register_tiny_clip(directory: str | os.PathLike[str] | None = None) -> str:
     if TINY_CLIP_NAME not in open_clip.list_models():
         open_clip.add_model_config(folder)
     return TINY_CLIP_NAME
+
+
+def internvl2_8b_config(vocab_size: int = 92553, image_token_id: int = 92546) -> Any:
+    """InternVLConfig with InternVL2-8B's layer sizes (native classes; llama text model ~ InternLM2.5)."""
+    from transformers import InternVLConfig
+
+    return InternVLConfig(
+        vision_config={
+            "hidden_size": 1024, "num_hidden_layers": 24, "num_attention_heads": 16,
+            "intermediate_size": 4096, "image_size": [448, 448], "patch_size": [14, 14],
+            "norm_type": "layer_norm", "use_qk_norm": False, "layer_scale_init_value": 0.1,
+        },
+        text_config={
+            "model_type": "llama", "vocab_size": vocab_size, "hidden_size": 4096, "intermediate_size": 14336,
+            "num_hidden_layers": 32, "num_attention_heads": 32, "num_key_value_heads": 8,
+            "max_position_embeddings": 32768, "rope_theta": 1000000.0, "rms_norm_eps": 1e-5,
+            "tie_word_embeddings": False,
+        },
+        image_token_id=image_token_id,
+        image_seq_length=256,
+        downsample_ratio=0.5,
+        projector_hidden_act="gelu",
+        vision_feature_layer=-1,
+        tie_word_embeddings=False,  # InternLM2.5 has a separate output head
+    )
+
+
+def build_8b_shaped(device: str, meta: bool, workdir: Path) -> tuple[object, Path]:
+    """InternVL2-8B's shapes with random weights, for speed figures (tools/bench_models.py, tools/bench_gpu.py):
+    the 8B-shaped model, on the meta device (no memory: a smoke check) or random bf16 on `device`.
+
+    The processor (tokenizer, 448 px image processor, 256 tokens per frame) is the tiny one; its token
+    ids all fall inside the 8B vocabulary, so prompts have the real length.
+    """
+    import torch
+    from transformers import AutoTokenizer, InternVLForConditionalGeneration
+
+    tiny = build_tiny_internvl(workdir / "tiny448", image_size=448)
+    tok = AutoTokenizer.from_pretrained(tiny)
+    image_token = tok.convert_tokens_to_ids("<IMG_CONTEXT>")
+    assert isinstance(image_token, int)  # one token asked, one id back
+    cfg = internvl2_8b_config(image_token_id=image_token)
+    if meta:
+        with torch.device("meta"):
+            model = InternVLForConditionalGeneration(cfg)
+        return model, tiny
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    torch.set_default_dtype(dtype)
+    with torch.device(device):
+        model = InternVLForConditionalGeneration(cfg)
+    torch.set_default_dtype(torch.float32)
+    model.generation_config.eos_token_id = None  # fixed-length answers
+    return model.eval(), tiny

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -12,7 +13,15 @@ from typing import Any
 import numpy as np
 
 from ..errors import ModelError
-from ..prompt import label_of_token, load_prompt, p_anomalous, render_prompt
+from ..prompt import (
+    VERDICT_LINES,
+    cut_answer,
+    label_of_token,
+    load_prompt,
+    needs_description,
+    p_anomalous,
+    render_prompt,
+)
 from ._device import resolve_device, resolve_dtype
 from .base import Answer, Clip
 from .config import VLMConfig
@@ -105,6 +114,12 @@ class TransformersBackend:
         self._lock = threading.Lock()
         self._torch = torch
         self._label_tokens: tuple[Any, list[str]] | None = None  # (ids, texts) of tokens that begin a label
+        # Extra generate() arguments: tools/bench_gpu.py passes a logits processor that scripts verdicts.
+        self.generate_kwargs: dict[str, Any] = {}
+        self.answers_cut = 0  # answers longer than max_answer_chars, cut
+        self.verdict_rows = 0  # describe on_demand: segments given a verdict ...
+        self.described_rows = 0  # ... of which described
+        self.continuation_failures = 0
 
     def label_tokens(self) -> tuple[Any, list[str]]:
         """The vocabulary entries that begin "Anomalous" or "Normal" (corevad.prompt.label_of_token), found once."""
@@ -149,18 +164,92 @@ class TransformersBackend:
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
         with self._torch.inference_mode():
-            extra: dict[str, Any] = {"cache_implementation": "static"} if self.config.static_cache else {}
+            if self.config.describe == "on_demand":
+                return self._generate_on_demand(inputs)
             out = self.model.generate(
-                **inputs, max_new_tokens=self.config.max_new_tokens, do_sample=False, num_beams=1,
-                output_logits=True, return_dict_in_generate=True, **extra,
+                **inputs, max_new_tokens=self.config.max_new_tokens, **self._greedy(static=self.config.static_cache),
             )
-            # The label's probability from the first answer token's raw logits (before any processor).
-            ids, texts = self.label_tokens()
-            logp = self._torch.log_softmax(out.logits[0].float(), dim=-1).index_select(1, ids).cpu().tolist()
+            probs = self._first_token_p(out.logits[0])
         new_tokens = out.sequences[:, inputs["input_ids"].shape[1] :]
         decoded = self.processor.batch_decode(new_tokens, skip_special_tokens=True)
-        return [Answer(t.strip(), p_anomalous(zip(texts, row, strict=True))) for t, row in zip(decoded, logp,
-                                                                                                strict=True)]
+        return [self._bounded(t, p) for t, p in zip(decoded, probs, strict=True)]
+
+    def _greedy(self, *, static: bool) -> dict[str, Any]:
+        extra: dict[str, Any] = {"cache_implementation": "static"} if static else {}
+        return {"do_sample": False, "num_beams": 1, "output_logits": True, "return_dict_in_generate": True,
+                **extra, **self.generate_kwargs}
+
+    def _first_token_p(self, logits: Any) -> list[float | None]:
+        """Each row's P(Anomalous) from the first answer token's raw logits (before any logits processor)."""
+        ids, texts = self.label_tokens()
+        logp = self._torch.log_softmax(logits.float(), dim=-1).index_select(1, ids).cpu().tolist()
+        return [p_anomalous(zip(texts, row, strict=True)) for row in logp]
+
+    def _bounded(self, text: str, p: float | None, *, described: bool = True) -> Answer:
+        text, cut = cut_answer(text.strip(), self.config.max_answer_chars)
+        if cut:
+            self.answers_cut += 1
+        return Answer(text, p, described=described, cut=cut)
+
+    def _generate_on_demand(self, inputs: Any) -> list[Answer]:
+        """Verdict first: one prefill and one decoding step for the whole batch, then decoding continues only for
+        the rows that need a description (prompt.needs_description), on their rows of the same KV cache (no
+        second prefill). Greedy decoding makes those rows' answers token for token the one-pass answers. If the
+        continuation fails, only its rows fail: an anomalous verdict keeps its verdict line, a row whose
+        verdict one token could not tell carries the error."""
+        cfg = self.config
+        first = self.model.generate(**inputs, max_new_tokens=1, **self._greedy(static=False))
+        probs = self._first_token_p(first.logits[0])
+        n_prompt = inputs["input_ids"].shape[1]
+        first_ids = first.sequences[:, n_prompt].tolist()
+        first_texts = [self.processor.tokenizer.decode([t], skip_special_tokens=True) for t in first_ids]
+        eos = self.model.generation_config.eos_token_id
+        stops = set(eos if isinstance(eos, list) else [eos])
+        out: list[Answer | None] = [None] * len(first_ids)
+        rows: list[int] = []
+        for i, (tok, text, p) in enumerate(zip(first_ids, first_texts, probs, strict=True)):
+            if tok in stops or cfg.max_new_tokens == 1:
+                out[i] = self._bounded(text, p)  # the one-pass answer ends here too
+            elif needs_description(text, p, describe_above=cfg.describe_above):
+                rows.append(i)
+            else:
+                out[i] = self._bounded(VERDICT_LINES[0], p, described=False)
+        if rows:
+            self.described_rows += len(rows)
+            try:
+                decoded = self._continue(inputs, first, rows)
+            except Exception as exc:  # noqa: BLE001 - these rows fail, the verdicts already known stand
+                self.continuation_failures += 1
+                log.error("description pass failed for %d of %d segments: %s", len(rows), len(first_ids), exc)
+                for i in rows:
+                    if label_of_token(first_texts[i]) == 1:
+                        out[i] = Answer(VERDICT_LINES[1], probs[i], described=False)
+                    else:
+                        out[i] = Answer("", probs[i], described=False, error=f"description pass failed: {exc}",
+                                        error_kind="model")
+            else:
+                for i, text in zip(rows, decoded, strict=True):
+                    out[i] = self._bounded(text, probs[i])
+        self.verdict_rows += len(first_ids)
+        return [a for a in out if a is not None]
+
+    def _continue(self, inputs: Any, first: Any, rows: list[int]) -> list[str]:
+        """Decode the answers of `rows` on from their first token, on those rows of the first pass's cache."""
+        torch = self._torch
+        # transformers >= 5.20 names the cache `cache` (output field and generate argument); before that
+        # `past_key_values` (the GPU machine has 5.17).
+        name = "cache" if "cache" in {f.name for f in dataclasses.fields(first)} else "past_key_values"
+        cache = getattr(first, name)
+        index = torch.tensor(rows, dtype=torch.long, device=first.sequences.device)
+        if len(rows) < first.sequences.shape[0]:
+            cache.batch_select_indices(index)
+        sequences = first.sequences.index_select(0, index)
+        mask = inputs["attention_mask"].index_select(0, index)
+        mask = torch.cat([mask, mask.new_ones((len(rows), 1))], dim=1)
+        more = self.model.generate(input_ids=sequences, attention_mask=mask, **{name: cache},
+                                   max_new_tokens=self.config.max_new_tokens - 1, **self._greedy(static=False))
+        return list(self.processor.batch_decode(more.sequences[:, inputs["input_ids"].shape[1]:],
+                                                skip_special_tokens=True))
 
     def prepare(self, clips: Sequence[Clip]) -> list[tuple[Clip, Any]]:
         """CPU preprocessing, one entry per generate call of config.batch_size clips (thread-safe: the runtime
@@ -202,3 +291,34 @@ class TransformersBackend:
         self.model = None
         if self._torch.cuda.is_available():
             self._torch.cuda.empty_cache()
+
+
+def scripted_first_tokens(backend: TransformersBackend, labels: Sequence[int], *, prompt_len: int,
+                          bias: float = 1e4) -> Any:
+    """A logits processor list that makes row i's first answer token begin label labels[i] (1 Anomalous, 0
+    Normal) by adding `bias` to one token of that label, for benchmarks and tests of describe "on_demand"
+    on random models. Only the first answer step (input length prompt_len) is biased; p_anomalous is still
+    the model's own, read from the raw logits. Pass it as backend.generate_kwargs["logits_processor"]."""
+    import transformers
+
+    ids, texts = backend.label_tokens()
+    pick = {}
+    for i, text in zip(ids.tolist(), texts, strict=True):
+        label = label_of_token(text)
+        if label is not None and label not in pick:
+            pick[label] = i
+    wanted = [pick[int(label)] for label in labels]
+
+    class _FirstToken(transformers.LogitsProcessor):  # type: ignore[misc]
+        def __call__(self, input_ids: Any, scores: Any) -> Any:
+            if input_ids.shape[1] != prompt_len:
+                return scores
+            if input_ids.shape[0] != len(wanted):
+                raise ValueError(f"scripted {len(wanted)} rows, got a batch of {input_ids.shape[0]}")
+            scores = scores.clone()
+            rows = backend._torch.arange(len(wanted), device=scores.device)
+            cols = backend._torch.tensor(wanted, device=scores.device)
+            scores[rows, cols] += bias
+            return scores
+
+    return transformers.LogitsProcessorList([_FirstToken()])

@@ -56,7 +56,8 @@ def test_bench_gpu_wires_the_8b_shaped_model_like_the_tiny_one(tmp_path: Path, t
 
     sys.path.insert(0, str(REPO / "tools"))
     import bench_gpu
-    import bench_models
+
+    import corevad.models.tiny as tiny
 
     built: list[str] = []
 
@@ -64,7 +65,7 @@ def test_bench_gpu_wires_the_8b_shaped_model_like_the_tiny_one(tmp_path: Path, t
         built.append(device)
         return InternVLForConditionalGeneration.from_pretrained(tiny_internvl_dir).eval(), tiny_internvl_dir
 
-    monkeypatch.setattr(bench_models, "build_8b_shaped", small_8b_shape)
+    monkeypatch.setattr(tiny, "build_8b_shaped", small_8b_shape)  # bench_gpu imports it when it builds
     backend, name = bench_gpu.build_backend(False, "cpu", tmp_path, 2)
     try:
         [row] = bench_gpu.sweep(backend, [2], 1, 112)

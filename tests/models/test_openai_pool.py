@@ -46,11 +46,12 @@ def test_segments_spread_a_failing_replica_is_ejected_retried_elsewhere_and_read
         assert all(parse_answer(t).parsed for t in texts)
         assert all(s.requests >= 5 for s in servers), [s.requests for s in servers]  # spread over all three
         b.set("error500")
-        before = b.requests
+        before = {s["url"]: s for s in backend.endpoint_stats()}[b.base_url]["requests"]
         texts = backend.answer(_clips(30, 100))  # every segment still answered: retried on a or c
         assert len(texts) == 30 and all(parse_answer(t).parsed for t in texts)
         stats = {s["url"]: s for s in backend.endpoint_stats()}
-        assert stats[b.base_url]["healthy"] is False and b.requests - before <= 3  # ejected after 2 failures
+        # Ejected after 2 failures: few segments sent there (the pool's count; b also sees trial completions).
+        assert stats[b.base_url]["healthy"] is False and stats[b.base_url]["requests"] - before <= 3
         assert backend.retries >= 2
         b.set("answer")
         wait_until(lambda: {s["url"]: s for s in backend.endpoint_stats()}[b.base_url]["healthy"], timeout=10,

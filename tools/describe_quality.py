@@ -1,0 +1,160 @@
+"""What the method loses without the normal segments' descriptions (describe: on_demand), measured on the
+recorded UCF-Crime answers, in one command.
+
+The recorded InternVL2-8B answers are replayed through the live path (App, replay backend, the text encoder
+in the worker) with corevad_stream/data/replay_ucf_text.yaml (text-anchored context: the one stage whose
+scores read the descriptions), three times:
+  all                  the answers as recorded (the paper's describe: all);
+  on_demand            every "Normal" answer reduced to its verdict line "Normal scenes." (ReplayBackend
+                       describe="on_demand"), the same alert thresholds;
+  on_demand, re-tuned  the same, with the alert thresholds chosen again on the tune half by tune_text.py's
+                       rule (<= --fa-budget false alerts/h of normal video, then most detected, then the
+                       lowest median delay; the grid of tune_causal.OPEN_THRESHOLDS).
+Per half (tune / test / all): frame AUC and AP, false alerts per hour, anomalous videos detected, median delay,
+the explanation class-hit rate (tools/explain_hits.py's measure: an alert's first sentence classified among the
+13 class names), 95 % video-level bootstrap intervals and the paired bootstrap of each run's difference from
+"all" on the same videos (corevad.bootstrap).
+
+    .venv/bin/python tools/describe_quality.py [--data ../shared/data] [--resamples 1000] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from corevad.benchmarks import load_benchmark, load_responses, match_responses  # noqa: E402
+from corevad.bootstrap import bootstrap, paired_bootstrap  # noqa: E402
+from corevad.explain import classify  # noqa: E402
+from corevad.models import ReplayBackend  # noqa: E402
+from corevad.models.text import DEFAULT_TEXT_MODEL, load_text_encoder  # noqa: E402
+from corevad.splits import split_names  # noqa: E402
+from corevad.tuning import OPEN_THRESHOLDS, choose_alerts  # noqa: E402  (the protocol's alert rule)
+from corevad_stream.replay import alert_figures, frameless_inputs, online_figures, run_replay  # noqa: E402
+from corevad_stream.replay_cli import video_statistics  # noqa: E402
+
+REPO = Path(__file__).resolve().parent.parent
+CLASSES = ("Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting", "RoadAccidents", "Robbery",
+           "Shooting", "Shoplifting", "Stealing", "Vandalism")
+PROMPTS = {"RoadAccidents": "a road accident", "Shoplifting": "shoplifting in a store"}
+
+
+def hit_rate(videos: list[Any], enc: Any, class_emb: np.ndarray) -> dict[str, Any]:
+    hits = total = 0
+    for vr in videos:
+        if not vr.gt.is_anomalous:
+            continue
+        spans = [(s / 30.0, e / 30.0) for s, e in vr.gt.spans]
+        for a in vr.alerts:
+            lo, hi = a.interval()
+            if not a.explanation or not any(lo < e and s < hi for s, e in spans):
+                continue
+            total += 1
+            hits += CLASSES[int(classify(enc.encode_texts([a.explanation[0]]), class_emb)[0])] == vr.gt.cls
+    return {"alerts": total, "hits": hits, "hit_rate": hits / total if total else float("nan")}
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    d = args.data / "ucf_crime"
+    videos = load_benchmark("ucf-crime", d / "test_annotations.tsv")
+    responses = load_responses(d / "VLM_responses_LRC_ucf.json")
+    pairs, _ = match_responses(videos, responses, 30)
+    videos = [v for v, _ in pairs]
+    half_of = split_names(videos)
+    cfg = yaml.safe_load((REPO / "corevad_stream" / "data" / "replay_ucf_text.yaml").read_text())
+    refinement = {**cfg["refinement"], "text_context": True}
+    enc = load_text_encoder(DEFAULT_TEXT_MODEL, disk_cache=True)
+    class_emb = enc.encode_texts([f"a video of {PROMPTS.get(c, c.lower())}" for c in CLASSES])
+    runs: dict[str, Any] = {}
+    chosen: dict[str, Any] = {"all": cfg["alerts"], "on_demand": cfg["alerts"]}
+
+    async def replay(describe: str, alerts: dict[str, Any]) -> Any:
+        t0 = time.perf_counter()
+        backend = ReplayBackend(responses, describe=describe)
+        result = await run_replay(frameless_inputs(videos), backend=backend, text_encoder=enc,
+                                  refinement=refinement, alerts=alerts)
+        print(f"  replayed describe {describe} ({backend.undescribed} descriptions removed) in "
+              f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        return result
+
+    runs["all"] = await replay("all", cfg["alerts"])
+    runs["on_demand"] = await replay("on_demand", cfg["alerts"])
+    tune = [v for v in runs["on_demand"].videos if half_of[v.gt.name] == "tune"]
+    ap_sel, _, _ = choose_alerts(tune, [v.segment_scores for v in tune], runs["on_demand"].params.delay,
+                                 args.fa_budget, OPEN_THRESHOLDS)
+    retuned = {"open_threshold": ap_sel.open_threshold, "close_threshold": ap_sel.close_threshold,
+               "close_after_s": ap_sel.close_after_s, "cooldown_s": ap_sel.cooldown_s}
+    chosen["on_demand, re-tuned"] = {**cfg["alerts"], **retuned}
+    runs["on_demand, re-tuned"] = await replay("on_demand", chosen["on_demand, re-tuned"])
+    enc.save()
+    out: dict[str, Any] = {"config": "corevad_stream/data/replay_ucf_text.yaml", "fa_budget": args.fa_budget,
+                           "resamples": args.resamples, "seed": args.seed, "alerts": chosen, "halves": {}}
+    for half in ("tune", "test", "all"):
+        rows = {}
+        base_stats = None
+        for name, result in runs.items():
+            vids = [v for v in result.videos if half == "all" or half_of[v.gt.name] == half]
+            fig, al = online_figures(result, vids), alert_figures(result, vids)
+            stats = video_statistics(result, vids)
+            row: dict[str, Any] = {
+                "auc": fig.auc, "ap": fig.ap, "false_alerts_per_hour": al.false_alerts_per_hour,
+                "detected": al.detected, "anomalous_videos": al.anomalous_videos, "median_delay_s": al.median_delay_s,
+                "explanations": hit_rate(vids, enc, class_emb),
+                "intervals": {k: bootstrap(f, len(vids), n_resamples=args.resamples, seed=args.seed).to_dict()
+                              for k, f in stats.items()}}
+            if base_stats is None:
+                base_stats = stats
+            else:
+                row["minus_all"] = {k: paired_bootstrap(stats[k], base_stats[k], len(vids),
+                                                        n_resamples=args.resamples, seed=args.seed).to_dict()
+                                    for k in stats}
+            rows[name] = row
+        out["halves"][half] = rows
+    return out
+
+
+def _iv(i: dict[str, float], scale: float) -> str:
+    return f"[{scale * i['low']:.2f}, {scale * i['high']:.2f}]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
+    ap.add_argument("--fa-budget", type=float, default=3.0, help="false alerts/h of normal video on the tune half")
+    ap.add_argument("--resamples", type=int, default=1000)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+    res = asyncio.run(run(args))
+    if args.json:
+        print(json.dumps(res, indent=1))
+        return 0
+    for half, rows in res["halves"].items():
+        print(f"\n{half}:")
+        for name, r in rows.items():
+            iv = r["intervals"]
+            line = (f"  {name:20s} AUC {100 * r['auc']:.2f} {_iv(iv['auc'], 100)}  AP {100 * r['ap']:.2f} "
+                    f"{_iv(iv['ap'], 100)}  FA/h {r['false_alerts_per_hour']:.2f} "
+                    f"{_iv(iv['false_alerts_per_hour'], 1)}  detected {r['detected']}/{r['anomalous_videos']}  "
+                    f"median delay {r['median_delay_s']:.1f} s  class hits {r['explanations']['hits']}/"
+                    f"{r['explanations']['alerts']}")
+            if "minus_all" in r:
+                m = r["minus_all"]
+                line += (f"\n  {'':20s} minus all: AUC {100 * m['auc']['estimate']:+.2f} {_iv(m['auc'], 100)}  "
+                         f"AP {100 * m['ap']['estimate']:+.2f} {_iv(m['ap'], 100)}  FA/h "
+                         f"{m['false_alerts_per_hour']['estimate']:+.2f} {_iv(m['false_alerts_per_hour'], 1)}")
+            print(line)
+    print(f"\nalert thresholds: {json.dumps(res['alerts'])}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
