@@ -19,6 +19,7 @@ import contextlib
 import logging
 import math
 import re
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -284,6 +285,12 @@ async def run_replay(
     order = sorted(inputs, key=lambda i: -i.gt.frames)
     results: dict[str, VideoReplay] = {}
     async with contextlib.AsyncExitStack() as stack:
+        if "state_dir" not in runtime:
+            # A private state directory: the open-alert record otherwise lands in the shared default one, where a
+            # real monitor (same default prefix) or another replay running at the same time reads it and ends
+            # each other's alerts ("left open by the previous run"), which also changed replay figures.
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="corevad-replay-"))
+            runtime = {**runtime, "state_dir": tmp}
         if mqtt:
             sinks = [*sinks, await stack.enter_async_context(_mqtt_sink(mqtt))]
         return await _waves(inputs, order, names, wrapped, backend.name, encoder=encoder,
