@@ -8,10 +8,11 @@ Groups:
   replay  `corevad-stream report` (label scoring, corevad_stream/data/replay_ucf.yaml) on the held-out half
           and the full set: online and offline AUC / AP / LaAP≈, false alerts per hour, detection delays;
   eval    `corevad eval` of the core: offline (paper protocol) and causal AUC / AP, text-only;
-  demo    `corevad-stream demo` (the default videos, at 20x: alert times are in stream seconds, which the pace
-          does not change) with --jsonl: when each camera's first alert opens, in seconds of its stream
-          (the end of the segment whose score crossed the threshold), labels only and, where the sentence
-          encoder is installed, with the text context (the demo's default then).
+  demo    `corevad-stream demo` (the default videos, at real time: faster paces dropped segments on a loaded
+          machine, which changes the scores; a run with drops is refused) with --jsonl: when each camera's
+          first alert opens, in seconds of its stream (the end of the segment whose score crossed the
+          threshold), labels only and, where the sentence encoder is installed, with the text context (the
+          demo's default then). About 70 s each.
 Every run gets its own temporary state and cache directories, so nothing else on the machine changes them.
 Figures are percentages rounded to 2 decimals (as the README prints them) and seconds to 1.
 """
@@ -87,7 +88,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def demo_figures(data: Path, env: dict[str, str], tmp: Path) -> dict[str, Any]:
+def demo_figures(data: Path, env: dict[str, str], tmp: Path, speed: float) -> dict[str, Any]:
     from corevad_stream.demo import DEFAULT_VIDEOS, have_text_encoder
 
     modes = {"labels": ["--labels-only"]}
@@ -97,17 +98,25 @@ def demo_figures(data: Path, env: dict[str, str], tmp: Path) -> dict[str, Any]:
     for mode, extra in modes.items():
         jsonl = tmp / f"demo-{mode}.jsonl"
         _run([sys.executable, "-m", "corevad_stream.cli", "demo", "--responses",
-              str(data / "ucf_crime" / "VLM_responses_LRC_ucf.json"), "--speed", "20", "--no-live",
+              str(data / "ucf_crime" / "VLM_responses_LRC_ucf.json"), "--speed", f"{speed:g}", "--no-live",
               "--mqtt-port", str(_free_port()), "--metrics-port", "0", "--jsonl", str(jsonl), *extra], env)
         first: dict[str, float] = {}
+        stats: dict[str, Any] = {}
         for line in jsonl.read_text().splitlines():
             rec = json.loads(line)
             ev = rec["payload"]
+            if rec["kind"] == "stats":
+                stats = ev["cameras"]
             if rec["kind"] == "events" and ev.get("type") == "new":
                 cam = ev["after"]["camera"]
                 # 1-s segments at real time: segment k ends k + 1 s into the camera's stream.
                 first.setdefault(cam, float(ev["after"]["start_segment"] + 1))
-        out[mode] = {"first_alert_s": {v: first.get(v) for v in DEFAULT_VIDEOS}}
+        drops = sum(c["drops"] for c in stats.values())
+        if drops:
+            raise SystemExit(f"readme_figures: the demo ({mode}) dropped {drops} segment(s): its alert times are "
+                             "not the recorded answers' (a loaded machine? rerun, or lower --demo-speed)")
+        out[mode] = {"first_alert_s": {v: first.get(v) for v in DEFAULT_VIDEOS},
+                     "scored": sum(c["scored"] for c in stats.values()), "drops": drops, "speed": speed}
     return out
 
 
@@ -115,6 +124,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="Benchmark data folder.")
     ap.add_argument("--only", choices=["replay", "eval", "demo"], action="append", help="Rerun only these groups.")
+    ap.add_argument("--demo-speed", type=float, default=1.0, help="Pace of the demo runs (default 1: real time).")
     ap.add_argument("--out", type=Path, default=OUT, help=f"Output JSON (default {OUT.relative_to(REPO)}).")
     args = ap.parse_args()
     if not (args.data / "ucf_crime" / "VLM_responses_LRC_ucf.json").is_file():
@@ -132,7 +142,7 @@ def main() -> int:
             elif group == "eval":
                 figures["eval"] = eval_figures(args.data, env)
             else:
-                figures["demo"] = demo_figures(args.data, env, tmp)
+                figures["demo"] = demo_figures(args.data, env, tmp, args.demo_speed)
             figures.setdefault("measured", {})[group] = started.strftime("%Y-%m-%d")
             print(json.dumps({group: figures[group]}), flush=True)
     figures["about"] = "written by tools/readme_figures.py; tests/test_readme_figures.py checks README.md against it"
