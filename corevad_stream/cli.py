@@ -20,7 +20,7 @@ from corevad.errors import CorevadError, ModelError
 from corevad.optional import MissingExtraError
 
 from . import replay_cli
-from .demo import DEFAULT_VIDEOS
+from .demo import DEFAULT_VIDEOS, DEMO_PREFIX
 from .errors import ConfigError, StreamError
 from .preflight import preflight
 from .redact import install_redaction, redact
@@ -86,17 +86,22 @@ async def _demo(args: argparse.Namespace) -> int:
     text = have_text_encoder() and not args.labels_only
     data, how = demo_config(responses, args.video or list(DEFAULT_VIDEOS), speed=args.speed,
                             mqtt_host=args.mqtt_host, mqtt_port=args.mqtt_port, prefix=args.prefix,
-                            text_context=text, metrics_port=9108 if args.metrics_port is None else args.metrics_port)
+                            text_context=text, metrics_port=9108 if args.metrics_port is None else args.metrics_port,
+                            state=args.state_dir)
     cfg = config_from_dict(merge_mappings(data, _overrides(args)), source="demo")
     preflight(cfg, source="demo")
     log.info("demo: %d camera(s) replaying recorded InternVL2-8B answers from %s at %gx real time; %s; "
              "scoring %s", len(cfg.cameras), responses, args.speed, how,
              "with text-anchored context" if text else "from labels only (pip install 'corevad[text]' for context)")
     log.info("watch it: mosquitto_sub -h %s -p %d -t '%s/#' -v", args.mqtt_host, args.mqtt_port, args.prefix)
-    return await _monitor(cfg, args)
+    log.info("demo history (its own, apart from any real monitor's): %s; delete that folder to clear it",
+             cfg.runtime.state_path())
+    return await _monitor(cfg, args, stay=args.stay)
 
 
-async def _monitor(cfg: StreamConfig, args: argparse.Namespace) -> int:
+async def _monitor(cfg: StreamConfig, args: argparse.Namespace, *, stay: bool = False) -> int:
+    """Run the App until Ctrl-C/SIGTERM, --duration, or every camera ended; with stay, a run that ended by
+    itself keeps the page and API up (the history browsable) until Ctrl-C/SIGTERM."""
     from .app import App
     from .live import show
     from .models import TINY_NOTICE
@@ -125,6 +130,12 @@ async def _monitor(cfg: StreamConfig, args: argparse.Namespace) -> int:
                     await asyncio.wait_for(app.run_until(stop), args.duration)
             else:
                 await app.run_until(stop)
+            if stay and not stop.is_set():
+                viewer.cancel()  # the table would only repeat the final state; the log line says what is up
+                where = (f"on http://{cfg.metrics.host}:{app.metrics_server.port}/" if app.metrics_server
+                         else "(no page: metrics.enabled is false)")
+                log.info("the replay has ended; the review page stays up %s until Ctrl-C", where)
+                await stop.wait()
         finally:
             viewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -185,7 +196,13 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--mqtt-host", default="127.0.0.1", help="MQTT broker; an embedded one is started there "
                                                                 "when none answers (default 127.0.0.1).")
     demo.add_argument("--mqtt-port", type=int, default=1883, help="MQTT port (default 1883).")
-    demo.add_argument("--prefix", default="corevad", help="MQTT topic prefix (default corevad).")
+    demo.add_argument("--prefix", default=DEMO_PREFIX, help=f"MQTT topic prefix (default {DEMO_PREFIX}: apart "
+                                                            "from a real monitor's `corevad`).")
+    demo.add_argument("--state-dir", type=Path, help="The demo's own event store, open-alert record and outbox "
+                                                     "(default <state dir>/demo, e.g. ~/.local/state/corevad/demo; "
+                                                     "delete it to clear the demo's history).")
+    demo.add_argument("--stay", action="store_true", help="Keep the review page up after the replay ends, "
+                                                          "until Ctrl-C.")
     demo.add_argument("--labels-only", action="store_true", help="Score labels only, even when the sentence "
                                                                  "encoder is installed.")
     _monitor_options(demo)

@@ -14,12 +14,17 @@ from pathlib import Path
 from typing import Any
 
 from corevad.benchmarks import load_responses
+from corevad.paths import state_dir
 
 from .broker import mqtt_broker_answers
 from .errors import ConfigError
 
 # UCF-Crime test videos whose recorded answers raise an alert after the ground-truth onset, 44-60 s long.
 DEFAULT_VIDEOS = ("Explosion020_x264", "Shooting018_x264", "RoadAccidents124_x264", "Robbery048_x264")
+# The demo's own MQTT namespace and state (event store, open-alert record, outbox), so its alerts never land in
+# the history, page or topics of a real monitor on the same machine (which default to prefix `corevad` and the
+# state directory itself).
+DEMO_PREFIX = "corevad-demo"
 PUBLIC_ANSWERS = ("VLM_responses_LRC_ucf.json: the CoReVAD authors' recorded InternVL2-8B answers for "
                   "UCF-Crime (their public repository); this project keeps a copy in ../shared/data/ucf_crime/")
 
@@ -36,9 +41,17 @@ def find_responses(given: Path | None) -> Path:
     raise ConfigError(f"demo: no recorded answers found; give --responses PATH to {PUBLIC_ANSWERS}")
 
 
+def demo_state_dir() -> Path:
+    """Where the demo keeps its event store, open-alert record and outbox: `demo/` inside the state directory."""
+    return state_dir() / "demo"
+
+
 def demo_config(responses: Path, videos: list[str], *, speed: float, mqtt_host: str, mqtt_port: int,
-                prefix: str, text_context: bool, metrics_port: int) -> tuple[dict[str, Any], str]:
-    """The run config of the demo and one line saying which MQTT broker it uses."""
+                prefix: str, text_context: bool, metrics_port: int,
+                state: Path | None = None) -> tuple[dict[str, Any], str]:
+    """The run config of the demo and one line saying which MQTT broker it uses.
+
+    state: the demo's state directory (default demo_state_dir()); its history lives there and nowhere else."""
     if not 0.1 <= speed <= 100:
         raise ConfigError(f"demo: --speed {speed:g} must be between 0.1 and 100")
     answers = load_responses(responses)
@@ -51,7 +64,11 @@ def demo_config(responses: Path, videos: list[str], *, speed: float, mqtt_host: 
     embedded = not mqtt_broker_answers(mqtt_host, mqtt_port)
     how = (f"starting the embedded MQTT broker on {mqtt_host}:{mqtt_port}" if embedded
            else f"using the MQTT broker already answering on {mqtt_host}:{mqtt_port}")
-    mqtt: dict[str, Any] = {"host": mqtt_host, "port": mqtt_port, "prefix": prefix}
+    state = state or demo_state_dir()
+    # The outbox path is given, not left to its default: that one follows the prefix inside the shared state
+    # directory, and a demo run with the real monitor's prefix must still not touch the real outbox.
+    mqtt: dict[str, Any] = {"host": mqtt_host, "port": mqtt_port, "prefix": prefix,
+                            "outbox": {"path": str(state / f"mqtt-outbox-{prefix.replace('/', '-')}.sqlite3")}}
     if embedded:
         mqtt["embedded_broker"] = {"enabled": True, "host": mqtt_host, "port": mqtt_port}
     cfg = {
@@ -60,7 +77,8 @@ def demo_config(responses: Path, videos: list[str], *, speed: float, mqtt_host: 
         "refinement": {"text_context": text_context},
         "mqtt": mqtt,
         "metrics": {"port": metrics_port},
-        "runtime": {"segment_seconds": round(1.0 / speed, 6), "stats_interval_s": max(1.0, 10.0 / speed)},
+        "runtime": {"segment_seconds": round(1.0 / speed, 6), "stats_interval_s": max(1.0, 10.0 / speed),
+                    "state_dir": str(state)},
         # Alert timings are in stream seconds: scaled with the pace, they behave as at real time.
         "alerts": {"snapshot": False},
     }

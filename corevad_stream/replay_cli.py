@@ -8,12 +8,12 @@ import json
 import logging
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
 from corevad.benchmarks import DATASETS, VideoGT, load_benchmark, load_responses, match_responses
@@ -24,6 +24,9 @@ from corevad.splits import split_videos
 
 from .config import read_config_file, shipped_config
 from .errors import StreamError
+
+if TYPE_CHECKING:
+    from corevad.models.text import CachedTextEncoder
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +183,8 @@ def _run(args: argparse.Namespace, *, report: bool, err: Console) -> int:
         text_cfg = ModelConfig.model_validate(model_cfg).text
         # Cached on disk per model: a second replay of the same answers embeds nothing.
         text_encoder = load_text_encoder(text_cfg.model, device=text_cfg.device, clip=encoder, disk_cache=True)
+        if args.responses is not None:
+            _embed_descriptions(text_encoder, [a for v in videos for a in responses[v.name]], err)
     for s in skipped:
         err.print(f"[yellow]skipped:[/] {escape(s)}")
     app_log = logging.getLogger("corevad_stream.app")
@@ -217,6 +222,28 @@ def _run(args: argparse.Namespace, *, report: bool, err: Console) -> int:
     else:
         print_summary(summary, Console(), report=report)
     return 0
+
+
+def _embed_descriptions(text_encoder: CachedTextEncoder, answers: list[str], err: Console) -> None:
+    """Embed the recorded answers' descriptions the cache lacks, with a progress bar, before the replay.
+
+    A cold replay with the text context otherwise spends minutes (about 20,900 distinct UCF-Crime
+    descriptions on a CPU) inside the first wave with nothing moving on the screen; after this step the
+    replay reads the cache only. The worker embeds each answered segment's parsed description: the same texts.
+    """
+    from corevad.prompt import parse_answer
+
+    todo = text_encoder.missing([parse_answer(a).description for a in answers])
+    if not todo:
+        return
+    with Progress(TextColumn("[bold]embedding answer descriptions"), BarColumn(), MofNCompleteColumn(),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True) as progress:
+        task = progress.add_task("texts", total=len(todo))
+        progress.console.print(f"{len(todo)} description(s) not in the sentence-embedding cache: embedding them "
+                               f"once (cached in {text_encoder.path or 'memory'}; a second run skips this)",
+                               highlight=False)
+        text_encoder.warm(todo, progress=lambda done, _total: progress.update(task, completed=done))
+    text_encoder.save()  # a run stopped later keeps what was embedded
 
 
 def summarize(result: Any, *, dataset: str, half: str, report: bool, decoded: bool, skipped: list[str],

@@ -2,7 +2,7 @@
 recorded UCF-Crime answers, in one command.
 
 The recorded InternVL2-8B answers are replayed through the live path (App, replay backend, the text encoder
-in the worker) with corevad_stream/data/replay_ucf_text.yaml (text-anchored context: the one stage whose
+in the worker) with configs/replay_ucf_text.yaml (text-anchored context: the one stage whose
 scores read the descriptions), three times:
   all                  the answers as recorded (the paper's describe: all);
   on_demand            every "Normal" answer reduced to its verdict line "Normal scenes." (ReplayBackend
@@ -69,7 +69,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     pairs, _ = match_responses(videos, responses, 30)
     videos = [v for v, _ in pairs]
     half_of = split_names(videos)
-    cfg = yaml.safe_load((REPO / "corevad_stream" / "data" / "replay_ucf_text.yaml").read_text())
+    cfg = yaml.safe_load((REPO / "configs" / "replay_ucf_text.yaml").read_text())
     refinement = {**cfg["refinement"], "text_context": True}
     enc = load_text_encoder(DEFAULT_TEXT_MODEL, disk_cache=True)
     class_emb = enc.encode_texts([f"a video of {PROMPTS.get(c, c.lower())}" for c in CLASSES])
@@ -95,7 +95,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     chosen["on_demand, re-tuned"] = {**cfg["alerts"], **retuned}
     runs["on_demand, re-tuned"] = await replay("on_demand", chosen["on_demand, re-tuned"])
     enc.save()
-    out: dict[str, Any] = {"config": "corevad_stream/data/replay_ucf_text.yaml", "fa_budget": args.fa_budget,
+    out: dict[str, Any] = {"config": "configs/replay_ucf_text.yaml", "fa_budget": args.fa_budget,
                            "resamples": args.resamples, "seed": args.seed, "alerts": chosen, "halves": {}}
     for half in ("tune", "test", "all"):
         rows = {}
