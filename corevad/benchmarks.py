@@ -13,6 +13,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -134,7 +135,7 @@ def concat_gt(videos: list[VideoGT]) -> np.ndarray:
 RESPONSES_LIMIT = 256 * MIB  # the UCF-Crime file is 3.6 MB: 70x headroom
 
 
-def _per_video_lists(path: str | Path, what: str, items: str) -> dict[str, list]:
+def _per_video_lists(path: str | Path, what: str, items: str) -> dict[str, list[Any]]:
     """A size-checked JSON object video -> list (responses and their probabilities share this form), with
     video names as the authors store them ('#' dropped, no .mp4)."""
     p = Path(path)

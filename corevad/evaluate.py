@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -39,7 +39,7 @@ class EvalResult:
     probability_segments: int = 0  # segments scored by P(Anomalous) (--probabilities) instead of the 0/1 label
     scores: dict[str, VideoScores] = field(default_factory=dict, repr=False)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "mode": self.mode, "auc": self.auc, "ap": self.ap, "videos": self.videos, "frames": self.frames,
             "anomalous_frames": self.anomalous_frames, "segments": self.segments, "unparsed": self.unparsed,

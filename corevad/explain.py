@@ -32,9 +32,11 @@ def support(desc_emb: np.ndarray, anomaly_emb: np.ndarray, normal_emb: np.ndarra
     d = np.atleast_2d(np.asarray(desc_emb, dtype=np.float32))
     margin = (d @ np.asarray(anomaly_emb, np.float32).T).max(axis=1) - (d @ np.asarray(normal_emb, np.float32).T).max(
         axis=1)
-    return 1.0 / (1.0 + np.exp(-margin.astype(np.float64) / temperature))
+    supported: np.ndarray = 1.0 / (1.0 + np.exp(-margin.astype(np.float64) / temperature))
+    return supported
 
 
 def classify(text_emb: np.ndarray, class_emb: np.ndarray) -> np.ndarray:
     """Zero-shot class of each text: the index of the most similar class embedding."""
-    return np.argmax(np.atleast_2d(text_emb) @ np.asarray(class_emb).T, axis=1)
+    classes: np.ndarray = np.argmax(np.atleast_2d(text_emb) @ np.asarray(class_emb).T, axis=1)
+    return classes

@@ -101,7 +101,8 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return where + " ".join(problem.split())
 
 
-class _BoundedSafeLoader(yaml.SafeLoader):
+# PyYAML ships no type stubs (types-PyYAML is not a dependency), so SafeLoader is Any to mypy.
+class _BoundedSafeLoader(yaml.SafeLoader):  # type: ignore[misc]
     """yaml.SafeLoader that refuses nesting deeper than MAX_YAML_DEPTH with a YAML error at the offending node."""
 
     _depth = 0

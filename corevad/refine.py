@@ -9,7 +9,8 @@ def softmax_weights(sims: np.ndarray, tau: float) -> np.ndarray:
     """Row-wise softmax of sims / tau (max-subtracted for stability)."""
     z = (sims - sims.max(axis=-1, keepdims=True)) / float(tau)
     e = np.exp(z)
-    return e / (e.sum(axis=-1, keepdims=True) + 1e-12)
+    weights: np.ndarray = e / (e.sum(axis=-1, keepdims=True) + 1e-12)
+    return weights
 
 
 def softmax_refine(sims: np.ndarray, labels: np.ndarray, tau: float = 0.05) -> np.ndarray:
@@ -22,7 +23,8 @@ def softmax_refine_paper(sims: np.ndarray, labels: np.ndarray, tau: float = 0.05
     s = np.asarray(sims, dtype=np.float16)
     exps = np.exp((s - s.max(axis=1, keepdims=True)) / float(tau)).astype(np.float16)
     w = exps / (exps.sum(axis=1, keepdims=True) + 1e-12)
-    return (w * np.asarray(labels, dtype=np.float16)[None, :]).sum(axis=1).astype(np.float16)
+    refined: np.ndarray = (w * np.asarray(labels, dtype=np.float16)[None, :]).sum(axis=1).astype(np.float16)
+    return refined
 
 
 def causal_softmax_refine(sims: np.ndarray, labels: np.ndarray, tau: float, window: int) -> np.ndarray:
@@ -46,7 +48,8 @@ def gaussian_kernel(size: int = 9, sigma: float = 5.0, centred: bool = False) ->
     lo = -size // 2 if not centred else -(size // 2)
     x = np.linspace(lo, size // 2, size)
     k = np.exp(-(x**2) / (2 * sigma**2))
-    return k / k.sum()
+    kernel: np.ndarray = k / k.sum()
+    return kernel
 
 
 def gaussian_smooth(scores: np.ndarray, size: int = 9, sigma: float = 5.0, centred: bool = False) -> np.ndarray:

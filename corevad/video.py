@@ -5,12 +5,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import DataError
 from .segments import sample_indices
 from .types import Segment
+
+if TYPE_CHECKING:  # av is imported lazily at run time
+    from av.container import InputContainer
 
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".ts")
 
@@ -34,7 +38,7 @@ class VideoInfo:
     height: int
 
 
-def _open(path: str | Path):  # -> av.container.InputContainer
+def _open(path: str | Path) -> InputContainer:
     import av
 
     p = Path(path)

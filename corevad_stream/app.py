@@ -134,7 +134,7 @@ class App:
         for sink in build_sinks(self.config, prefix=self.prefix, store_path=self.store_path,
                                 live_feed=self.live_feed if self.config.metrics.enabled else None,
                                 from_config=self._config_sinks) + self._extra_sinks:
-            self.sinks.append(await stack.enter_async_context(sink))  # type: ignore[arg-type]
+            self.sinks.append(await stack.enter_async_context(sink))
         self._store_sink = next((s for s in self.sinks if isinstance(s, EventStoreSink)), None)
         self.publisher = Publisher(self.sinks, bound=rt.sink_queue)
         self.batcher = Batcher(max_batch=rt.max_batch, max_wait_s=rt.max_wait_s,

@@ -49,13 +49,16 @@ import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from corevad.threads import DaemonPool
 
 from .errors import ConfigError
 from .messages import Message, kinds_where
 from .security import is_loopback
+
+if TYPE_CHECKING:  # starlette is imported lazily at run time (only the API needs it)
+    from starlette.responses import Response
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -497,7 +500,7 @@ class HttpServer:
         return self._store
 
 
-def _cross_site_refusal(scope: Any, headers: dict[bytes, bytes]) -> Any:
+def _cross_site_refusal(scope: Any, headers: dict[bytes, bytes]) -> Response | None:
     """None when a state-changing request is JSON from this server's own page (or from a non-browser client,
     which sends neither Origin nor Sec-Fetch-Site); otherwise the 403/415 response."""
     from starlette.responses import PlainTextResponse
@@ -521,7 +524,7 @@ def _dumps(value: Any) -> bytes:
     return json.dumps(value, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode("utf-8")
 
 
-def _json(body: bytes) -> Any:
+def _json(body: bytes) -> Response:
     from starlette.responses import Response
 
     return Response(body, media_type="application/json")

@@ -29,7 +29,7 @@ def camera_table(app: App, *, notice: str | None = None) -> Table:
                     ("drops", {"justify": "right"}), ("unparsed", {"justify": "right"}),
                     ("no answer", {"justify": "right"}), ("model", {}),
                     ("score", {"justify": "right"}), ("state", {}), ("last explanation", {"ratio": 1})):
-        table.add_column(col, **kw)  # type: ignore[arg-type]
+        table.add_column(col, **kw)
     for name, c in app.counters.items():
         state = {"anomalous": "[bold red]ANOMALOUS[/]", "unknown": "[yellow]unknown[/]"}.get(c.state, c.state)
         cam_model = c.model_state if c.model_state != "down" else "[bold red]down[/]"

@@ -45,7 +45,7 @@ class _CameraCollector(Collector):
             for cam, c in self.counters.items():
                 fam.add_metric([cam], float(getattr(c, key)))
             yield fam
-        gauges = {
+        gauges: dict[str, tuple[str, Callable[[str, CameraCounters], float]]] = {
             "fps_in": ("Frames per second read.", lambda cam, c: c.fps_in),
             "segments_per_second": ("Segments per second scored.", lambda cam, c: c.segments_per_s),
             "queue_lag_seconds": ("Age of the oldest segment not yet scored (waiting or in the model).",

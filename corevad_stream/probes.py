@@ -247,7 +247,7 @@ def camera(index: int, cam: CameraConfig, *, timeout_s: float) -> Finding:
     name = f"{cam.name} {cam.safe_url}"
     url = cam.url
     if url.startswith("frameless://"):
-        from .sources import frameless_spec
+        from .config.cameras import frameless_spec
 
         try:
             n, fps = frameless_spec(url)

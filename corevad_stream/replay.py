@@ -160,7 +160,7 @@ class AlertFigures:
     p90_delay_after_onset_s: float = float("nan")
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__slots__}  # type: ignore[attr-defined]
+        return {k: getattr(self, k) for k in self.__slots__}
 
 
 # -- inputs --------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ _REFINEMENT_FLAGS = {"smooth_length": int, "smooth_sigma": float, "smooth_lookah
 _ALERT_FLAGS = {"open_threshold": float, "close_threshold": float, "close_after_s": float, "cooldown_s": float}
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:  # noqa: SLF001
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:  # noqa: SLF001
     """Register the replay/report sub-commands on the `corevad-stream` parser."""
     for report in (False, True):
         if report:

@@ -78,4 +78,5 @@ class FrameRing:
 
     def view(self, slot: int) -> np.ndarray:
         """The slot's memory (no copy)."""
-        return self._buf[slot]
+        slot_view: np.ndarray = self._buf[slot]
+        return slot_view

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import fields
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -19,6 +19,10 @@ from ..errors import CorevadError
 from ..params import CausalParams, OfflineParams
 
 if TYPE_CHECKING:  # scikit-learn (metrics) loads only when a command evaluates: `--help` stays fast
+    from collections.abc import Callable, Sequence
+
+    import numpy as np
+
     from ..evaluate import EvalResult
 
 _OFFLINE_FLAGS = {"tau": float, "kernel_size": int, "sigma": float, "lrc_window": int}
@@ -27,7 +31,7 @@ _CAUSAL_FLAGS = {"lrc_lookback": int, "lrc_lookahead": int, "refine_window": int
                  "text_mix": float}
 
 
-def add_command(sub: argparse._SubParsersAction) -> None:
+def add_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register `corevad eval` on the parser."""
     p = sub.add_parser("eval", help="frame-level AUC/AP of recorded answers on UCF-Crime or XD-Violence",
                        description="Score every test video from its per-segment answers and print AUC/AP.")
@@ -84,7 +88,7 @@ def _params(args: argparse.Namespace) -> tuple[OfflineParams, CausalParams]:
     return offline.with_(**off), causal.with_(**cau)
 
 
-def _text_encoder(args: argparse.Namespace):  # noqa: ANN202 - returns a callable or None
+def _text_encoder(args: argparse.Namespace) -> Callable[[Sequence[str]], np.ndarray] | None:
     if not args.features:
         if args.apply_lrc:
             raise CorevadError("--apply-lrc needs --features (LRC compares answers with the frames)")
@@ -155,5 +159,5 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _asdict(p: OfflineParams | CausalParams) -> dict:
+def _asdict(p: OfflineParams | CausalParams) -> dict[str, Any]:
     return {f.name: getattr(p, f.name) for f in fields(p)}

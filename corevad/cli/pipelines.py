@@ -199,7 +199,7 @@ def _cmd_lrc(args: argparse.Namespace) -> int:
     return report.exit_code
 
 
-def add_commands(subparsers: argparse._SubParsersAction) -> None:
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register the offline-pipeline sub-commands on the `corevad` parser."""
     p = subparsers.add_parser(
         "extract-features", help="CLIP embedding of every frame: <out>/<video>_CLIP_features.npy",

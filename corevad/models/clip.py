@@ -130,12 +130,13 @@ class OpenClipEncoder:
 
     def close(self) -> None:
         """Drop the model (frees GPU memory once nothing else references it)."""
-        self._model = None  # type: ignore[assignment]
+        self._model = None
 
 
 def frame_means(frame_embeddings: np.ndarray) -> np.ndarray:
     """The segment visual feature: the (not re-normalised) mean of unit frame embeddings, as the paper."""
-    return np.asarray(frame_embeddings, dtype=np.float32).mean(axis=0)
+    mean: np.ndarray = np.asarray(frame_embeddings, dtype=np.float32).mean(axis=0)
+    return mean
 
 
 def load_clip(config: ClipConfig | None = None, **overrides: Any) -> OpenClipEncoder:

@@ -76,7 +76,7 @@ class ClipTextEncoder:
         self.dim = int(getattr(clip, "dim"))  # noqa: B009 - ImageTextEncoder attribute
 
     def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
-        return np.asarray(self._clip.encode_texts(list(texts)), dtype=np.float32)  # type: ignore[attr-defined]
+        return np.asarray(self._clip.encode_texts(list(texts)), dtype=np.float32)
 
 
 class CachedTextEncoder:

@@ -7,9 +7,12 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..paths import cache_dir
+
+if TYPE_CHECKING:  # transformers is imported lazily at run time (slow to import)
+    from transformers import PreTrainedTokenizerFast
 
 # Bumped whenever the tiny recipe changes, so stale cached copies are never reused.
 TINY_VERSION = 2
@@ -61,7 +64,7 @@ def _publish(tmp: Path, final: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _train_tokenizer(vocab_size: int):  # -> PreTrainedTokenizerFast
+def _train_tokenizer(vocab_size: int) -> PreTrainedTokenizerFast:
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -75,7 +78,8 @@ def _train_tokenizer(vocab_size: int):  # -> PreTrainedTokenizerFast
         show_progress=False,
     )
     tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
-    return PreTrainedTokenizerFast(
+    # transformers leaves TokenizersBackend.__init__ (*args, **kwargs) unannotated.
+    return PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
         tokenizer_object=tok,
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
@@ -158,6 +162,8 @@ def build_tiny_internvl(
         chat_template=_CHAT_TEMPLATE,
     )
     vocab = len(tokenizer)
+    image_token = tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>")
+    assert isinstance(image_token, int)  # one token asked, one id back
     config = InternVLConfig(
         vision_config={
             "hidden_size": 32,
@@ -181,11 +187,12 @@ def build_tiny_internvl(
             "pad_token_id": tokenizer.pad_token_id,
             "tie_word_embeddings": True,
         },
-        image_token_id=tokenizer.convert_tokens_to_ids("<IMG_CONTEXT>"),
+        image_token_id=image_token,
         image_seq_length=image_seq_length,
     )
     torch.manual_seed(seed)
-    model = InternVLForConditionalGeneration(config).eval()
+    # PreTrainedModel.eval overrides nn.Module.eval without annotations.
+    model = InternVLForConditionalGeneration(config).eval()  # type: ignore[no-untyped-call]
     with torch.no_grad():
         # The default init (std 0.02) makes a 2-layer model emit only newlines; a wider init gives
         # varied text that depends on the frames, so tests can tell answers apart.
@@ -206,7 +213,7 @@ def build_tiny_internvl(
     return final
 
 
-def tiny_clip_config() -> dict:
+def tiny_clip_config() -> dict[str, Any]:
     """The tiny open_clip architecture (same JSON shape as open_clip's ViT-B-16.json, far smaller)."""
     return {
         "embed_dim": 32,
@@ -286,4 +293,4 @@ def build_8b_shaped(device: str, meta: bool, workdir: Path) -> tuple[object, Pat
         model = InternVLForConditionalGeneration(cfg)
     torch.set_default_dtype(torch.float32)
     model.generation_config.eos_token_id = None  # fixed-length answers
-    return model.eval(), tiny
+    return model.eval(), tiny  # type: ignore[no-untyped-call]  # PreTrainedModel.eval is unannotated

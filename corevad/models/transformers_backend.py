@@ -38,7 +38,8 @@ def _local_model_type(model: str) -> str | None:
     cfg = Path(model) / "config.json"
     if cfg.is_file():
         try:
-            return json.loads(cfg.read_text(encoding="utf-8")).get("model_type")
+            model_type: str | None = json.loads(cfg.read_text(encoding="utf-8")).get("model_type")
+            return model_type
         except (OSError, json.JSONDecodeError):
             return None
     return None
@@ -135,7 +136,8 @@ class TransformersBackend:
         """The full chat-formatted prompt for a segment of n_frames frames."""
         body = render_prompt(self.template, n_frames, image_token=self.processor.image_token)
         messages = [{"role": "user", "content": [{"type": "text", "text": body}]}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        prompt: str = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return prompt
 
     def _inputs(self, clips: Sequence[Clip]) -> Any:
         """The processor's tensors for one generate call, on the CPU (pinned when the model is on a GPU, so
@@ -309,7 +311,7 @@ def scripted_first_tokens(backend: TransformersBackend, labels: Sequence[int], *
             pick[label] = i
     wanted = [pick[int(label)] for label in labels]
 
-    class _FirstToken(transformers.LogitsProcessor):  # type: ignore[misc]
+    class _FirstToken(transformers.LogitsProcessor):
         def __call__(self, input_ids: Any, scores: Any) -> Any:
             if input_ids.shape[1] != prompt_len:
                 return scores

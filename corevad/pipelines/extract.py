@@ -86,4 +86,4 @@ def _valid_features(path: Path, dim: int) -> bool:
         arr = np.load(path, mmap_mode="r")
     except (OSError, ValueError):
         return False
-    return arr.ndim == 2 and arr.shape[1] == dim and arr.shape[0] > 0
+    return bool(arr.ndim == 2 and arr.shape[1] == dim and arr.shape[0] > 0)

@@ -427,7 +427,7 @@ class MqttCollector:
                         await client.subscribe(topic, qos=self.qos)
                     self._subscribed.set()
                     async for m in client.messages:
-                        self.messages.append(Received(str(m.topic), bytes(m.payload),  # type: ignore[arg-type]
+                        self.messages.append(Received(str(m.topic), bytes(m.payload),
                                                       bool(m.retain), int(m.qos), time.perf_counter()))
             except aiomqtt.MqttError:
                 await asyncio.sleep(0.1)
