@@ -56,7 +56,7 @@ class ModelHealth:
         self.errors[kind] += 1
         if self._failing_since is None:
             self._failing_since = t
-        down = t - self._failing_since >= self.down_after_s or self.last_success is None and self.errors.total() > 1
+        down = t - self._failing_since >= self.down_after_s or (self.last_success is None and self.errors.total() > 1)
         return self._set(ModelState.DOWN if down else ModelState.DEGRADED, f"{kind}: {reason}")
 
     def stalled(self, seconds: float) -> HealthChange | None:

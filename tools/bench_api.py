@@ -49,7 +49,7 @@ def build(path: Path, n: int) -> list[str]:
 
 
 async def measure(path: Path, ids: list[str], requests: int) -> dict[str, dict[str, float]]:
-    server = HttpServer(host="127.0.0.1", port=0, render_metrics=lambda: b"", cameras=lambda: [], model=dict,
+    server = HttpServer(host="127.0.0.1", port=0, render_metrics=lambda: b"", cameras=list, model=dict,
                         store_path=path, feed=LiveFeed())
     rng = random.Random(1)
     out: dict[str, dict[str, float]] = {}

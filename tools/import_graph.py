@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--top", type=int, default=10)
     args = ap.parse_args(argv)
     mods = _modules(args.root, args.package)
-    top, lazy, import_lines = imports(mods)
+    top, _lazy, import_lines = imports(mods)
     sizes = {m: len(p.read_text(encoding="utf-8").splitlines()) for m, p in mods.items()}
     print(f"{'module':40s} {'lines':>6s} {'import lines':>13s} {'imports (package)':>18s}")
     for m in sorted(sizes, key=lambda k: -sizes[k])[: args.top]:

@@ -197,8 +197,8 @@ async def soak(args: argparse.Namespace) -> dict[str, Any]:
     clip = make_clip(work / "clip.mp4", args.clip_seconds)
     mport, hport, prefix = free_port(), free_port(), "soak"
     broker = start_mosquitto(mport)
-    counts: dict[str, int] = {k: 0 for k in ("sse_events", "http_ok", "http_other", "http_error", "mqtt_new",
-                                             "mqtt_update", "mqtt_end")}
+    counts: dict[str, int] = dict.fromkeys(("sse_events", "http_ok", "http_other", "http_error", "mqtt_new",
+                                            "mqtt_update", "mqtt_end"), 0)
     cfg = config_from_dict({
         "cameras": [{"name": f"cam{k}", "url": str(clip), "rate": "native", "loop": True}
                     for k in range(args.cameras)],

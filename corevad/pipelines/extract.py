@@ -74,7 +74,7 @@ def extract_features(
                 report.warnings.append(msg)
             atomic_save_npy(target, feats)
             report.done.append(job.name)
-        except Exception as exc:  # one bad video must not stop the run
+        except Exception as exc:  # noqa: BLE001 - one bad video must not stop the run
             report.failed[job.name] = error_text(exc)
             progress.failed(job.name, error_text(exc))
         progress.video_done()

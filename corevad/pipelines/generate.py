@@ -127,7 +127,7 @@ def generate_responses(
             partial_path.unlink(missing_ok=True)
             partial = {}
             report.done.append(job.name)
-        except Exception as exc:  # one bad video must not stop the run
+        except Exception as exc:  # noqa: BLE001 - one bad video must not stop the run
             report.failed[job.name] = error_text(exc)
             progress.failed(job.name, error_text(exc))
         progress.video_done()

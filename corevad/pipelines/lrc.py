@@ -60,7 +60,7 @@ def lrc_responses(
             cleaned[video] = clean_responses(texts, choice)
             atomic_write_json(out, cleaned)
             report.done.append(video)
-        except Exception as exc:  # one bad video must not stop the run
+        except Exception as exc:  # noqa: BLE001 - one bad video must not stop the run
             report.failed[video] = error_text(exc)
             progress.failed(video, error_text(exc))
         progress.video_done()

@@ -207,7 +207,8 @@ class MqttConfig(SecretRef):
         session, and a restarted monitor keeps its id."""
         if self.client_id:
             return self.client_id
-        tag = hashlib.sha1(str((outbox or self.outbox_path()).resolve()).encode()).hexdigest()[:6]
+        path = str((outbox or self.outbox_path()).resolve())
+        tag = hashlib.sha1(path.encode(), usedforsecurity=False).hexdigest()[:6]  # a name tag, not a secret
         return f"corevad-{self.prefix.replace('/', '-')}-{socket.gethostname()}"[:56] + f"-{tag}"
 
     def outbox_path(self, state: Path | None = None) -> Path:

@@ -178,7 +178,7 @@ class MqttSink:
             except TimeoutError:
                 self._task.cancel()
                 await asyncio.gather(self._task, return_exceptions=True)
-            except Exception:  # noqa: BLE001 - already logged by the task; shutdown goes on
+            except Exception:  # noqa: BLE001, S110 - already logged by the task; shutdown goes on
                 pass
         if self._outbox is not None and (on_disk := len(self._outbox) - self._outbox.health().unsaved):
             log.warning("MQTT: %d event(s) not delivered yet; kept in %s for the next start", on_disk,

@@ -15,7 +15,7 @@ def _git_blob_id(arr: np.ndarray) -> str:
     buf = io.BytesIO()
     np.save(buf, arr)
     data = buf.getvalue()
-    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()  # git's blob id
 
 
 def test_ucf_crime_ground_truth_matches_the_authors(shared_data):

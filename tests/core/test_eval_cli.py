@@ -76,7 +76,7 @@ def test_label_probabilities_are_scored_instead_of_labels(ucf, tmp_path, capsys)
         vals = np.array([lab[i] if x is None else x for i, x in enumerate(probs[v.name])])
         expected.append(score_causal(vals, v.frames, p).frame_scores)
     assert out["auc"] == pytest.approx(roc_auc_score(concat_gt(videos), np.concatenate(expected)), abs=1e-12)
-    assert out["probability_segments"] == sum(x is not None for x in sum(probs.values(), []))
+    assert out["probability_segments"] == sum(x is not None for v in probs.values() for x in v)
     assert main(args) == 0
     labels_only = json.loads(capsys.readouterr().out)
     assert labels_only["probability_segments"] == 0 and labels_only["auc"] != pytest.approx(out["auc"], abs=1e-4)

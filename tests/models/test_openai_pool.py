@@ -38,7 +38,7 @@ def servers() -> Iterator[list[ScriptedModelServer]]:
 
 def test_segments_spread_a_failing_replica_is_ejected_retried_elsewhere_and_readmitted(
         servers: list[ScriptedModelServer]) -> None:
-    a, b, c = servers
+    _, b, _ = servers
     backend = _backend([s.base_url for s in servers], concurrency=6, eject_after=2, probe_interval_s=0.2,
                        backoff_s=0.05, max_retries=3, logprobs=False)
     try:

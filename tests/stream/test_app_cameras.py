@@ -49,7 +49,7 @@ async def test_a_camera_added_at_run_time_starts_scoring_and_a_removed_one_stops
     assert overview == {"yard"}
     events = [m.payload for m in sink.of("events")]
     door_events = [e for e in events if e["after"]["camera"] == "door"]  # type: ignore[index]
-    assert [e["type"] for e in door_events][0] == "new" and door_events[-1]["type"] == "end"  # type: ignore[index]
+    assert door_events[0]["type"] == "new" and door_events[-1]["type"] == "end"  # type: ignore[index]
     assert door_events[-1]["after"]["end_reason"] == "camera removed"  # type: ignore[index]
     status = [m.payload for m in sink.of("status", "door")]
     assert "online" in [s["state"] for s in status]  # type: ignore[index]

@@ -49,7 +49,7 @@ async def test_alert_lifecycle_scores_state_status_and_snapshot_reach_the_broker
     assert end["before"]["active"] is True and end["after"]["active"] is False
     assert end["after"]["end_segment"] == 6 and end["after"]["peak_score"] == 1.0  # 2 s below 0.4 after 4
     # Retained state: normal after the alert, unknown once the file ended (nobody watches any more).
-    assert [p for p in sub.payloads("t/street/state")][-3:] == [b"anomalous", b"normal", b"unknown"]
+    assert sub.payloads("t/street/state")[-3:] == [b"anomalous", b"normal", b"unknown"]
     status = [json.loads(p) for p in sub.payloads("t/street/status")]
     # Retained topics carry the latest value: a "connecting" superseded before the link was up is skipped.
     assert [s["state"] for s in status][-2:] == ["online", "ended"]

@@ -100,9 +100,10 @@ async def test_max_wait_collects_a_batch_then_close_drains() -> None:
         b.offer(job("b", 0))
         b.offer(job("c", 0))
 
-    asyncio.create_task(later())
+    offers = asyncio.create_task(later())  # held: the loop keeps only a weak reference to a task
     batch = await asyncio.wait_for(b.next_batch(), 5)
     assert len(batch) == 3  # filled before max_wait ran out
+    await offers
     b.offer(job("a", 1))
     await b.close()
     assert [j.index for j in await b.next_batch()] == [1]

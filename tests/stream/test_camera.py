@@ -85,7 +85,7 @@ async def test_watchdog_questions_stall_only_a_busy_camera_and_overdue_needs_an_
     assert cam.stalled(100.0) == [] and cam.overdue() is None  # nothing in flight, no alert
     cam.cut(_result(0).job)
     msgs = cam.stalled(100.0)
-    assert [m.kind for m in msgs][0] == "model" and cam.counters.model_state == "down"
+    assert msgs[0].kind == "model" and cam.counters.model_state == "down"
 
 
 async def test_settle_ends_what_is_open_when_the_marker_never_comes() -> None:

@@ -47,7 +47,7 @@ def _fill(path: Path, n: int, *, cameras: int = 3, same_time_every: int = 0) -> 
 async def _server(store: Path | None, **kw: Any) -> AsyncIterator[tuple[HttpServer, httpx.AsyncClient]]:
     feed = kw.pop("feed", LiveFeed())
     server = HttpServer(host=kw.pop("host", "127.0.0.1"), port=0, render_metrics=lambda: b"m 1\n",
-                        cameras=lambda: [], model=dict, store_path=store, feed=feed, **kw)
+                        cameras=list, model=dict, store_path=store, feed=feed, **kw)
     async with server, httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=20) as client:
         yield server, client
 
@@ -76,7 +76,7 @@ async def test_keyset_paging_walks_every_alert_once_in_order_and_bounds_are_400(
     assert walked == ids  # every alert once, newest first, ties by id
     assert [a["id"] for a in cam] == [i for i in ids[11:] if i.startswith("cam1-")][:5]
     assert [a["id"] for a in by_offset] == ids[100:103]
-    assert {q: r.status_code for q, r in bad.items()} == {q: 400 for q in bad}
+    assert {q: r.status_code for q, r in bad.items()} == dict.fromkeys(bad, 400)
     assert "before=" in bad[("offset", "10001")].json()["error"]  # the 400 says how to page deeper
     assert bad[("before", "no-such-alert")].json()["error"].startswith("before:")
     assert nul.status_code == 404 and names == [404, 404, 404, 404] and page_js.status_code == 200
@@ -213,7 +213,7 @@ async def test_ack_refuses_cross_site_requests_even_with_credentials(tmp_path: P
 async def test_every_response_carries_the_security_headers(tmp_path: Path) -> None:
     _fill(tmp_path / "e.sqlite3", 1)
     feed = LiveFeed()
-    async with _server(tmp_path / "e.sqlite3", feed=feed, username="op", password="pw") as (server, client):
+    async with _server(tmp_path / "e.sqlite3", feed=feed, username="op", password="pw") as (_, client):
         auth = ("op", "pw")
         responses = [await client.get("/", auth=auth), await client.get("/api/events", auth=auth),
                      await client.get("/static/nope.js", auth=auth), await client.get("/metrics"),

@@ -137,7 +137,7 @@ async def test_outage_is_published_as_unavailable_never_as_normal_and_the_alert_
     assert [m.payload for m in outage if m.kind == "state"] == []  # still anomalous, never "normal"
     assert t_down < 1.0 + 3.0  # down after model_down_after_s (+ one batch, + slack for a noisy machine)
     events = [m.payload for m in sink.of("events")]
-    assert [e["type"] for e in events][0] == "new" and events[-1]["type"] == "end"
+    assert events[0]["type"] == "new" and events[-1]["type"] == "end"
     assert events[-1]["after"]["end_reason"] == "score below close threshold"
     assert len({e["after"]["id"] for e in events}) == 1
     down = next(m.payload for m in sink.messages if m.kind == "model" and m.payload["state"] == "down")
