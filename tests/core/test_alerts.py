@@ -96,7 +96,7 @@ def test_clock_decouples_hysteresis_from_wall_time() -> None:
 @pytest.mark.parametrize("kw", [{"open_threshold": 0.3, "close_threshold": 0.5}, {"top_k": 0},
                                 {"cooldown_s": -1}])
 def test_invalid_params_are_refused(kw: dict[str, float]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=next(iter(kw))):  # the error names the field
         AlertParams(**kw)  # type: ignore[arg-type]
 
 

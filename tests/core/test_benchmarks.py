@@ -58,7 +58,7 @@ def test_end_is_exclusive_and_clipped(tmp_path):
     assert not b.is_anomalous and b.gt.sum() == 0
 
 
-@pytest.mark.parametrize("line,message", [
+@pytest.mark.parametrize(("line", "message"), [
     ("A\tArson\tten\t2\t4\t-1\t-1", "frames is not an integer"),
     ("A\tArson\t10\t2\t4", "expected 7 tab-separated fields"),
     ("A\tArson\t10\t6\t4\t-1\t-1", "bad span"),

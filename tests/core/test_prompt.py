@@ -5,7 +5,7 @@ from corevad.prompt import load_prompt, parse_answer, parse_answers, render_prom
 
 
 @pytest.mark.parametrize(
-    "raw,label,desc",
+    ("raw", "label", "desc"),
     [
         ("Anomalous scenes.\nA man punches another man.", 1, "A man punches another man."),
         ("Normal scenes.\nPeople walk in a mall.", 0, "People walk in a mall."),

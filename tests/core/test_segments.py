@@ -14,7 +14,7 @@ def test_short_segment_takes_all_frames():
     assert sample_indices(60, 65).tolist() == [60, 61, 62, 63, 64]
     assert sample_indices(0, 8).tolist() == list(range(8))
     assert len(sample_indices(0, 9)) == 8
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="empty segment"):
         sample_indices(5, 5)
 
 

@@ -53,8 +53,8 @@ def test_truncated_file_fails_or_yields_fewer_frames(video_dir: Path, tmp_path: 
     cut.write_bytes(data[: len(data) // 2])
     try:
         n = count_frames(cut)
-    except VideoDecodeError as exc:
-        assert "cut.mp4" in str(exc)
+    except VideoDecodeError as exc:  # either outcome is fine (a clean error or fewer frames), so no pytest.raises
+        assert "cut.mp4" in str(exc)  # noqa: PT017
     else:
         assert n < 75
 

@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 from stream_doubles import ANOMALOUS, NORMAL, ScriptedBackend, stream_config
 
 from corevad_stream import App, MemorySink
@@ -62,18 +63,10 @@ async def test_a_camera_added_at_run_time_starts_scoring_and_a_removed_one_stops
 async def test_adding_a_camera_twice_or_removing_an_unknown_one_is_refused(test_video: Path) -> None:
     cfg = stream_config([{"name": "a", "url": str(test_video), "rate": "native", "loop": True}])
     async with App(cfg, backend=ScriptedBackend()) as app:
-        try:
+        with pytest.raises(ValueError, match="already running"):
             await app.add_camera(CameraConfig(name="a", url=str(test_video)))
-        except ValueError as exc:
-            assert "already running" in str(exc)
-        else:
-            raise AssertionError("a second camera 'a' was accepted")
-        try:
+        with pytest.raises(ValueError, match="nope"):
             await app.remove_camera("nope")
-        except ValueError as exc:
-            assert "nope" in str(exc)
-        else:
-            raise AssertionError("removing an unknown camera was accepted")
 
 
 async def test_block_is_lossless_for_a_fast_file_camera_even_when_the_frame_ring_is_full(

@@ -112,7 +112,7 @@ async def test_max_wait_collects_a_batch_then_close_drains() -> None:
 
 @pytest.mark.parametrize("bad", [{"max_batch": 0}, {"max_pending_per_camera": 0}])
 def test_bad_bounds_are_refused(bad: dict[str, int]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=next(iter(bad))):  # the error names the field
         make(**bad)
 
 

@@ -41,5 +41,5 @@ def test_stalled_marks_down_only_past_down_after_s_and_the_record_rounds_for_the
     wire = rec.to_json()
     assert list(wire) == ["state", "reason", "since", "last_success", "errors"]
     assert wire["since"] == round(h.since, 3) and wire["errors"] == {} and h.snapshot() == wire
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="down_after_s"):
         ModelHealth(down_after_s=-1)

@@ -34,7 +34,7 @@ async def test_sink_with_embedded_broker_round_trip(tmp_path: Path) -> None:
             # (events overtake queued live messages, so the state may come after them)
             await sub.wait_for(lambda: sub.payloads("demo/door/state") == [b"anomalous"], timeout=20)
             assert b"online" in sub.payloads("demo/available")
-    with pytest.raises(OSError):  # the broker went away with the sink
+    with pytest.raises(ConnectionRefusedError):  # the broker went away with the sink
         await asyncio.open_connection("127.0.0.1", sink.broker.port)
 
 

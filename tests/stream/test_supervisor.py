@@ -64,7 +64,7 @@ def test_rate_window_is_steady_over_its_window_and_forgets_old_points() -> None:
         r = w.rate(float(t), 5 * t)  # 5 events per second throughout
     assert r == pytest.approx(5.0)
     assert w.rate(21.0, 100) == pytest.approx((100 - 5 * 11) / 10.0)  # only the last ~10 s count
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="window_s"):
         RateWindow(window_s=0)
 
 
@@ -106,6 +106,6 @@ async def test_stats_payload_has_the_published_shape() -> None:
     assert stats["run_id"] == "r1" and stats["model"] == {"backend": "x", "batches": 3}
     assert stats["sinks"] == {"dropped": 0, "errors": 1} and stats["store"] is None
     assert stats["cameras"]["a"]["status"] == "connecting"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="stats_interval_s"):
         Supervisor(cameras={}, model=_Model(), dispatch=None, publish=print,  # type: ignore[arg-type]
                    stats_interval_s=0, run_id="x", sink_stats=dict, store_stats=lambda: None)
