@@ -1,13 +1,19 @@
 """The trust red-team of issue 18 (items 7-15), rerun black-box: one table for whichever code PYTHONPATH names.
 
     before: PYTHONPATH=/path/to/old/checkout .venv/bin/python tools/red_team_trust.py
-    after:  PYTHONPATH=$PWD .venv/bin/python tools/red_team_trust.py          # about 4 minutes
+    after:  PYTHONPATH=$PWD .venv/bin/python tools/red_team_trust.py          # about 1.5 minutes
+    (--only 7-10 11 ... runs some scenarios; --keep DIR keeps their configs, logs and JSONL files)
 
 Nothing of the product is imported: the monitor runs as `python -m corevad_stream.cli run|check` processes
 (outside the checkout, so PYTHONPATH decides which code runs), driven over HTTP (httpx) and read through its
 log and JSONL file. The model servers are tiny stdlib OpenAI-compatible servers inside this script
 (/v1/models, /v1/chat/completions) and the file cameras are clips made with ffmpeg, so the script needs none
 of the newer code's test helpers. Every wait is bounded; a crash or a refusal is an outcome, recorded.
+
+Reading the table: item 11's 1 MB row is under the byte bound (the answer is cut to max_answer_chars) and the
+10 MB row over it (refused: the score says available: false); item 15's "completions sent to the bad one"
+include the trial completions that decide re-admission; rows marked "control" show the fix still lets the
+legitimate request through.
 """
 
 from __future__ import annotations
@@ -304,12 +310,12 @@ def empty_password(work: Path) -> list[Row]:
     return rows
 
 
-def huge_answer(work: Path, seconds: float) -> list[Row]:
-    """Item 11: the model server answers 10 MB per completion."""
-    clip = make_clip(work / "huge.mp4", 120)
-    jsonl = work / "huge.jsonl"
-    with model_server(answer=ANOMALOUS + "x" * 10_000_000) as srv:
-        cfg = write_config(work / "huge.yaml", [{"name": "c", "url": str(clip), "rate": "native"}],
+def huge_answer(work: Path, seconds: float, size: int) -> list[Row]:
+    """Item 11: the model server answers `size` bytes of text per completion."""
+    clip = make_clip(work / f"huge{size}.mp4", 120)
+    jsonl = work / f"huge{size}.jsonl"
+    with model_server(answer=ANOMALOUS + "x" * size) as srv:
+        cfg = write_config(work / f"huge{size}.yaml", [{"name": "c", "url": str(clip), "rate": "native"}],
                            model=openai_model(srv.base_url))
         mon = Monitor(cfg, jsonl=jsonl)
         try:
@@ -322,20 +328,26 @@ def huge_answer(work: Path, seconds: float) -> list[Row]:
         finally:
             mon.stop()
         calls = srv.completions
-        log = mon.text()
-    largest, scores, total = 0, 0, 0
+    largest, total, available = 0, 0, {"true": 0, "false": 0}
+    counters: dict[str, str] = {}
     if jsonl.exists():
         total = jsonl.stat().st_size
         with jsonl.open("rb") as fh:
             for line in fh:
-                if SCORE_KIND.search(line[:400]):
-                    scores += 1
+                head = line[:400]
+                if SCORE_KIND.search(head):
                     largest = max(largest, len(line))
+                    flag = re.search(rb'"available":\s*(true|false)', line[-400:])
+                    if flag:
+                        available[flag.group(1).decode()] += 1
+                elif re.search(rb'"kind":\s*"stats"', head):  # the newest stats win
+                    counters.update({k.decode(): v.decode() for k, v in
+                                     re.findall(rb'"(answers_cut|answers_refused)":\s*(\d+)', line)})
     note = f" (run exited {crashed})" if crashed is not None else ""
-    cut = len(re.findall(r"WARNING[^\n]*(?:longer|cut)", log))
-    return [("11", f"10 MB answers for {seconds:.0f} s ({calls} completions)",
-             f"{scores} score lines, largest {largest / 1e3:.1f} kB, JSONL {total / 1e6:.1f} MB, "
-             f"peak RSS {peak:.0f} MB, {cut} warning(s) about a cut answer{note}")]
+    said = ", ".join(f"{k} {v}" for k, v in sorted(counters.items())) or "no answers_cut/refused in stats"
+    return [("11", f"{size / 1e6:g} MB answers for {seconds:.0f} s ({calls} completions)",
+             f"{available['true'] + available['false']} score lines ({available['false']} available: false), "
+             f"largest {largest / 1e3:.1f} kB, JSONL {total / 1e6:.1f} MB, peak RSS {peak:.0f} MB; {said}{note}")]
 
 
 def bad_checks(work: Path) -> list[Row]:
@@ -431,7 +443,8 @@ def main() -> int:
     rows: list[Row] = []
     scenarios: list[tuple[str, Callable[[Path], list[Row]]]] = [
         ("7-10", web_items), ("10", empty_password), ("12-13", bad_checks),
-        ("11", lambda w: huge_answer(w, 20.0)), ("14", block_fast), ("15", lambda w: flapping_replica(w, 20.0))]
+        ("11", lambda w: huge_answer(w, 20.0, 10_000_000) + huge_answer(w, 10.0, 1_000_000)),
+        ("14", block_fast), ("15", lambda w: flapping_replica(w, 20.0))]
     with contextlib.ExitStack() as stack:
         tmp = args.keep or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="rt-trust-")))
         for name, scenario in scenarios:
