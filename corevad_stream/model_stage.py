@@ -96,9 +96,12 @@ class ModelStage:
         backend = self.runner.backend
         replicas = getattr(backend, "endpoint_stats", None)  # the openai backend's replicas
         endpoints = {"endpoints": [{**e, "url": redact(e["url"])} for e in replicas()]} if replicas else {}
+        # Answers the backend bounded (issue 18 item 11): cut at max_answer_chars, or refused unread because the
+        # response was over max_response_bytes. A backend without the bounds reports neither.
+        bounded = {k: v for k in ("answers_cut", "answers_refused") if isinstance(v := getattr(backend, k, None), int)}
         return {"backend": getattr(backend, "name", "?"), "batches": self.runner.batches,
                 "errors": self.runner.errors, "pending": self.batches.pending(), **self.health.snapshot(),
-                **endpoints}
+                **bounded, **endpoints}
 
     def announce(self) -> None:
         """Publish the current (retained) model state, e.g. at start."""

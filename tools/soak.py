@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from corevad.models.base import Clip  # noqa: E402
 from corevad_stream import App, config_from_dict  # noqa: E402
 from corevad_stream.live import show  # noqa: E402
+from corevad_stream.testing import free_port  # noqa: E402
 
 log = logging.getLogger("soak")
 
@@ -76,12 +77,6 @@ def os_threads() -> int:
             if line.startswith("Threads:"):
                 return int(line.split()[1])
     return -1
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def slope_per_min(points: list[tuple[float, float]]) -> float | None:

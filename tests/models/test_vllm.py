@@ -5,7 +5,6 @@ pool of vLLM + `transformers serve`."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,14 +12,11 @@ from typing import Any
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests/ holds the servers
-
-from services import TransformersServe  # noqa: E402
-from vllm_server import VLLMServer, vllm_venv  # noqa: E402
-
-from corevad.models import Clip, OpenAIOptions, VLMConfig, load_vlm  # noqa: E402
-from corevad.models.tiny import build_tiny_internvl  # noqa: E402
-from corevad.prompt import parse_answer  # noqa: E402
+from corevad.models import Clip, OpenAIOptions, VLMConfig, load_vlm
+from corevad.models.tiny import build_tiny_internvl
+from corevad.prompt import parse_answer
+from corevad_stream.testing import TransformersServe
+from corevad_stream.testing.vllm_server import VLLMServer, vllm_venv
 
 pytestmark = [pytest.mark.services, pytest.mark.slow]
 

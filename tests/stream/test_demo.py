@@ -6,7 +6,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -19,14 +18,9 @@ import pytest
 
 from corevad_stream.config import config_from_dict
 from corevad_stream.demo import DEMO_PREFIX, demo_config
+from corevad_stream.testing import free_port
 
 ANSWERS = Path("ucf_crime") / "VLM_responses_LRC_ucf.json"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_demo_config_keeps_state_prefix_and_outbox_apart_from_a_real_monitor(

@@ -199,3 +199,21 @@ async def test_the_label_probability_is_published_and_scores_when_asked(
     assert all(s["raw_label"] == 1 for s in scores)  # the text still says "Anomalous"
     expected = 0.6 if segment_score == "p_anomalous" else 1.0
     assert all(s["score"] == pytest.approx(expected) for s in scores)  # the switch decides what is scored
+
+
+async def test_a_huge_answer_stays_out_of_the_scores_and_the_cut_is_counted_in_the_stats(
+        model_server: ScriptedModelServer, video_factory: Callable[..., Path]) -> None:
+    """Issue 18 item 11 through the App: a 50 kB answer is cut at max_answer_chars before it reaches a score
+    message, and <prefix>/stats counts the cut."""
+    model_server.answer = lambda body: ANOMALOUS + " " + "glass " * 10_000
+    cfg = _shop(model_server, video_factory)
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={
+        "vlm": cfg.model.vlm.model_copy(update={"max_answer_chars": 200})})})
+    sink = MemorySink()
+    async with App(cfg, sinks=[sink]) as app:
+        await _wait(sink, lambda ms: sum(m.kind == "score" for m in ms) >= 3, 30, "three scores")
+        model = app.stats()["model"]
+    assert model["answers_cut"] >= 3 and model["answers_refused"] == 0
+    scores = [m.payload for m in sink.messages if m.kind == "score" and m.payload.get("available")]
+    assert scores and all(len(s["description"]) < 200 for s in scores)
+    assert all(s["raw_label"] == 1 for s in scores)  # the verdict survives the cut

@@ -14,7 +14,10 @@ import time
 import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from .services import free_port
+
+# The checkout (corevad_stream/testing/ -> the repo root): where tools/setup_vllm.sh and the default venv live.
+ROOT = Path(__file__).resolve().parents[2]
 VLLM_VERSION = "0.32.0"  # tools/setup_vllm.sh installs this one
 SETUP_TIMEOUT_S = 1200.0  # 3-4 min measured; a loaded CI machine gets slack
 START_TIMEOUT_S = 300.0  # /health answered after 41-55 s (eager) on 2 quiet cores
@@ -41,14 +44,6 @@ def vllm_venv() -> Path:
         raise VLLMError(f"building the vLLM venv at {venv} failed ({rc}); log {log}:\n"
                         f"{log.read_text(errors='replace')[-3000:]}")
     return venv
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class VLLMServer:
