@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 
 from corevad.benchmarks import load_responses
-from corevad.paths import data_file
 from corevad.prompt import parse_answer
+from corevad_stream.config import shipped_config
 
 pytestmark = [pytest.mark.slow, pytest.mark.data]
 
-TEXT_CONFIG = data_file("corevad_stream", "replay_ucf_text.yaml")
+TEXT_CONFIG = shipped_config("replay_ucf_text.yaml")
 
 
 def _run(main, capsys, args: list[str], out: Path) -> tuple[dict, dict[str, np.ndarray]]:  # type: ignore[no-untyped-def]

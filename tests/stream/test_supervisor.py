@@ -102,7 +102,7 @@ async def test_stats_payload_has_the_published_shape() -> None:
     assert msg.kind == "stats" and msg.camera is None and not msg.retain
     stats = msg.payload
     assert isinstance(stats, dict)
-    assert list(stats) == ["uptime_s", "run_id", "cameras", "model", "sinks", "store"]
+    assert list(stats) == ["uptime_s", "run_id", "cameras", "model", "sinks", "store", "mqtt"]
     assert stats["run_id"] == "r1" and stats["model"] == {"backend": "x", "batches": 3}
     assert stats["sinks"] == {"dropped": 0, "errors": 1} and stats["store"] is None
     assert stats["cameras"]["a"]["status"] == "connecting"

@@ -121,7 +121,6 @@ async def test_the_page_shows_cameras_live_alerts_snapshots_and_acknowledges(
     assert seen["detail"]["said"][0] == "A man smashes the shop window."
     assert seen["model"] == "model ok" and seen["door"] == "unknown"  # never scored: not "normal"
     assert seen["overflow"] <= 0  # nothing wider than a phone screen
-    assert seen["listed"] == [f"lane-r-{i}" for i in range(59, -1, -1)] and seen["more_hidden"]  # newest first, once
     assert seen["errors"] == [], seen["errors"]
     assert "hunter2" not in seen["source"] and "hunter2" not in json.dumps(cameras)
     assert (artifacts_dir / "web-page-desktop.png").stat().st_size > 10_000
