@@ -30,6 +30,7 @@ import numpy as np
 
 from corevad.alerts import AlertParams
 from corevad.benchmarks import VideoGT
+from corevad.explain import classify
 from corevad.latency import FPS, delay_stats, detection_delay, false_alerts_per_hour, laap_approx
 from corevad.metrics import ClassMetric, frame_ap, frame_auc, per_class_metrics
 from corevad.models.base import Answer, Clip, ImageTextEncoder, VLMBackend, answers
@@ -491,3 +492,28 @@ __all__ = [
     "alert_figures", "camera_names", "frameless_inputs", "offline_figures", "offline_frame_scores",
     "online_figures", "replay_config", "run_replay", "video_inputs",
 ]
+
+
+# UCF-Crime's anomaly classes and the phrase each is matched by ("a video of <phrase>").
+UCF_CLASSES = ("Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting", "RoadAccidents", "Robbery",
+               "Shooting", "Shoplifting", "Stealing", "Vandalism")
+_CLASS_PHRASES = {"RoadAccidents": "a road accident", "Shoplifting": "shoplifting in a store"}
+
+
+def explanation_class_hits(videos: Sequence[VideoReplay], encoder: TextEncoder) -> dict[str, Any]:
+    """How often an alert's explanation names its video's class: among the alerts that overlap a GT span of an
+    anomalous video, the share whose first explanation sentence is closest (by `encoder`) to "a video of
+    <class>" of that video's UCF-Crime class. One measure for tools/explain_hits.py and tools/describe_quality.py."""
+    class_emb = encoder.encode_texts([f"a video of {_CLASS_PHRASES.get(c, c.lower())}" for c in UCF_CLASSES])
+    hits = total = 0
+    for vr in videos:
+        if not vr.gt.is_anomalous:
+            continue
+        spans = [(s / FPS, e / FPS) for s, e in vr.gt.spans]
+        for a in vr.alerts:
+            lo, hi = a.interval()
+            if not a.explanation or not any(lo < e and s < hi for s, e in spans):
+                continue
+            total += 1
+            hits += UCF_CLASSES[int(classify(encoder.encode_texts([a.explanation[0]]), class_emb)[0])] == vr.gt.cls
+    return {"alerts": total, "hits": hits, "hit_rate": hits / total if total else float("nan")}

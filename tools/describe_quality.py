@@ -28,40 +28,24 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import yaml
 
 from corevad.benchmarks import load_benchmark, load_responses, match_responses  # noqa: E402
 from corevad.bootstrap import bootstrap, paired_bootstrap  # noqa: E402
-from corevad.explain import classify  # noqa: E402
 from corevad.models import ReplayBackend  # noqa: E402
 from corevad.models.text import DEFAULT_TEXT_MODEL, load_text_encoder  # noqa: E402
 from corevad.splits import split_names  # noqa: E402
 from corevad.tuning import OPEN_THRESHOLDS, choose_alerts  # noqa: E402  (the protocol's alert rule)
-from corevad_stream.replay import alert_figures, frameless_inputs, online_figures, run_replay  # noqa: E402
+from corevad_stream.replay import (  # noqa: E402
+    alert_figures,
+    explanation_class_hits,
+    frameless_inputs,
+    online_figures,
+    run_replay,
+)
 from corevad_stream.replay_cli import video_statistics  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
-CLASSES = ("Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting", "RoadAccidents", "Robbery",
-           "Shooting", "Shoplifting", "Stealing", "Vandalism")
-PROMPTS = {"RoadAccidents": "a road accident", "Shoplifting": "shoplifting in a store"}
-
-
-def hit_rate(videos: list[Any], enc: Any, class_emb: np.ndarray) -> dict[str, Any]:
-    hits = total = 0
-    for vr in videos:
-        if not vr.gt.is_anomalous:
-            continue
-        spans = [(s / 30.0, e / 30.0) for s, e in vr.gt.spans]
-        for a in vr.alerts:
-            lo, hi = a.interval()
-            if not a.explanation or not any(lo < e and s < hi for s, e in spans):
-                continue
-            total += 1
-            hits += CLASSES[int(classify(enc.encode_texts([a.explanation[0]]), class_emb)[0])] == vr.gt.cls
-    return {"alerts": total, "hits": hits, "hit_rate": hits / total if total else float("nan")}
-
-
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     d = args.data / "ucf_crime"
     videos = load_benchmark("ucf-crime", d / "test_annotations.tsv")
@@ -72,7 +56,6 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = yaml.safe_load((REPO / "configs" / "replay_ucf_text.yaml").read_text())
     refinement = {**cfg["refinement"], "text_context": True}
     enc = load_text_encoder(DEFAULT_TEXT_MODEL, disk_cache=True)
-    class_emb = enc.encode_texts([f"a video of {PROMPTS.get(c, c.lower())}" for c in CLASSES])
     runs: dict[str, Any] = {}
     chosen: dict[str, Any] = {"all": cfg["alerts"], "on_demand": cfg["alerts"]}
 
@@ -107,7 +90,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             row: dict[str, Any] = {
                 "auc": fig.auc, "ap": fig.ap, "false_alerts_per_hour": al.false_alerts_per_hour,
                 "detected": al.detected, "anomalous_videos": al.anomalous_videos, "median_delay_s": al.median_delay_s,
-                "explanations": hit_rate(vids, enc, class_emb),
+                "explanations": explanation_class_hits(vids, enc),
                 "intervals": {k: bootstrap(f, len(vids), n_resamples=args.resamples, seed=args.seed).to_dict()
                               for k, f in stats.items()}}
             if base_stats is None:

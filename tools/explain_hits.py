@@ -21,16 +21,12 @@ from typing import Any
 import yaml
 
 from corevad.benchmarks import load_benchmark, load_responses, match_responses
-from corevad.explain import classify
 from corevad.models import ReplayBackend
 from corevad.models.text import DEFAULT_TEXT_MODEL, load_text_encoder
 from corevad.splits import split_videos
-from corevad_stream.replay import frameless_inputs, run_replay
+from corevad_stream.replay import explanation_class_hits, frameless_inputs, run_replay
 
 REPO = Path(__file__).resolve().parent.parent
-CLASSES = ("Abuse", "Arrest", "Arson", "Assault", "Burglary", "Explosion", "Fighting", "RoadAccidents", "Robbery",
-           "Shooting", "Shoplifting", "Stealing", "Vandalism")
-PROMPTS = {"RoadAccidents": "a road accident", "Shoplifting": "shoplifting in a store"}
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -41,26 +37,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     cfg = yaml.safe_load((REPO / "configs" / "replay_ucf_text.yaml").read_text())
     refinement = {**cfg["refinement"], "text_context": True}
     enc = load_text_encoder(DEFAULT_TEXT_MODEL, disk_cache=True)
-    class_emb = enc.encode_texts([f"a video of {PROMPTS.get(c, c.lower())}" for c in CLASSES])
     out: dict[str, Any] = {}
     for ranked in (False, True):
         t0 = time.perf_counter()
         result = await run_replay(frameless_inputs([v for v, _ in pairs]), backend=ReplayBackend(responses),
                                   text_encoder=enc, refinement=refinement,
                                   alerts={**cfg["alerts"], "rank_explanations": ranked})
-        hits = total = 0
-        for vr in result.videos:
-            if not vr.gt.is_anomalous:
-                continue
-            spans = [(s / 30.0, e / 30.0) for s, e in vr.gt.spans]
-            for a in vr.alerts:
-                lo, hi = a.interval()
-                if not a.explanation or not any(lo < e and s < hi for s, e in spans):
-                    continue
-                total += 1
-                hits += CLASSES[int(classify(enc.encode_texts([a.explanation[0]]), class_emb)[0])] == vr.gt.cls
-        out["support" if ranked else "weight"] = {"alerts": total, "hits": hits,
-                                                  "hit_rate": hits / total if total else float("nan"),
+        out["support" if ranked else "weight"] = {**explanation_class_hits(result.videos, enc),
                                                   "seconds": round(time.perf_counter() - t0, 1)}
     enc.save()
     return out
