@@ -3,21 +3,47 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from ..defaults import DEFAULT_CLIP_MODEL, DEFAULT_CLIP_PRETRAINED, DEFAULT_VLM_MODEL
-from ..schema import StrictModel
+from ..schema import BackoffConfig, StrictModel
 
-__all__ = ["DEFAULT_VLM_MODEL", "ClipConfig", "DType", "Device", "OpenAIOptions", "VLMConfig"]
+__all__ = ["DEFAULT_VLM_MODEL", "ClipConfig", "DType", "Device", "OpenAIOptions", "RetryBackoff", "VLMConfig"]
 
 Device = str  # "auto", "cpu", "cuda", "cuda:1", ...
 DType = Literal["auto", "float32", "bfloat16", "float16"]
 
 
+class RetryBackoff(BackoffConfig):
+    """The wait before a failed request is retried (`openai.retry`): initial_s, doubling up to max_s."""
+
+    initial_s: float = Field(1.0, gt=0, le=3600, description="First retry delay (also: openai.backoff_s).")
+    # 10 s: a live monitor must not sit out a long Retry-After while the server may be back already.
+    max_s: float = Field(10.0, gt=0, le=3600, description="Longest wait between retries, a server's Retry-After "
+                                                          "included (also: openai.max_backoff_s).")
+    # One monitor's retries of one request need no spreading: the pool sends them to another replica first.
+    jitter: float = Field(0.0, ge=0, le=1, description="Each delay is scaled by a random factor in [1 - jitter, 1].")
+
+
 class OpenAIOptions(StrictModel):
     """How to reach an OpenAI-compatible chat-completions server (vLLM, LMDeploy, transformers serve...)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _first_spelling(cls, data: Any) -> Any:
+        """backoff_s / max_backoff_s, the section's first spelling, still work: they fill `retry`."""
+        if not isinstance(data, dict) or not ({"backoff_s", "max_backoff_s"} & data.keys()):
+            return data
+        data = dict(data)
+        retry = data.get("retry") or {}
+        retry = dict(retry.model_dump() if isinstance(retry, BackoffConfig) else retry)
+        for old, new in (("backoff_s", "initial_s"), ("max_backoff_s", "max_s")):
+            if old in data:
+                retry.setdefault(new, data.pop(old))
+        data["retry"] = retry
+        return data
 
     base_url: str | list[str] = Field(
         default="http://127.0.0.1:8000/v1",
@@ -31,10 +57,9 @@ class OpenAIOptions(StrictModel):
     connect_timeout_s: float = Field(default=10.0, gt=0, le=600, description="TCP connect timeout in seconds.")
     max_retries: int = Field(default=3, ge=0, le=100,
                              description="Retries on timeouts, connection errors, 429 and 5xx.")
-    backoff_s: float = Field(default=1.0, ge=0, le=3600, description="First retry delay; doubles each retry.")
-    # 10 s: a live monitor must not sit out a long Retry-After while the server may be back already.
-    max_backoff_s: float = Field(default=10.0, ge=0, le=3600,
-                                 description="Longest wait between retries, a server's Retry-After included.")
+    retry: RetryBackoff = Field(default_factory=lambda: RetryBackoff(),
+                                description="Waits before retrying a failed request (the one backoff shape; the "
+                                            "first spelling backoff_s / max_backoff_s is still accepted).")
     concurrency: int = Field(default=4, ge=1, le=4096, description="Requests in flight at once (all replicas "
                                                                     "together).")
     eject_after: int = Field(default=3, ge=1, le=1000, description="A replica with this many failures in a "

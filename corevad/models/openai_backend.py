@@ -224,7 +224,7 @@ class OpenAIBackend:
 
     Up to options.concurrency requests run at once, spread over the replicas of options.base_url (one URL or
     a list; EndpointPool). Timeouts, connection errors, 429 and 5xx are retried: at once on another replica
-    while one is left untried, else after an exponential backoff (Retry-After honoured up to max_backoff_s,
+    while one is left untried, else after an exponential backoff (Retry-After honoured up to retry.max_s,
     never longer); other 4xx fail at once with the server's message. answer() blocks until every clip of the
     call has an answer, in order; close() interrupts waits between retries, and requests run in daemon
     threads so a hung server never keeps the process alive. answer_scored() adds the label's probability
@@ -253,8 +253,7 @@ class OpenAIBackend:
                                  logprobs=opts.logprobs is not False, probe=self._probe)
         self._pool = DaemonPool(opts.concurrency, name="corevad-openai")
         self._closed = threading.Event()
-        self._policy = BackoffPolicy(initial_s=opts.backoff_s, max_s=max(opts.max_backoff_s, opts.backoff_s),
-                                     factor=2.0, jitter=0.0)
+        self._policy = opts.retry.policy()
         self.template = prompt if prompt is not None else load_prompt(self.config.prompt_path)
         self._httpx = httpx
         self.requests_sent = 0
