@@ -15,7 +15,6 @@ Programmatic use (replay, tests):
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import functools
 import logging
 import secrets
@@ -56,8 +55,7 @@ from .model_stage import ModelStage
 from .publisher import Publisher
 from .redact import redact
 from .sinks.base import Sink
-from .sinks.factory import build_sinks
-from .sinks.store import EventStoreSink
+from .sinks.factory import SinkHealth, build_sinks
 from .supervisor import Supervisor
 from .worker import ModelWorker
 
@@ -104,7 +102,7 @@ class App:
         self.open_alerts = OpenAlerts(self.store_path)
         self._stack: AsyncExitStack | None = None
         self._deadline: float | None = None  # set when teardown starts: one bound for all of it
-        self._store_sink: EventStoreSink | None = None
+        self.sink_health = SinkHealth([])  # the sinks' disk health, once they are built
         self._support: Callable[[np.ndarray], float] | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -135,7 +133,7 @@ class App:
                                 live_feed=self.live_feed if self.config.metrics.enabled else None,
                                 from_config=self._config_sinks) + self._extra_sinks:
             self.sinks.append(await stack.enter_async_context(sink))
-        self._store_sink = next((s for s in self.sinks if isinstance(s, EventStoreSink)), None)
+        self.sink_health = SinkHealth(self.sinks)
         self.publisher = Publisher(self.sinks, bound=rt.sink_queue)
         self.batcher = Batcher(max_batch=rt.max_batch, max_wait_s=rt.max_wait_s,
                                max_pending_per_camera=rt.max_pending_per_camera,
@@ -162,7 +160,7 @@ class App:
             cameras=self.cameras, model=self.model_stage, dispatch=self._dispatch_camera,  # type: ignore[arg-type]
             publish=self.publisher.publish, stats_interval_s=rt.stats_interval_s, run_id=self.run_id,
             sink_stats=lambda: {"dropped": self.publisher.dropped, "errors": self.publisher.errors},
-            store_stats=self._store_stats, mqtt_stats=self._mqtt_stats)
+            store_stats=self.sink_health.store, mqtt_stats=self.sink_health.mqtt)
         self._tg = await stack.enter_async_context(asyncio.TaskGroup())
         self.publisher.start(self._tg)
         stack.push_async_callback(self._close_publisher)
@@ -185,7 +183,7 @@ class App:
         if not m.enabled:
             return
         pw = m.password()
-        store = self._store_sink
+        store = self.sink_health.store_sink
         self.metrics_server = await stack.enter_async_context(HttpServer(
             host=m.host, port=m.port, render_metrics=self.metrics.render, cameras=self.camera_overview,
             model=self._model_and_storage, store_path=store.path if store is not None else None,
@@ -266,14 +264,6 @@ class App:
             online=change.status is CameraStatus.ONLINE, state=change.status.value, reason=redact(change.reason),
             url=cam.cfg.safe_url, reconnects=cam.counters.reconnects, time=change.at), camera=cam.name, retain=True))
 
-    def _store_stats(self) -> dict[str, Any] | None:
-        store = self._store_sink
-        return None if store is None else store.health()
-
-    def _mqtt_stats(self) -> dict[str, Any] | None:
-        mqtt = self._mqtt_sink()
-        return None if mqtt is None else dataclasses.asdict(mqtt.stats())
-
     # -- public ----------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
         """Per-camera counters and runtime totals (what <prefix>/stats carries)."""
@@ -281,18 +271,11 @@ class App:
 
     def storage_health(self) -> dict[str, Any]:
         """The event store's and the MQTT outbox's health (state ok/failing, since, pending): None when off."""
-        store, mqtt = self._store_sink, self._mqtt_sink()
-        return {"store": None if store is None else store.health(),
-                "outbox": None if mqtt is None else mqtt.stats().outbox}
+        return self.sink_health.storage()
 
     def _model_and_storage(self) -> dict[str, Any]:
         """/api/model: the model's state, with the storage health beside it (the page shows both)."""
-        return {**self.model_health.snapshot(), **self.storage_health()}
-
-    def _mqtt_sink(self) -> Any:
-        from .sinks.mqtt import MqttSink
-
-        return next((s for s in self.sinks if isinstance(s, MqttSink)), None)
+        return {**self.model_health.snapshot(), **self.sink_health.storage()}
 
     def camera_overview(self) -> list[dict[str, Any]]:
         """What /api/cameras shows, one entry per camera."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 from ..config import StreamConfig
 from .base import Sink
@@ -32,3 +34,26 @@ def build_sinks(cfg: StreamConfig, *, prefix: str, store_path: Path, live_feed: 
     if live_feed is not None:
         sinks.append(live_feed)
     return sinks
+
+
+class SinkHealth:
+    """What the sinks say of their disks, for the stats, /metrics and /api/model: the event store's health and
+    the MQTT sink's counters (its outbox health among them). None for a sink that is not there."""
+
+    def __init__(self, sinks: list[Sink]) -> None:
+        from .mqtt import MqttSink
+        from .store import EventStoreSink
+
+        self.store_sink = next((s for s in sinks if isinstance(s, EventStoreSink)), None)
+        self.mqtt_sink = next((s for s in sinks if isinstance(s, MqttSink)), None)
+
+    def store(self) -> dict[str, Any] | None:
+        return None if self.store_sink is None else self.store_sink.health()
+
+    def mqtt(self) -> dict[str, Any] | None:
+        return None if self.mqtt_sink is None else dataclasses.asdict(self.mqtt_sink.stats())
+
+    def storage(self) -> dict[str, Any]:
+        """The event store's and the MQTT outbox's health (state ok/failing, since, pending): None when off."""
+        return {"store": self.store(),
+                "outbox": None if self.mqtt_sink is None else self.mqtt_sink.stats().outbox}
