@@ -40,7 +40,6 @@ from .entities import (
     STOP_REASON,
     CameraCounters,
     CameraStatus,
-    OverloadPolicy,
     ScoringOutput,
     SegmentJob,
     SegmentResult,
@@ -138,7 +137,7 @@ class App:
         self.batcher = Batcher(max_batch=rt.max_batch, max_wait_s=rt.max_wait_s,
                                max_pending_per_camera=rt.max_pending_per_camera,
                                max_pending_total=rt.max_pending_total, on_drop=self._on_drop,
-                               default_policy=OverloadPolicy(rt.overload_policy), on_submit=self._on_submit)
+                               default_policy=rt.overload_policy, on_submit=self._on_submit)
         self.metrics = Metrics(self.counters, self._lag, self.model_health, storage=self.storage_health)
         await self._start_http(stack)
         assert self.backend is not None

@@ -58,7 +58,7 @@ def build_camera(cfg: StreamConfig, cam_cfg: CameraConfig, *, batcher: Batcher, 
     cam = CameraPipeline(cam_cfg, counters=counters, scoring=scoring, ring=ring, alerts=alerts,
                          refinement=refinement, results_bound=2 * rt.max_batch,
                          down_after_s=rt.model_down_after_s)
-    policy = OverloadPolicy(cfg.policy_for(cam_cfg))
+    policy = cfg.policy_for(cam_cfg)
     batcher.add_camera(cam.name, policy)
     segmenter = Segmenter(cam.name, ring=ring, frames_per_segment=rt.frames_per_segment,
                           emit=batcher.submit,
