@@ -28,24 +28,26 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from corevad.benchmarks import load_benchmark, load_responses, match_responses  # noqa: E402
-from corevad.bootstrap import bootstrap, paired_bootstrap  # noqa: E402
-from corevad.models import ReplayBackend  # noqa: E402
-from corevad.models.text import DEFAULT_TEXT_MODEL, load_text_encoder  # noqa: E402
-from corevad.splits import split_names  # noqa: E402
-from corevad.tuning import OPEN_THRESHOLDS, choose_alerts  # noqa: E402  (the protocol's alert rule)
-from corevad_stream.replay import (  # noqa: E402
+from corevad.benchmarks import load_benchmark, load_responses, match_responses
+from corevad.bootstrap import bootstrap, paired_bootstrap
+from corevad.files import read_yaml_mapping
+from corevad.models import ReplayBackend
+from corevad.models.text import DEFAULT_TEXT_MODEL, load_text_encoder
+from corevad.splits import split_names
+from corevad.tuning import OPEN_THRESHOLDS, choose_alerts  # the protocol's alert rule
+from corevad_stream.config import shipped_config
+from corevad_stream.replay import (
     alert_figures,
     explanation_class_hits,
     frameless_inputs,
     online_figures,
     run_replay,
 )
-from corevad_stream.replay_cli import video_statistics  # noqa: E402
+from corevad_stream.replay_cli import video_statistics
 
 REPO = Path(__file__).resolve().parent.parent
+
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     d = args.data / "ucf_crime"
     videos = load_benchmark("ucf-crime", d / "test_annotations.tsv")
@@ -53,7 +55,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     pairs, _ = match_responses(videos, responses, 30)
     videos = [v for v, _ in pairs]
     half_of = split_names(videos)
-    cfg = yaml.safe_load((REPO / "configs" / "replay_ucf_text.yaml").read_text())
+    cfg = read_yaml_mapping(shipped_config("replay_ucf_text.yaml"), what="replay config")
     refinement = {**cfg["refinement"], "text_context": True}
     enc = load_text_encoder(DEFAULT_TEXT_MODEL, disk_cache=True)
     runs: dict[str, Any] = {}

@@ -18,12 +18,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from corevad.benchmarks import load_benchmark, load_responses, match_responses
+from corevad.files import read_yaml_mapping
 from corevad.models import ReplayBackend
 from corevad.models.text import DEFAULT_TEXT_MODEL, load_text_encoder
 from corevad.splits import split_videos
+from corevad_stream.config import shipped_config
 from corevad_stream.replay import explanation_class_hits, frameless_inputs, run_replay
 
 REPO = Path(__file__).resolve().parent.parent
@@ -34,7 +34,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     videos = split_videos(load_benchmark("ucf-crime", d / "test_annotations.tsv"), args.half)
     responses = load_responses(d / "VLM_responses_LRC_ucf.json")
     pairs, _ = match_responses(videos, responses, 30)
-    cfg = yaml.safe_load((REPO / "configs" / "replay_ucf_text.yaml").read_text())
+    cfg = read_yaml_mapping(shipped_config("replay_ucf_text.yaml"), what="replay config")
     refinement = {**cfg["refinement"], "text_context": True}
     enc = load_text_encoder(DEFAULT_TEXT_MODEL, disk_cache=True)
     out: dict[str, Any] = {}

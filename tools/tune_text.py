@@ -28,11 +28,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from corevad.alerts import AlertParams
 from corevad.cli.tuning import add_answer_args
 from corevad.defaults import DEFAULT_TEXT_MODEL
+from corevad.files import read_yaml_mapping
 from corevad.params import CausalParams
 from corevad.tuning import (
     TEXT_OPEN_THRESHOLDS,
@@ -49,6 +48,7 @@ from corevad.tuning import (
     tune_context,
     tune_smoothing,
 )
+from corevad_stream.config import shipped_config
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     videos = load_videos(args.data, args.responses, args.probabilities)
     timing = embed(videos, args.model)
     sets = halves(videos)
-    today_cfg = yaml.safe_load((REPO / "configs" / "replay_ucf.yaml").read_text())
+    today_cfg = read_yaml_mapping(shipped_config("replay_ucf.yaml"), what="replay config")
     base = CausalParams(**{k: v for k, v in today_cfg["refinement"].items() if k.startswith(("smooth", "lrc"))})
     today_alerts = AlertParams(**today_cfg["alerts"])
     ctx, query, ctx_rows = tune_context(sets["tune"], base)

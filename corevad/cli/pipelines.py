@@ -144,7 +144,6 @@ def _cmd_extract(args: argparse.Namespace) -> int:
 
 
 def _vlm_config(args: argparse.Namespace) -> VLMConfig:
-
     from ..models import VLMConfig
 
     data: dict[str, Any] = {}
