@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One-shot set-up of a fresh Debian machine: apt packages (ffmpeg, Mosquitto, GStreamer RTSP server,
-# and with --dev chromium + chromedriver for the review page's browser tests) and a .venv with corevad
+# and with --dev chromium + chromedriver for the review page's browser tests and PostgreSQL for the
+# shared-store tests) and a .venv with corevad
 # installed. `--dev` adds the test tools.
 # Each step says what it installs and roughly how long it takes, then how long it took here: nothing is silent
 # for minutes. The rough times come from measured totals on the 2-core development machine (torch + torchvision
@@ -17,7 +18,7 @@ step() {  # step "what" "about how long": one line before the step, one after it
 APT_PKGS="openssl systemd ffmpeg mosquitto mosquitto-clients gstreamer1.0-rtsp gir1.2-gst-rtsp-server-1.0 python3-gi \
   gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad \
   gstreamer1.0-plugins-ugly gstreamer1.0-libav"
-[ "${1:-}" = "--dev" ] && APT_PKGS="$APT_PKGS chromium chromium-driver"
+[ "${1:-}" = "--dev" ] && APT_PKGS="$APT_PKGS chromium chromium-driver postgresql"
 missing=""
 for p in $APT_PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -4,6 +4,7 @@ part of the monitor: nothing in the runtime imports this package.
 - services: real outside programs on free loopback ports (Mosquitto, the GStreamer RTSP camera,
   `transformers serve`), a recording MQTT subscriber, free_port / port_open / wait_until;
 - model_server: a scriptable OpenAI-compatible server (answers, 500s, 429s, hangs, garbage) over real HTTP;
+- postgres: a real PostgreSQL server (run as the postgres user under root) with a `corevad` role;
 - clips: generated test videos;
 - doubles: small doubles of corevad's model protocols (a scripted VLM backend, a hash text/image encoder).
 """
