@@ -33,7 +33,7 @@ from .batcher import Batcher
 from .camera import CameraPipeline
 from .camera_factory import SourceFactory, build_camera, resolve_sample, soon
 from .config import CameraConfig, StreamConfig
-from .dispatch import Dispatch
+from .dispatch import Dispatch, encode_jpeg
 from .entities import (
     REMOVED_REASON,
     RESTART_REASON,
@@ -187,7 +187,7 @@ class App:
             host=m.host, port=m.port, render_metrics=self.metrics.render, cameras=self.camera_overview,
             model=self._model_and_storage, store_path=store.path if store is not None else None,
             feed=self.live_feed, username=m.username, password=pw.get_secret_value() if pw is not None else None,
-            allowed_hosts=m.allowed_hosts))
+            allowed_hosts=m.allowed_hosts, latest_frame=self.latest_frame_jpeg))
 
     # -- cameras ---------------------------------------------------------------------------------------
     async def add_camera(self, cam_cfg: CameraConfig) -> CameraPipeline:
@@ -279,6 +279,13 @@ class App:
     def camera_overview(self) -> list[dict[str, Any]]:
         """What /api/cameras shows, one entry per camera."""
         return [cam.overview() for cam in self.cameras.values()]
+
+    def latest_frame_jpeg(self, name: str) -> bytes | None:
+        """The camera's newest frame as a JPEG, encoded by the alert snapshot's own function (so it looks like
+        the snapshots: same quality, same drawing); None until a frame arrived. KeyError: no such camera."""
+        cam = self.cameras[name]
+        frame = cam.latest_frame
+        return None if frame is None else encode_jpeg(frame, cam.alerts.snapshot_quality)
 
     def failed_cameras(self) -> list[str]:
         """Cameras whose source is offline (gave up or never connected): a finished run with these failed."""

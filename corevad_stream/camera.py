@@ -16,6 +16,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import numpy as np
+
 from .config import AlertsConfig, CameraConfig, RefinementConfig
 from .entities import (
     CameraCounters,
@@ -61,6 +63,9 @@ class CameraPipeline:
         self.finished = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
         self.latest_clock = 0.0  # stream clock of the newest segment cut (scored or not)
+        # The newest full-resolution frame a segment carried (the snapshot candidate; None until one, or when
+        # alerts.snapshot is off): the review page's card shows it through /api/cameras/{name}/frame.jpg.
+        self.latest_frame: np.ndarray | None = None
         self.stop_reason: str | None = None  # why an open alert ends at the marker (None: end of stream)
         self._inflight: dict[int, float] = {}  # segment index -> monotonic time it was cut, until scored/dropped
         self.no_slot = 0  # segments lost because every ring slot was still leased downstream
@@ -71,6 +76,8 @@ class CameraPipeline:
         self.counters.segments += 1
         self.latest_clock = max(self.latest_clock, job.clock)
         self._inflight[job.index] = time.monotonic()
+        if job.full_frame_bgr is not None:
+            self.latest_frame = job.full_frame_bgr  # a copy the segmenter made: never written again
 
     def lost(self, index: int | None = None) -> None:
         """A segment was dropped (overload, stride, no ring slot, shutdown); None: it was never cut."""

@@ -8,6 +8,8 @@ basic auth, refused at config validation otherwise). Routes:
     GET  /api/cameras                  live status, model state, state, last score, thresholds per camera
     GET  /api/model                    the model's state (ok|degraded|down|unknown), reason, since when
     GET  /api/cameras/{name}/scores    the camera's stored scores since `since` (default: the last 5 min)
+    GET  /api/cameras/{name}/frame.jpg the camera's newest frame (the snapshot's encoder, cached FRAME_CACHE_S);
+                                       204 before the first frame (or with alerts.snapshot off), 404 no camera
     GET  /api/events                   alerts from the event store: camera, since, until, state
                                        (active|ended), limit (1..1000), before (an alert id: the page after
                                        it, the cheap way to page deep), offset (<= 10,000); newest first
@@ -80,6 +82,10 @@ API_QUEUED = 32
 API_WAIT_S = 5.0
 MAX_LIMIT = 1000
 MAX_OFFSET = 10_000  # deeper pages: before=<id>
+# The cards' latest frame: one encode per camera per second however many pages poll it, and never more than
+# this many bytes in a reply or in the cache (a 4K frame at quality 80 is about 1.5 MB).
+FRAME_CACHE_S = 1.0
+FRAME_MAX_BYTES = 4 * 1024 * 1024
 # The page loads its own script, stylesheet and images and talks only to this server; nothing may frame it.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -233,7 +239,8 @@ class HttpServer:
                  store_path: Path | None, feed: LiveFeed | None,
                  username: str | None = None, password: str | None = None,
                  allowed_hosts: Iterable[str] = (), api_concurrent: int = API_CONCURRENT,
-                 api_queued: int = API_QUEUED, api_wait_s: float = API_WAIT_S) -> None:
+                 api_queued: int = API_QUEUED, api_wait_s: float = API_WAIT_S,
+                 latest_frame: Callable[[str], bytes | None] | None = None) -> None:
         if (username is None) != (password is None) or password == "":
             # config.MetricsConfig refuses these with a config error; a direct caller gets the same rule.
             raise ValueError("HttpServer: give both username and a non-empty password, or neither")
@@ -244,6 +251,9 @@ class HttpServer:
         self._model = model
         self._store_path = store_path
         self._feed = feed
+        # latest_frame(camera) -> JPEG or None (no frame yet); KeyError for a camera it does not know.
+        self._latest_frame = latest_frame
+        self._frames: dict[str, tuple[float, bytes | None]] = {}  # camera -> (monotonic encode time, JPEG)
         self._auth = (base64.b64encode(f"{username}:{password}".encode()).decode()
                       if username is not None and password is not None else None)
         self._hosts = allowed_host_names(host, allowed_hosts)
@@ -398,6 +408,31 @@ class HttpServer:
             return _json(await self._run(lambda: _dumps(store.scores(name, start, now + 60.0))))
 
         @limited
+        async def camera_frame(request: Request) -> Response:
+            name = request.path_params["name"]
+            latest = self._latest_frame
+            if latest is None:
+                return JSONResponse({"error": "this server has no cameras of its own"}, 404)
+            cached = self._frames.get(name)
+            if cached is None or time.monotonic() - cached[0] > FRAME_CACHE_S:
+                try:
+                    jpeg = await self._run(lambda: latest(name))
+                except KeyError:
+                    self._frames.pop(name, None)
+                    return JSONResponse({"error": "no such camera"}, 404)
+                if jpeg is not None and len(jpeg) > FRAME_MAX_BYTES:
+                    log.warning("camera %s: its latest frame is %d bytes, over the page's limit of %d", name,
+                                len(jpeg), FRAME_MAX_BYTES)
+                    jpeg = b""  # cached as "too large" for FRAME_CACHE_S, like a good frame
+                cached = self._frames[name] = (time.monotonic(), jpeg)
+            jpeg = cached[1]
+            if jpeg is None:
+                return Response(status_code=204, headers={"Cache-Control": "no-store"})
+            if not jpeg:
+                return JSONResponse({"error": f"the latest frame is over {FRAME_MAX_BYTES} bytes"}, 503)
+            return Response(jpeg, media_type="image/jpeg", headers={"Cache-Control": "no-store"})
+
+        @limited
         async def snapshot(request: Request) -> Response:
             alert_id = request.path_params["id"]
             store = self._open_store()
@@ -485,6 +520,7 @@ class HttpServer:
         routes = [Route("/", page), Route("/static/{name}", page), Route("/metrics", metrics),
                   Route("/api/cameras", cameras), Route("/api/model", model),
                   Route("/api/cameras/{name}/scores", camera_scores),
+                  Route("/api/cameras/{name}/frame.jpg", camera_frame),
                   Route("/api/events", events), Route("/api/events/{id}", event),
                   Route("/api/events/{id}/snapshot", snapshot),
                   Route("/api/events/{id}/ack", ack, methods=["POST"]), Route("/api/stream", stream)]

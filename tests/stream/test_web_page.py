@@ -67,6 +67,12 @@ async def test_the_page_shows_cameras_live_alerts_snapshots_and_acknowledges(
                 By.CSS_SELECTOR, ".cam[data-camera=lane] .meta").text and d.find_elements(
                 By.CSS_SELECTOR, ".cam[data-camera=lane] .spark polyline"))
             assert d.find_elements(By.CSS_SELECTOR, ".alert") == []
+            # The card shows the camera's latest frame (through the snapshot's encoder, at full size); the
+            # camera that never connected shows the placeholder.
+            card_frame = _wait(d, "the card's latest frame", lambda d: d.execute_script(
+                "const i = document.querySelector('.cam[data-camera=lane] img.frame');"
+                "return i && i.complete && i.naturalWidth > 0 ? [i.naturalWidth, i.naturalHeight] : false;"))
+            door_placeholder = d.find_element(By.CSS_SELECTOR, ".cam[data-camera=door] .frame-none").is_displayed()
             marker = d.execute_script("window.__notReloaded = true; return window.__notReloaded;")
             go.set()
             _wait(d, "a new alert in the feed", lambda d: d.find_elements(By.CSS_SELECTOR, ".alert.active"))
@@ -106,7 +112,8 @@ async def test_the_page_shows_cameras_live_alerts_snapshots_and_acknowledges(
             d.get("about:blank")  # leave before the monitor stops: its live stream ends with the server
             return {"marker": marker, "why": why, "card": bool(anomalous_card), "thumb": thumb_ok,
                     "not_reloaded": still, "id": alert_id, "detail": detail, "overflow": overflow,
-                    "model": model_pill, "door": door_state,
+                    "model": model_pill, "door": door_state, "card_frame": card_frame,
+                    "door_placeholder": door_placeholder,
                     "errors": errors, "source": source}
 
         seen = await asyncio.to_thread(drive)
@@ -116,6 +123,7 @@ async def test_the_page_shows_cameras_live_alerts_snapshots_and_acknowledges(
     assert seen["marker"] is True and seen["not_reloaded"] is True  # the alert came without a reload
     assert seen["why"] == "A man smashes the shop window." and seen["card"]
     assert seen["thumb"] == 320  # the full-resolution frame, not the model's 32-pixel copy
+    assert seen["card_frame"] == [320, 240] and seen["door_placeholder"]
     assert stored["acknowledged_at"] and stored["snapshot"]  # acknowledged and snapshot stored server-side
     assert seen["detail"]["marks"] == 1 and seen["detail"]["thresholds"] == 2 and seen["detail"]["big"] == 320
     assert seen["detail"]["said"][0] == "A man smashes the shop window."
@@ -275,3 +283,166 @@ async def test_the_page_says_when_the_store_disk_fails_and_when_it_is_back(
             assert "store failing" in pill and "waiting" in pill and gone
             assert app.stats()["store"]["state"] == "ok" and app.stats()["store"]["dropped"] == 0
             assert _console_errors(browser) == []
+
+
+LONG = "Explosion020_x264_loading_dock_north"  # wider than a phone's card: it must wrap between its parts
+# In the page: where each line of an element's text starts (the characters just before each line break).
+_LINE_BREAKS_JS = """
+const h = arguments[0], chars = [];
+const walk = document.createTreeWalker(h, NodeFilter.SHOW_TEXT);
+for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+  for (let i = 0; i < n.length; i++) {
+    const r = document.createRange(); r.setStart(n, i); r.setEnd(n, i + 1);
+    const box = r.getClientRects()[0];
+    if (box) chars.push([n.data[i], box.top]);
+  }
+}
+const before = [];
+for (let i = 1; i < chars.length; i++) if (chars[i][1] > chars[i - 1][1] + 2) before.push(chars[i - 1][0]);
+return {before, overflow: h.scrollWidth - h.clientWidth};
+"""
+# The card's chart: the open threshold's y and the highest score point's y in pixels, and their colours.
+_THRESHOLD_JS = """
+const svg = document.querySelector(arguments[0] + ' svg.spark');
+const px = svg.getBoundingClientRect().height / 30;
+const thr = svg.querySelector('line.thr'), band = svg.querySelector('rect.thr-band');
+const ys = [...svg.querySelectorAll('polyline')].flatMap(
+  (p) => p.getAttribute('points').split(' ').map((xy) => Number(xy.split(',')[1])));
+return {gap_px: (Math.min(...ys) - Number(thr.getAttribute('y1'))) * px, band: Number(band.getAttribute('height')),
+        thr_colour: getComputedStyle(thr).stroke, line_colour: getComputedStyle(svg.querySelector('polyline')).stroke};
+"""
+
+
+async def test_the_page_says_since_when_breaks_lines_at_gaps_and_marks_the_threshold(
+        browser: Any, video_factory: Callable[..., Path], tmp_path: Path, artifacts_dir: Path) -> None:
+    """Issue 20 item 5 against the real server, store and live feed with cameras described by a double of
+    /api/cameras: the open alert's duration grows on its own, a missing stretch of segments splits the line,
+    the open threshold (0.999) stands apart from a score of 0.98, an open alert below the close threshold says
+    "closing", disarmed/snoozed cameras never read "normal", the monitor is named, a long name wraps between
+    its parts on a phone, and the card shows the camera's latest frame (the snapshot encoder) or a placeholder."""
+    import time
+
+    import cv2
+    from selenium.webdriver.common.by import By
+
+    from corevad_stream.dispatch import encode_jpeg
+    from corevad_stream.http import HttpServer, LiveFeed
+    from corevad_stream.messages import Message
+    from corevad_stream.store import EventStore
+
+    ok, frame = cv2.VideoCapture(str(video_factory("dock.mp4", seconds=1, size=(320, 180)))).read()
+    assert ok
+    jpeg = encode_jpeg(frame, 80)
+    now = time.time()
+    store = EventStore(tmp_path / "e.sqlite3")
+    base = now - 110  # 30 scored segments, 20 missing (dropped), then 50 more up to 10 s ago
+    for i in [*range(30), *range(50, 100)]:
+        score = 0.98 if i == 20 else (0.37 if i >= 95 else 0.5)
+        store.write("score", LONG, {"index": i, "start": base + i, "end": base + i + 1, "score": score,
+                                    "label": "x"}, base + i + 1)
+    opened = now - 45
+    alert = {"id": f"{LONG}-1", "camera": LONG, "active": True, "start_time": opened, "end_time": None,
+             "peak_score": 0.98, "explanation": ["Smoke rises from the loading dock."]}
+    store.write("events", LONG, {"type": "new", "after": alert}, opened)
+    store.close()
+    thresholds = {"open_threshold": 0.999, "close_threshold": 0.699, "scored": 80, "model_state": "ok"}
+    cameras = {
+        LONG: {"name": LONG, "status": "online", "state": "anomalous", "last_score": 0.37, "monitor": "m-east",
+               **thresholds},
+        "gate": {"name": "gate", "status": "online", "state": "normal", "last_score": 0.1, **thresholds,
+                 "arming": {"armed": False, "state": "disarmed", "until": None, "source": "manual"}},
+        "yard": {"name": "yard", "status": "online", "state": "normal", "last_score": 0.1, **thresholds,
+                 "arming": {"armed": False, "state": "snoozed", "until": now + 600, "source": "snooze"}},
+    }
+    frames = {LONG: jpeg, "gate": None, "yard": None}
+    feed = LiveFeed()
+    server = HttpServer(host="127.0.0.1", port=0, render_metrics=lambda: b"",
+                        cameras=lambda: [dict(c) for c in cameras.values()], model=dict,
+                        store_path=tmp_path / "e.sqlite3", feed=feed, latest_frame=lambda name: frames[name])
+    loop = asyncio.get_running_loop()
+    async with server:
+        url = f"http://127.0.0.1:{server.port}/"
+        card = f".cam[data-camera='{LONG}']"
+
+        def drive() -> dict[str, Any]:
+            d = browser
+            _fresh(d)
+            hook = d.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": (
+                "window.__cards = []; document.addEventListener('corevad:card', (e) => window.__cards.push("
+                "[e.detail.camera, e.detail.element.dataset.camera]));")})
+            try:
+                d.set_window_size(1280, 900)
+                d.get(url)
+                _wait(d, "cards", lambda d: len(d.find_elements(By.CSS_SELECTOR, ".cam")) == 3)
+                _wait(d, "live", lambda d: d.find_element(By.ID, "conn").text == "live")
+                first = _wait(d, "the open alert's duration", lambda d: d.find_element(
+                    By.CSS_SELECTOR, f"{card} .open .since.for").text)
+                later = _wait(d, "the duration to grow", lambda d: (t := d.find_element(
+                    By.CSS_SELECTOR, f"{card} .open .since.for").text) != first and t)
+                seen: dict[str, Any] = {"first": first, "later": later}
+                seen["open_line"] = d.find_element(By.CSS_SELECTOR, f"{card} .open").text
+                seen["alert_head"] = d.find_element(By.CSS_SELECTOR, ".alert .head").text
+                seen["runs"] = len(d.find_elements(By.CSS_SELECTOR, f"{card} .spark polyline"))
+                seen["ticks"] = [e.text for e in d.find_elements(By.CSS_SELECTOR, f"{card} .taxis .tlab")]
+                seen["thr"] = d.execute_script(_THRESHOLD_JS, card)
+                seen["meta"] = d.find_element(By.CSS_SELECTOR, f"{card} .meta").text
+                seen["states"] = {n: d.find_element(By.CSS_SELECTOR, f".cam[data-camera='{n}'] [data-role=state]").text
+                                  for n in cameras}
+                seen["monitor"] = d.find_element(By.CSS_SELECTOR, f"{card} [data-role=monitor]").text
+                seen["frame"] = _wait(d, "the card's frame", lambda d: d.execute_script(
+                    "const i = document.querySelector(arguments[0] + ' img.frame');"
+                    "return i && i.complete && i.naturalWidth > 0 ? i.naturalWidth : false;", card))
+                seen["placeholder"] = d.find_element(
+                    By.CSS_SELECTOR, ".cam[data-camera=gate] .frame-none").is_displayed()
+                seen["cards"] = d.execute_script("return window.__cards;")
+                d.save_screenshot(str(artifacts_dir / "web-page-since-desktop.png"))
+                # Re-armed elsewhere: the status message makes the page ask /api/cameras again.
+                cameras["gate"]["arming"] = {"armed": True, "state": "armed", "until": None, "source": "manual"}
+                asyncio.run_coroutine_threadsafe(feed.send(Message(
+                    "status", {"online": True, "state": "online", "reason": None}, camera="gate")), loop).result(5)
+                seen["rearmed"] = _wait(d, "gate re-armed", lambda d: (t := d.find_element(
+                    By.CSS_SELECTOR, ".cam[data-camera=gate] [data-role=state]").text) != "disarmed" and t)
+                d.find_element(By.CSS_SELECTOR, ".alert a[href^='#event=']").click()
+                _wait(d, "event view", lambda d: d.find_elements(By.CSS_SELECTOR, "#detail .timeline polyline"))
+                seen["detail_runs"] = len(d.find_elements(By.CSS_SELECTOR, "#detail .timeline polyline"))
+                seen["detail_ticks"] = len(d.find_elements(By.CSS_SELECTOR, "#detail .taxis .tlab"))
+                seen["detail_grid"] = [e.text for e in d.find_elements(By.CSS_SELECTOR, "#detail .ylab")]
+                seen["detail_for"] = d.find_element(By.CSS_SELECTOR, "#detail .since.for").text
+                d.set_window_size(390, 844)  # a phone
+                d.get(url)
+                h3 = _wait(d, "the long name", lambda d: d.find_element(By.CSS_SELECTOR, f"{card} h3"))
+                seen["wrap"] = d.execute_script(_LINE_BREAKS_JS, h3)
+                seen["page_overflow"] = d.execute_script(
+                    "return document.documentElement.scrollWidth - document.documentElement.clientWidth;")
+                d.save_screenshot(str(artifacts_dir / "web-page-since-phone.png"))
+                seen["errors"] = _console_errors(d)
+                d.get("about:blank")
+                return seen
+            finally:
+                d.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", hook)
+
+        seen = await asyncio.to_thread(drive)
+    # How long, and since when: "for 45 s" that grows by itself, the clock time and "... ago" beside it.
+    assert seen["first"].startswith("for ") and seen["later"].startswith("for "), seen
+    assert int(seen["later"].split()[1]) > int(seen["first"].split()[1]) >= 44, seen
+    assert "since" in seen["open_line"] and "ago" in seen["open_line"]
+    assert "opened" in seen["alert_head"] and "for " in seen["alert_head"] and "ago" in seen["alert_head"]
+    # Twenty missing segments split the line in two, under a time axis that ends now.
+    assert seen["runs"] == 2 and seen["detail_runs"] == 2
+    assert seen["ticks"] == ["−2 min", "−1 min", "now"] and seen["detail_ticks"] >= 3
+    assert seen["detail_grid"] == ["0.1", "0.5", "0.9", "0.99"] and seen["detail_for"].startswith("for ")
+    # 0.98 is well below the 0.999 line, which has its own colour and a band above it.
+    thr = seen["thr"]
+    assert thr["gap_px"] >= 6 and thr["band"] > 0 and thr["thr_colour"] != thr["line_colour"], thr
+    assert "opens at 0.999" in seen["meta"] and "score 0.37" in seen["meta"]
+    # Anomalous at 0.37 (below the close threshold): closing; disarmed and snoozed cameras are not "normal".
+    assert seen["states"][LONG] == "closing"
+    assert seen["states"]["gate"] == "disarmed" and seen["states"]["yard"].startswith("snoozed until ")
+    assert seen["rearmed"] == "normal" and seen["monitor"] == "monitor: m-east"
+    # The latest frame, or a placeholder before one exists; every card announced itself once.
+    assert seen["frame"] == 320 and seen["placeholder"]
+    assert sorted(seen["cards"]) == sorted([n, n] for n in cameras)
+    # On a phone the name wraps only after "_" (never inside a part) and nothing is wider than the screen.
+    assert seen["wrap"]["before"] and set(seen["wrap"]["before"]) <= {"_", "-"}, seen["wrap"]
+    assert seen["wrap"]["overflow"] <= 0 and seen["page_overflow"] <= 0
+    assert seen["errors"] == [], seen["errors"]
