@@ -216,7 +216,6 @@
         plot.append(lab);
       }
     }
-    for (const tk of opts.ticks || []) box.append(svg("line", { class: "tick", x1: x(tk.t), x2: x(tk.t), y1: h - 3, y2: h }));
     for (const run of runs(points.filter((p) => p.end >= t0 && p.start <= t1))) {
       const pts = run.map((p) => `${x((p.start + p.end) / 2).toFixed(2)},${y(p.score).toFixed(2)}`);
       if (pts.length === 1) { // one score alone is a short flat stroke, still visible
@@ -230,6 +229,11 @@
     }
     if (opts.ticks && opts.ticks.length) {
       const axis = el("div", { class: "taxis" });
+      for (const tk of opts.ticks) { // a mark under the plot at each tick, a label where the tick has one
+        const mark = el("span", { class: "tmark" });
+        mark.style.left = pct(x(tk.t));
+        axis.append(mark);
+      }
       for (const tk of opts.ticks.filter((k) => k.text)) {
         const lab = el("span", { class: "tlab" }, tk.text);
         const at = x(tk.t);
@@ -548,7 +552,7 @@
           el("p", { class: "legend" }, "blue: score (stretched near 1: lines at 0.1, 0.5, 0.9, 0.99) · " +
             "red band: at or above the open threshold · orange dashed: close threshold · " +
             "red line: opened · green line: ended · a break in the line: no score there" +
-            (STATIC ? " · shaded: ground-truth anomaly" : "")),
+            (STATIC ? " · violet: ground-truth anomaly" : "")),
           el("h3", {}, "What the model said"),
           el("ol", {}, (a.explanation || []).map((t) => el("li", {}, t))))));
     box.hidden = false;
