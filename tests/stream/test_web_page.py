@@ -402,6 +402,14 @@ async def test_the_page_says_since_when_breaks_lines_at_gaps_and_marks_the_thres
                     "status", {"online": True, "state": "online", "reason": None}, camera="gate")), loop).result(5)
                 seen["rearmed"] = _wait(d, "gate re-armed", lambda d: (t := d.find_element(
                     By.CSS_SELECTOR, ".cam[data-camera=gate] [data-role=state]").text) != "disarmed" and t)
+                # The camera goes away: its card keeps the last picture, marked as such.
+                seen["stale_before"] = d.find_element(By.CSS_SELECTOR, f"{card} .frame-stale").is_displayed()
+                cameras[LONG]["status"] = "offline"
+                asyncio.run_coroutine_threadsafe(feed.send(Message(
+                    "status", {"online": False, "state": "offline", "reason": "stream ended"}, camera=LONG)),
+                    loop).result(5)
+                seen["stale"] = _wait(d, "the stale-picture note", lambda d: (e := d.find_element(
+                    By.CSS_SELECTOR, f"{card} .frame-stale")).is_displayed() and e.text)
                 d.find_element(By.CSS_SELECTOR, ".alert a[href^='#event=']").click()
                 _wait(d, "event view", lambda d: d.find_elements(By.CSS_SELECTOR, "#detail .timeline polyline"))
                 seen["detail_runs"] = len(d.find_elements(By.CSS_SELECTOR, "#detail .timeline polyline"))
@@ -441,6 +449,7 @@ async def test_the_page_says_since_when_breaks_lines_at_gaps_and_marks_the_thres
     assert seen["rearmed"] == "normal" and seen["monitor"] == "monitor: m-east"
     # The latest frame, or a placeholder before one exists; every card announced itself once.
     assert seen["frame"] == 320 and seen["placeholder"]
+    assert seen["stale_before"] is False and seen["stale"] == "last picture · camera offline"
     assert sorted(seen["cards"]) == sorted([n, n] for n in cameras)
     # On a phone the name wraps only after "_" (never inside a part) and nothing is wider than the screen.
     assert seen["wrap"]["before"] and set(seen["wrap"]["before"]) <= {"_", "-"}, seen["wrap"]

@@ -318,7 +318,8 @@
   }
   function frameBox(c) {
     const none = el("div", { class: "frame-none", "data-role": "no-frame" }, "no picture yet");
-    const box = el("div", { class: "frame-box" }, none);
+    const stale = el("div", { class: "frame-stale", "data-role": "stale-frame", hidden: true });
+    const box = el("div", { class: "frame-box" }, none, stale);
     box._asked = 0;
     return box;
   }
@@ -336,6 +337,8 @@
       if (old) old.replaceWith(probe);
       else box.prepend(probe);
       box.querySelector(".frame-none").hidden = true;
+      const c = cams.get(name);
+      box.querySelector(".frame-stale").hidden = !c || c.status === "online";
     };
     probe.src = `api/cameras/${enc(name)}/frame.jpg?t=${Math.floor(now())}`;
   }
@@ -360,7 +363,14 @@
       camNodes.set(c.name, card);
       document.dispatchEvent(new CustomEvent("corevad:card", { detail: { camera: c.name, element: card } }));
     }
-    if (!STATIC) refreshFrame(c.name, card);
+    if (!STATIC) {
+      // A picture kept from before the camera went away says so: it is not what the camera sees now.
+      const stale = card.querySelector(".frame-stale");
+      const shown = card.querySelector(".frame-box img.frame");
+      stale.hidden = !shown || c.status === "online";
+      stale.textContent = `last picture · camera ${c.status || "not online"}`;
+      refreshFrame(c.name, card);
+    }
   }
   function renderCameraOptions() {
     const sel = document.querySelector("#filters select[name=camera]");
@@ -419,6 +429,7 @@
       const card = camNodes.get(c.name);
       const old = card && card.querySelector(".body > .chart");
       if (old) { const points = sparks.get(c.name) || []; old.replaceWith(chart(points, sparkOpts(c, points))); }
+      if (card) refreshFrame(c.name, card); // also for a camera without scores (e.g. disarmed but decoding)
     }
   }
 
@@ -644,7 +655,10 @@
     on("snapshot", onSnapshot);
     on("score", onScore);
     on("model", onModel);
-    on("state", (cam, p) => { const c = cams.get(cam); if (c) { c.state = p; renderCamera(c); } });
+    on("state", (cam, p) => { // rare (transitions only): ask for the fresh arming state with it
+      const c = cams.get(cam);
+      if (c) { c.state = p; renderCamera(c); refreshCamerasSoon(); }
+    });
     on("status", (cam, p) => {
       const c = cams.get(cam);
       if (!c) return;
