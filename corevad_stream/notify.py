@@ -61,14 +61,16 @@ def first_sentence(text: str, limit: int = TITLE_SENTENCE_MAX) -> str:
 @dataclass(frozen=True, slots=True)
 class CameraNotice:
     """What the notification fields need from a camera's config: its display name, whether it keeps
-    snapshots (alerts.snapshot, and a source with frames)."""
+    snapshots: a source with frames, and alerts.snapshot both globally (the model worker keeps snapshot
+    frames only then) and for the camera."""
 
     title_name: str
     snapshots: bool
 
     @classmethod
     def of(cls, cfg: StreamConfig, cam: CameraConfig) -> CameraNotice:
-        keeps = cfg.camera_section(cam, "alerts").snapshot and not cam.url.startswith(FRAMELESS_SCHEME)
+        keeps = (cfg.alerts.snapshot and cfg.camera_section(cam, "alerts").snapshot
+                 and not cam.url.startswith(FRAMELESS_SCHEME))
         return cls(title_name=cam.title_name, snapshots=keeps)
 
 
