@@ -24,6 +24,7 @@ def backend(tiny_internvl_dir: Path):
     b.close()
 
 
+@pytest.mark.slow
 def test_one_batch_of_two_cameras_feeds_each_row_its_own_context(backend, video_dir: Path) -> None:
     segs = [frames for _seg, frames in iter_segments(video_dir / "alpha.mp4")][:3]
     jobs = [SegmentJob(camera=cam, index=i, start=float(i), end=i + 1.0, clock=i + 1.0, n_frames=30, frames=f,

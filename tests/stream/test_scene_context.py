@@ -78,6 +78,8 @@ def _text(body: dict[str, Any]) -> str:
     return "".join(p.get("text", "") for m in body["messages"] for p in m["content"] if isinstance(p, dict))
 
 
+@pytest.mark.slow
+@pytest.mark.services
 async def test_two_cameras_send_their_own_context_and_events_link_to_the_page(tmp_path: Path,
                                                                               test_video: Path) -> None:
     texts: list[str] = []
