@@ -82,6 +82,11 @@ def test_inputs_declared_and_used(blueprint: dict[str, Any]) -> None:
     used = set(_inputs_used({k: v for k, v in blueprint.items() if k != "blueprint"}))
     assert used == declared  # no input without a use, no !input without a declaration
     assert meta["input"]["notify_device"]["selector"]["device"]["integration"] == "mobile_app"
+    # The mobile_app notify device action takes type, message (required), title and data, nothing else
+    # (NOTIFY_SCHEMA in Home Assistant's homeassistant/components/mobile_app/device_action.py).
+    (action,) = blueprint["action"]
+    assert (action["domain"], action["type"], action["device_id"]) == ("mobile_app", "notify", Input("notify_device"))
+    assert "message" in action and set(action) <= {"device_id", "domain", "type", "message", "title", "data"}
 
 
 def test_trigger_and_snapshot_entity_match_the_discovery_payloads(blueprint: dict[str, Any]) -> None:
