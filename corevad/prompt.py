@@ -1,10 +1,12 @@
-"""The VLM instruction, the parsing of its two-line answer into a Verdict, and the label's probability."""
+"""The VLM instruction (with a camera's scene context), the parsing of its two-line answer into a Verdict, and
+the label's probability."""
 
 from __future__ import annotations
 
 import json
 import math
 import re
+import unicodedata
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -83,6 +85,67 @@ def render_prompt(template: str, n_frames: int, image_token: str = "<image>") ->
     """Replace $Data with one "FrameK: <image>" line per frame, as the authors do for InternVL."""
     frames = "".join(f"Frame{i + 1}: {image_token}\n" for i in range(n_frames))
     return template.replace(DATA_PLACEHOLDER, frames)
+
+
+# -- a camera's scene context ---------------------------------------------------------------------------------
+# Per camera, a few sentences of what is normal and what matters at its place ("a loading dock: forklifts and
+# people carrying boxes are normal at any hour"). It joins the prompt in one place, compose_prompt.
+CONTEXT_PLACEHOLDER = "$Context"
+# A few sentences; the bound keeps the prompt's text a small part of its ~2,100 image tokens (8 x 256) and keeps
+# what the model reads about the scene from drowning the task itself.
+CONTEXT_MAX_CHARS = 600
+CONTEXT_HEADING = "About this camera (what is normal and what matters here):"
+# '$' would be read as a placeholder ($Data renders frames); '<' and '>' as a tokenizer's special tokens
+# (<image>, <IMG_CONTEXT>), which would give the model image slots without images.
+_CONTEXT_RESERVED = "$<>"
+
+
+def check_context(text: str) -> str | None:
+    """A camera's scene context, stripped (None when empty); ValueError saying what is wrong: longer than
+    CONTEXT_MAX_CHARS, a control or invisible formatting character (only line breaks are allowed), or one of
+    the reserved characters $ < >."""
+    text = text.strip()
+    if not text:
+        return None
+    if len(text) > CONTEXT_MAX_CHARS:
+        raise ValueError(f"is {len(text)} characters; at most {CONTEXT_MAX_CHARS} (a few sentences on what is "
+                         "normal and what matters at this place)")
+    for i, ch in enumerate(text):
+        if ch != "\n" and unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp"):
+            raise ValueError(f"holds the control character U+{ord(ch):04X} at position {i} (only line breaks "
+                             "are allowed)")
+        if ch in _CONTEXT_RESERVED:
+            raise ValueError(f"holds {ch!r} at position {i}: $ < > are reserved for the prompt's placeholders "
+                             "and the model's special tokens")
+    return text
+
+
+def compose_prompt(template: str, context: str | None) -> str:
+    """The prompt template with a camera's scene context: the one place context joins the prompt.
+
+    No context (None or empty): the template unchanged, byte for byte (the paper's prompt stays the default).
+    A template that holds $Context gets the context paragraph there (and nothing there without context).
+    Otherwise the paragraph (CONTEXT_HEADING, then the context) goes right after the paragraph that holds
+    $Data: in the shipped prompt, after the task and before the answer format, which stays last. The context
+    must have passed check_context (ValueError otherwise)."""
+    if context is not None and context.strip():
+        checked = check_context(context)
+        block = f"{CONTEXT_HEADING}\n{checked}"
+    else:
+        block = None
+    if CONTEXT_PLACEHOLDER in template:
+        return template.replace(CONTEXT_PLACEHOLDER, block or "")
+    if block is None:
+        return template
+    end = template.find("\n\n", max(0, template.find(DATA_PLACEHOLDER)))
+    if end < 0:
+        return f"{template.rstrip()}\n\n{block}\n"
+    return f"{template[:end + 2]}{block}\n\n{template[end + 2:]}"
+
+
+def camera_prompt(template: str, context: str | None, n_frames: int, image_token: str = "<image>") -> str:
+    """The text the model reads for one segment of a camera: compose_prompt, then render_prompt."""
+    return render_prompt(compose_prompt(template, context), n_frames, image_token=image_token)
 
 
 def _clean_line(line: str) -> str:

@@ -51,6 +51,7 @@ from .messages import Message, StatusRecord
 from .metrics import Metrics
 from .model_loading import explanation_support, load_models
 from .model_stage import ModelStage
+from .notify import Notifier
 from .publisher import Publisher
 from .redact import redact
 from .sinks.base import Sink
@@ -148,8 +149,10 @@ class App:
             log.info("model warmed up: a batch of %d in %.2f s", rt.max_batch, warm)
         if self.text_encoder is not None:
             self._support = await asyncio.to_thread(explanation_support, self.text_encoder)
+        self.notifier = Notifier.from_config(cfg)
         self.dispatch = Dispatch(publish=self.publisher.publish, open_alerts=self.open_alerts,
-                                 observe_latency=lambda cam, s: self.metrics.latency.labels(cam).observe(s))
+                                 observe_latency=lambda cam, s: self.metrics.latency.labels(cam).observe(s),
+                                 notifier=self.notifier)
         stack.callback(self.dispatch.close)
         self.model_stage = ModelStage(runner=self.worker, batches=self.batcher, health=self.model_health,
                                       overlap=rt.overlap_preprocessing, deliver=self._deliver, on_drop=self._on_drop,
@@ -170,7 +173,7 @@ class App:
         stack.push_async_callback(self._drain_model)
         self.publisher.publish(Message("available", "online", retain=True))
         # Alerts a previous run left open (it crashed or was killed) end now, "monitor restarted".
-        self.publisher.publish_all(ended_by_restart(left_open))
+        self.publisher.publish_all([self.notifier.complete(m) for m in ended_by_restart(left_open)])
         self.open_alerts.clear()
         self.model_stage.announce()
         stack.push_async_callback(self._stop_sources)  # runs first: no new segments from here on
@@ -202,7 +205,8 @@ class App:
         cam = build_camera(self.config, cam_cfg, batcher=self.batcher, loop=loop, run_id=self.run_id,
                            encoder=self.encoder, text_encoder=self.text_encoder, support=self._support,
                            source_factory=self._source_factory,
-                           on_status=functools.partial(soon, loop, self._on_status))
+                           on_status=functools.partial(soon, loop, self._on_status),
+                           prompt_template=getattr(self.backend, "template", None))
         self.cameras[cam.name], self.counters[cam.name] = cam, cam.counters
         cam.task = self._tg.create_task(cam.run(functools.partial(self._dispatch_camera, cam)),
                                         name=f"corevad[{cam.name}].score")

@@ -69,6 +69,7 @@ class CameraPipeline:
         self.stop_reason: str | None = None  # why an open alert ends at the marker (None: end of stream)
         self._inflight: dict[int, float] = {}  # segment index -> monotonic time it was cut, until scored/dropped
         self.no_slot = 0  # segments lost because every ring slot was still leased downstream
+        self.prompt: str | None = None  # the prompt the model reads for this camera (None: the backend has none)
 
     # -- bookkeeping -----------------------------------------------------------------------------------
     def cut(self, job: SegmentJob) -> None:
@@ -107,13 +108,14 @@ class CameraPipeline:
         return bool(self._inflight)
 
     def overview(self) -> dict[str, Any]:
-        """The camera as /api/cameras shows it: (redacted) URL, status, model state, state, last score and
-        alert thresholds."""
+        """The camera as /api/cameras shows it: (redacted) URL, status, model state, state, last score, alert
+        thresholds, its scene context and the prompt the model reads for it (context included)."""
         c = self.counters
         return {"name": self.name, "url": self.cfg.safe_url, "status": c.status.value, "reason": c.reason,
                 "model_state": c.model_state, "state": c.state, "last_score": c.last_score,
                 "last_explanation": c.last_explanation, "scored": c.scored, "drops": c.drops,
-                "open_threshold": self.alerts.open_threshold, "close_threshold": self.alerts.close_threshold}
+                "open_threshold": self.alerts.open_threshold, "close_threshold": self.alerts.close_threshold,
+                "context": self.cfg.context, "prompt": self.prompt}
 
     # -- model health ----------------------------------------------------------------------------------
     def model_message(self, change: HealthChange | None) -> list[Message]:

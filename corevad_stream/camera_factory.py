@@ -16,6 +16,7 @@ import numpy as np
 
 from corevad.models.base import ImageTextEncoder
 from corevad.models.text import TextEncoder
+from corevad.prompt import camera_prompt
 
 from .batcher import Batcher
 from .camera import CameraPipeline
@@ -33,9 +34,11 @@ SourceFactory = Callable[[CameraConfig, Segmenter, CameraCounters, StatusCallbac
 def build_camera(cfg: StreamConfig, cam_cfg: CameraConfig, *, batcher: Batcher, loop: asyncio.AbstractEventLoop,
                  run_id: str, encoder: ImageTextEncoder | None, text_encoder: TextEncoder | None,
                  support: Callable[[np.ndarray], float] | None, source_factory: SourceFactory | None,
-                 on_status: Callable[[CameraPipeline, StatusChange], None]) -> CameraPipeline:
+                 on_status: Callable[[CameraPipeline, StatusChange], None],
+                 prompt_template: str | None = None) -> CameraPipeline:
     """One camera's parts, registered with the batcher; its config sections are resolved here, once.
-    on_status is called from the source thread."""
+    on_status is called from the source thread. prompt_template: the backend's template (None: it has none,
+    e.g. replayed answers), shown with the camera's context in /api/cameras."""
     rt = cfg.runtime
     frameless = cam_cfg.url.startswith(FRAMELESS_SCHEME)
     ring = None
@@ -58,13 +61,15 @@ def build_camera(cfg: StreamConfig, cam_cfg: CameraConfig, *, batcher: Batcher, 
     cam = CameraPipeline(cam_cfg, counters=counters, scoring=scoring, ring=ring, alerts=alerts,
                          refinement=refinement, results_bound=2 * rt.max_batch,
                          down_after_s=rt.model_down_after_s)
+    if isinstance(prompt_template, str):
+        cam.prompt = camera_prompt(prompt_template, cam_cfg.context, rt.frames_per_segment)
     policy = cfg.policy_for(cam_cfg)
     batcher.add_camera(cam.name, policy)
     segmenter = Segmenter(cam.name, ring=ring, frames_per_segment=rt.frames_per_segment,
                           emit=batcher.submit,
                           on_no_slot=functools.partial(soon, loop, cam.lost_no_slot),
                           segment_seconds=rt.segment_seconds, keep_full_frame=alerts.snapshot and not frameless,
-                          lossless=policy is OverloadPolicy.BLOCK)
+                          lossless=policy is OverloadPolicy.BLOCK, context=cam_cfg.context)
 
     def status(change: StatusChange) -> None:
         on_status(cam, change)

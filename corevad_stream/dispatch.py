@@ -1,5 +1,8 @@
 """Dispatch: one camera's scoring output -> the open-alert record, the latency metric, the sinks, a snapshot.
 
+Alert events get their notification fields here (title, explanation, severity, links: notify.Notifier), as
+the last step before they are published.
+
 Works from the typed records scoring produced (nothing is re-read from a serialised payload): a score
 that was answered feeds the alert-latency histogram with its unrounded latency; an alert event updates
 the crash-safe open-alert record before it is published; a moved alert peak becomes a JPEG snapshot.
@@ -21,6 +24,7 @@ from corevad.threads import DaemonPool
 
 from .entities import ScoringOutput
 from .messages import AlertEventRecord, Message, ScoreRecord
+from .notify import Notifier
 
 
 class AlertRecordBook(Protocol):
@@ -33,8 +37,10 @@ class Dispatch:
     """`await dispatch(camera, output, snapshot_quality=q)`; close() ends the snapshot thread."""
 
     def __init__(self, *, publish: Callable[[Message], None], open_alerts: AlertRecordBook,
-                 observe_latency: Callable[[str, float], None] | None = None) -> None:
+                 observe_latency: Callable[[str, float], None] | None = None,
+                 notifier: Notifier | None = None) -> None:
         self._publish = publish
+        self.notifier = notifier or Notifier(public_url=None)
         self._open_alerts = open_alerts
         self._observe_latency = observe_latency
         self._snapshots = DaemonPool(1, name="corevad[dispatch].snapshot")
@@ -51,7 +57,7 @@ class Dispatch:
             elif isinstance(p, AlertEventRecord):
                 self._open_alerts.set(camera, p.after_json() if p.active else None)
         for m in out.messages:
-            self._publish(m)
+            self._publish(self.notifier.complete(m))
         if out.snapshot is not None:
             loop = asyncio.get_running_loop()
             jpeg = await loop.run_in_executor(self._snapshots, encode_jpeg, out.snapshot, snapshot_quality)

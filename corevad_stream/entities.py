@@ -73,6 +73,7 @@ class SegmentJob:
     frames: np.ndarray | None = None
     enqueued: float = 0.0  # time.monotonic() when the batcher accepted it
     full_frame_bgr: np.ndarray | None = None  # the middle sampled frame at the camera's resolution (snapshots)
+    context: str | None = None  # the camera's scene context (its prompt; corevad.prompt.compose_prompt)
     # The end-of-stream marker: the last item of a camera that finished. It travels the same path as the
     # camera's segments (batcher queue, worker, results queue), so it arrives after every one of them and
     # nothing has to count segments to know a stream is done. Never dropped, never sent to the model.

@@ -110,18 +110,41 @@ class EventTiming:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Notice:
+    """What a phone notification needs from an alert event (corevad_stream.notify builds it): a title (the
+    camera's display name and the first sentence of the explanation), the explanation (the alert's leading
+    description), a severity (notify.SEVERITY_BANDS), and links to the snapshot and to the event on the
+    review page (None when metrics.public_url is unset, or the camera keeps no snapshots)."""
+
+    title: str
+    explanation: str
+    severity: str
+    snapshot_url: str | None
+    event_url: str | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"title": self.title, "explanation": self.explanation, "severity": self.severity,
+                "snapshot_url": self.snapshot_url, "event_url": self.event_url}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AlertEventRecord:
     """An alert lifecycle event (<prefix>/events). before/after are Alerts, or the plain record of an alert
-    a previous run left open (read back from the open-alert record at start)."""
+    a previous run left open (read back from the open-alert record at start). p_anomalous: the highest
+    P(Anomalous) the model gave the alert's segments so far (None: not known); notice: the notification
+    fields, added by dispatch before the event is published (their keys join the payload's top level)."""
 
     type: str
     before: Alert | Mapping[str, Any] | None
     after: Alert | Mapping[str, Any]
     timing: EventTiming | None = None
+    p_anomalous: float | None = None
+    notice: Notice | None = None
 
     @classmethod
-    def of(cls, event: AlertEvent, timing: EventTiming | None = None) -> AlertEventRecord:
-        return cls(type=event.type, before=event.before, after=event.after, timing=timing)
+    def of(cls, event: AlertEvent, timing: EventTiming | None = None, *,
+           p_anomalous: float | None = None) -> AlertEventRecord:
+        return cls(type=event.type, before=event.before, after=event.after, timing=timing, p_anomalous=p_anomalous)
 
     @property
     def camera(self) -> str:
@@ -137,11 +160,15 @@ class AlertEventRecord:
         return _alert_json(self.after)
 
     def to_json(self) -> dict[str, Any]:
-        out = {"type": self.type, "before": None if self.before is None else _alert_json(self.before),
+        out: dict[str, Any] = {"type": self.type, "before": None if self.before is None else _alert_json(self.before),
                "after": self.after_json()}
         if self.timing is not None:
             t = self.timing
             out["timing"] = {"segment_end": t.segment_end, "model_s": round(t.model_s, 6), "scored_at": t.scored_at}
+        if self.p_anomalous is not None:
+            out["p_anomalous"] = round(self.p_anomalous, 6)
+        if self.notice is not None:
+            out.update(self.notice.to_json())
         return out
 
 

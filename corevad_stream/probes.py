@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from corevad.errors import CorevadError
 from corevad.optional import MissingExtraError, require_installed
+from corevad.prompt import camera_prompt, load_prompt
 from corevad.threads import DaemonPool
 
 from .config import CameraConfig, StreamConfig
@@ -45,14 +47,19 @@ class Level(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class Finding:
-    """One line of `check`'s report: how it went, the config item it is about, what was seen."""
+    """One line of `check`'s report: how it went, the config item it is about, what was seen; detail: more
+    lines shown indented under it (a camera's prompt)."""
 
     level: Level
     item: str
     message: str
+    detail: str = ""
 
     def line(self) -> str:
-        return f"{self.level.value:<8}{self.item}: {redact(self.message)}"
+        head = f"{self.level.value:<8}{self.item}: {redact(self.message)}"
+        if not self.detail:
+            return head
+        return head + "".join(f"\n{'':<8}| {ln}".rstrip() for ln in self.detail.splitlines())
 
 
 def check_all(cfg: StreamConfig, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> list[Finding]:
@@ -62,6 +69,7 @@ def check_all(cfg: StreamConfig, *, timeout_s: float = DEFAULT_TIMEOUT_S) -> lis
     found = [_problem(p) for p in problems(cfg)]
     found += extras(cfg)
     found += storage(cfg)
+    found += prompts(cfg)
     if any(f.level is Level.ERROR for f in found):
         # run stops at these before it opens a camera or a connection, so check does too (and stays fast).
         found.append(Finding(Level.WARNING, "probes", "cameras, broker and model server not tried: run would stop "
@@ -99,6 +107,32 @@ def _probe_name(cfg: StreamConfig, k: int) -> str:
 def _problem(text: str) -> Finding:
     item, _, message = text.partition(": ")
     return Finding(Level.ERROR, item, message) if message else Finding(Level.ERROR, "config", text)
+
+
+# -- the prompt ---------------------------------------------------------------------------------------------
+def prompts(cfg: StreamConfig) -> list[Finding]:
+    """Each enabled camera with a scene context: the whole prompt its segments are sent with (the template
+    with the context, corevad.prompt.compose_prompt; the frames as <image> slots). A replay backend sends no
+    prompt: its cameras' contexts change nothing, which is a warning."""
+    cams = [(i, c) for i, c in enumerate(cfg.cameras) if c.enabled and c.context]
+    if not cams:
+        return []
+    try:
+        template = load_prompt(cfg.model.vlm.prompt_path)
+    except (CorevadError, OSError):
+        return []  # already an error of preflight's (model.vlm.prompt_path)
+    replay = cfg.model.vlm.backend == "replay" and not cfg.model.tiny
+    found = []
+    for i, cam in cams:
+        item = f"cameras.{i}.context"
+        if replay:
+            found.append(Finding(Level.WARNING, item, f"{cam.name}: the replay backend answers from recorded "
+                                 "responses and sends no prompt; this context changes nothing"))
+            continue
+        text = camera_prompt(template, cam.context, cfg.runtime.frames_per_segment)
+        found.append(Finding(Level.OK, item, f"{cam.name}: {len(cam.context or '')} characters of scene context; "
+                             f"the prompt of its segments ({len(text)} characters):", detail=text))
+    return found
 
 
 # -- optional packages ---------------------------------------------------------------------------------------

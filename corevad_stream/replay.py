@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import re
@@ -227,7 +228,7 @@ class _CameraBackend:
             self.run = run
 
     def _map(self, clips: Sequence[Clip]) -> list[Clip]:
-        return [Clip(self.videos.get(c.source, c.source), c.index, c.frames) for c in clips]
+        return [dataclasses.replace(c, source=self.videos.get(c.source, c.source)) for c in clips]
 
     def answer(self, clips: Sequence[Clip]) -> list[str]:
         return self.inner.answer(self._map(clips))

@@ -63,6 +63,7 @@ class CameraScoring:
         self._cleaned: dict[int, tuple[float, str, float]] = {}  # scorer index -> (label, description, support)
         self._metas: dict[int, _Meta] = {}  # scorer index -> meta, kept for LRC choices and contributors
         self._n = 0
+        self._alert_p: float | None = None  # the open alert's highest P(Anomalous) so far (severity)
         self._keep = max(params.refine_window, params.lrc_lookback + 1) + params.delay + 2
 
     def process(self, result: SegmentResult) -> ScoringOutput:
@@ -155,8 +156,10 @@ class CameraScoring:
                 raw_label=meta.label, parsed=meta.parsed, description=chosen.description,
                 chosen=self._metas[s.chosen].index if s.chosen in self._metas else meta.index,
                 latency_s=latency, model_s=meta.model_s, p_anomalous=meta.p_anomalous), camera=self.camera))
-            for ev in self.tracker.update(index=meta.index, start=meta.start, end=meta.end, score=s.score,
-                                          drivers=drivers, clock=meta.clock):
+            events = self.tracker.update(index=meta.index, start=meta.start, end=meta.end, score=s.score,
+                                         drivers=drivers, clock=meta.clock)
+            self._note_p(events, meta.p_anomalous)
+            for ev in events:
                 out.messages.extend(self._event_messages(ev, meta))
                 if ev.type != "end" and (ev.before is None or ev.before.peak_index != ev.after.peak_index):
                     peak = next((m for m in self._metas.values() if m.index == ev.after.peak_index), None)
@@ -166,12 +169,19 @@ class CameraScoring:
         self._prune()
         return out
 
+    def _note_p(self, events: list[AlertEvent], p: float | None) -> None:
+        """Keep the open alert's highest P(Anomalous) (a new alert starts from its opening segment's)."""
+        if any(ev.type == "new" for ev in events):
+            self._alert_p = None
+        if p is not None and (events or self.tracker.active is not None):
+            self._alert_p = p if self._alert_p is None else max(self._alert_p, p)
+
     def _event_messages(self, ev: AlertEvent, meta: _Meta | None) -> list[Message]:
         # Timing for the latency figure: when the driving segment ended and how long the model took.
         timing = None if meta is None else EventTiming(segment_end=meta.end, model_s=meta.model_s,
                                                        scored_at=time.time())
         # The camera's latest alert, retained (Home Assistant reads its explanation as attributes).
-        msgs = [Message("events", AlertEventRecord.of(ev, timing)),
+        msgs = [Message("events", AlertEventRecord.of(ev, timing, p_anomalous=self._alert_p)),
                 Message("alert", AlertRecord(ev.after), camera=self.camera, retain=True)]
         self._sync_state(msgs)
         if ev.after.explanation:

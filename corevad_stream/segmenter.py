@@ -47,8 +47,9 @@ class Segmenter:
     def __init__(self, camera: str, *, ring: FrameRing | None, frames_per_segment: int,
                  emit: Callable[[SegmentJob], None], on_no_slot: Callable[[int], None] | None = None,
                  segment_seconds: float = 1.0, first_index: int = 0, keep_full_frame: bool = False,
-                 lossless: bool = False) -> None:
+                 lossless: bool = False, context: str | None = None) -> None:
         self.camera = camera
+        self.context = context  # the camera's scene context: every segment carries it to the model
         self.ring = ring
         self.k = frames_per_segment
         self.emit = emit
@@ -146,4 +147,5 @@ class Segmenter:
         self._slot = None
         full, self._full = self._full, None
         self.emit(SegmentJob(camera=self.camera, index=index, start=self._start, end=end, clock=self.clock,
-                             n_frames=n_frames, frames=frames, full_frame_bgr=full, _release=release))
+                             n_frames=n_frames, frames=frames, full_frame_bgr=full, context=self.context,
+                             _release=release))

@@ -67,7 +67,8 @@ class ModelWorker:
         """The backend's CPU preprocessing (prepare(clips)), if it has one. Never raises: a failure is
         carried to finish() and reported for this batch only."""
         t0 = time.perf_counter()
-        clips = [Clip(job.camera, job.index, job.frames) for job in batch]
+        # Each clip carries its own camera's context: a batch that mixes cameras gives every row its own prompt.
+        clips = [Clip(job.camera, job.index, job.frames, job.context) for job in batch]
         out = PreparedBatch(batch, clips)
         prepare = getattr(self.backend, "prepare", None)
         if prepare is not None:

@@ -15,12 +15,15 @@ class Clip:
 
     source: the video or camera name; index: the segment index within it (the replay backend answers
     by (source, index)); frames: the sampled frames as (k, H, W, 3) uint8 RGB, or None when replaying
-    recorded answers without decoding video.
+    recorded answers without decoding video. context: the camera's scene context, which the backend adds to
+    its prompt template through corevad.prompt.compose_prompt (None: the template as it is). Each clip carries
+    its own, so one batch may mix cameras and every row still reads its own camera's prompt.
     """
 
     source: str
     index: int
     frames: np.ndarray | None
+    context: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

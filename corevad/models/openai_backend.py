@@ -21,12 +21,12 @@ from ..backoff import Backoff, BackoffPolicy
 from ..errors import ModelError
 from ..prompt import (
     VERDICT_LINES,
+    camera_prompt,
     cut_answer,
     label_of_token,
     load_prompt,
     needs_description,
     p_anomalous,
-    render_prompt,
 )
 from ..threads import DaemonPool
 from .base import Answer, Clip
@@ -269,7 +269,7 @@ class OpenAIBackend:
         if clip.frames is None or len(clip.frames) == 0:
             raise ModelError(f"clip {clip.source}#{clip.index} has no frames (the openai backend needs them)")
         opts = self.options
-        pieces = render_prompt(self.template, len(clip.frames), image_token=_SLOT).split(_SLOT)
+        pieces = camera_prompt(self.template, clip.context, len(clip.frames), image_token=_SLOT).split(_SLOT)
         content: list[dict[str, Any]] = []
         for k, text in enumerate(pieces):
             if text:

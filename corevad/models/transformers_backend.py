@@ -15,12 +15,12 @@ import numpy as np
 from ..errors import ModelError
 from ..prompt import (
     VERDICT_LINES,
+    camera_prompt,
     cut_answer,
     label_of_token,
     load_prompt,
     needs_description,
     p_anomalous,
-    render_prompt,
 )
 from ._device import resolve_device, resolve_dtype
 from .base import Answer, Clip
@@ -132,9 +132,9 @@ class TransformersBackend:
             self._label_tokens = (ids, [t for _, t in found])
         return self._label_tokens
 
-    def prompt_text(self, n_frames: int) -> str:
-        """The full chat-formatted prompt for a segment of n_frames frames."""
-        body = render_prompt(self.template, n_frames, image_token=self.processor.image_token)
+    def prompt_text(self, n_frames: int, context: str | None = None) -> str:
+        """The full chat-formatted prompt for a segment of n_frames frames of a camera with this scene context."""
+        body = camera_prompt(self.template, context, n_frames, image_token=self.processor.image_token)
         messages = [{"role": "user", "content": [{"type": "text", "text": body}]}]
         prompt: str = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         return prompt
@@ -147,7 +147,7 @@ class TransformersBackend:
         for clip in clips:
             frames = _frames_list(clip)
             images.extend(frames)
-            texts.append(self.prompt_text(len(frames)))
+            texts.append(self.prompt_text(len(frames), clip.context))  # each row its own camera's prompt
         inputs = self.processor(
             text=texts,
             images=images,

@@ -7,8 +7,9 @@ import re
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
+from corevad.prompt import CONTEXT_MAX_CHARS, check_context
 from corevad.schema import StrictModel
 
 from ..redact import redact
@@ -19,6 +20,7 @@ __all__ = ["DEFAULT_FPS", "NAME_PATTERN", "CameraConfig", "frameless_spec"]
 # Camera names end up in MQTT topics, file names and URLs: letters, digits, _ and - only.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
 _NAME = re.compile(NAME_PATTERN)
+DISPLAY_NAME_MAX_CHARS = 80  # a phone notification's title starts with it
 DEFAULT_FPS = 30.0  # frame-less replay, and streams that report no usable frame rate
 MAX_FPS = 240.0
 # Frame-less replay paces answers, not frames: the demo's --speed 10 asks for 300 "frames" a second.
@@ -63,6 +65,41 @@ class CameraConfig(StrictModel):
     alerts: dict[str, Any] = Field(default_factory=dict, description="Per-camera overrides of `alerts`.")
     refinement: dict[str, Any] = Field(default_factory=dict, description="Per-camera overrides of "
                                                                          "`refinement`.")
+    context: str | None = Field(None, description=(
+        f"What is normal and what matters at this camera's place (at most {CONTEXT_MAX_CHARS} characters, "
+        "e.g. 'A loading dock: forklifts and people carrying boxes are normal at any hour.'). Added to the "
+        "prompt (corevad.prompt.compose_prompt); `check` and /api/cameras show the result. None: the "
+        "paper's prompt unchanged."))
+    display_name: str | None = Field(None, description=(
+        f"The name people read (notification titles); at most {DISPLAY_NAME_MAX_CHARS} characters, one line. "
+        "None: `name`."))
+
+    @field_validator("context")
+    @classmethod
+    def _context(cls, text: str | None, info: ValidationInfo) -> str | None:
+        if text is None:
+            return None
+        try:
+            return check_context(text)
+        except ValueError as exc:
+            raise ValueError(f"camera {info.data.get('name', '?')!r}: context {exc}") from None
+
+    @field_validator("display_name")
+    @classmethod
+    def _display_name(cls, text: str | None) -> str | None:
+        if text is None or not text.strip():
+            return None
+        text = text.strip()
+        if len(text) > DISPLAY_NAME_MAX_CHARS:
+            raise ValueError(f"is {len(text)} characters; at most {DISPLAY_NAME_MAX_CHARS}")
+        if not text.isprintable():
+            raise ValueError("holds a control character or a line break (one printable line)")
+        return text
+
+    @property
+    def title_name(self) -> str:
+        """The camera's name as people read it: display_name, else name."""
+        return self.display_name or self.name
 
     @field_validator("url")
     @classmethod

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import ClassVar
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -25,6 +26,32 @@ class MetricsConfig(SecretRef):
         "More names the server answers in the Host header (besides the bind address, and the localhost names "
         "on a loopback bind): the name users type, e.g. monitor.lan; '*' = any (behind a proxy that checks "
         "it). Other names get 421, so a DNS-rebinding page cannot read the API."))
+
+    public_url: str | None = Field(None, max_length=2048, description=(
+        "The review page's address as people's phones and Home Assistant reach it (http(s)://host[:port][/path], "
+        "e.g. https://monitor.example.net or http://192.168.1.20:9108): alert events then carry absolute "
+        "snapshot_url and event_url links. None: those links are null (the monitor cannot know its own public "
+        "address)."))
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, url: str | None) -> str | None:
+        if url is None or not url.strip():
+            return None
+        url = url.strip()
+        try:
+            parts = urlsplit(url)
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError as exc:
+            raise ValueError(f"{url[:80]!r} is not a URL ({exc})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+            raise ValueError(f"{url[:80]!r}: expected http(s)://host[:port][/path]")
+        if parts.username is not None or parts.password is not None:
+            # The links go out in every alert event (MQTT, the store, phones): never a password in them.
+            raise ValueError("holds credentials (user:password@): links in alert events must not carry them")
+        if parts.query or parts.fragment or any(c.isspace() or not c.isprintable() for c in url):
+            raise ValueError(f"{url[:80]!r}: no query, fragment, spaces or control characters")
+        return url.rstrip("/")
 
     @field_validator("allowed_hosts")
     @classmethod

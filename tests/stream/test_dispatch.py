@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import dataclasses
 import threading
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,12 @@ async def test_events_keep_the_open_alert_record_and_scores_feed_latency_unround
                                               model_s=0.1, error="timeout", reason="slow"), camera="c")
     await dispatch("c", ScoringOutput(messages=[score, unanswered, new]), snapshot_quality=80)
     assert latencies == [("c", 0.123456789)]  # unrounded, and an unanswered segment is no latency sample
-    assert published == [score, unanswered, new]
+    assert published[:2] == [score, unanswered]
+    # The event goes out with its notification fields (dispatch adds them last), otherwise as it came.
+    sent = published[2].payload
+    assert isinstance(sent, AlertEventRecord) and sent.notice is not None
+    assert dataclasses.replace(sent, notice=None) == new.payload
+    assert (sent.notice.title, sent.notice.severity, sent.notice.event_url) == ("c: a fight", "medium", None)
     assert record.load() == {"c": _alert().to_dict()}  # committed: a crash now leaves it to be ended
     end = Message("events", AlertEventRecord.of(AlertEvent("end", _alert(), _alert(end_time=4.0))))
     await dispatch("c", ScoringOutput(messages=[end]), snapshot_quality=80)
