@@ -245,7 +245,7 @@ class App:
             await cam.results.put(item)
 
     async def _dispatch_camera(self, cam: CameraPipeline, out: ScoringOutput) -> None:
-        await self.dispatch(cam.name, out, snapshot_quality=cam.alerts.snapshot_quality)
+        await self.dispatch(cam.name, out, snapshot_quality=cam.alerts.snapshot_quality, zones=cam.zone_layout)
 
     def _lag(self, camera: str) -> float:
         cam = self.cameras.get(camera)
