@@ -5,7 +5,8 @@ width and height, so a zone survives a resolution change) or `px` (pixels of the
 0..width and 0..height). A relative zone is fully checked here; a pixel zone can only be checked against
 the frame size once the first frame is decoded (corevad_stream.zones), which fails that camera alone.
 Degenerate polygons are refused here because they would crop to nothing or to an arbitrary sliver: fewer
-than 3 points, a repeated point, zero area, or edges that cross or touch (a bow-tie's inside is ambiguous).
+than 3 points, a repeated point, zero area, or edges that cross, touch or fold back onto each other (a
+bow-tie's inside is ambiguous).
 """
 
 from __future__ import annotations
@@ -83,6 +84,10 @@ def zone_problem(zone: ZoneConfig) -> str | None:
     if len(set(pts)) != len(pts):
         return "a point is repeated"
     n = len(pts)
+    for k in range(n if n > 3 else 0):  # a triangle that folds back has zero area, said below
+        a, b, c = pts[k - 1], pts[k], pts[(k + 1) % n]
+        if _cross(a, b, c) == 0 and (b[0] - a[0]) * (c[0] - b[0]) + (b[1] - a[1]) * (c[1] - b[1]) < 0:
+            return f"edges {(k - 1) % n} and {k} fold back onto each other at point {k}"
     for i in range(n):
         for j in range(i + 1, n):
             if j == i + 1 or (i == 0 and j == n - 1):

@@ -89,8 +89,11 @@ def _check(tmp_path: Path, capsys: pytest.CaptureFixture[str], zones: list[dict[
     ({"name": "door", "points": [[0.1, 0.1], [0.2, 0.2], [0.3, 0.3]]}, "the polygon has zero area"),
     ({"name": "door", "points": [[0.1, 0.1], [0.5, 0.5], [0.5, 0.1], [0.1, 0.5]]},
      "edges 0 and 2 cross or touch (the polygon must not intersect itself)"),
-    ({"name": "door", "points": [[0.1, 0.1], [0.5, 0.1], [0.3, 0.1], [0.3, 0.4]]}, "edges 0 and 2 cross or touch"),
+    ({"name": "door", "points": [[0.1, 0.1], [0.6, 0.1], [0.6, 0.5], [0.35, 0.1], [0.1, 0.5]]},
+     "edges 0 and 2 cross or touch"),  # a corner touching an edge
     ({"name": "door", "points": [[0.1, 0.1], [0.5, 0.1], [0.1, 0.1], [0.3, 0.4]]}, "a point is repeated"),
+    ({"name": "door", "points": [[0.1, 0.1], [0.5, 0.1], [0.3, 0.1], [0.2, 0.4], [0.1, 0.4]]},
+     "edges 0 and 1 fold back onto each other at point 1"),
     ({"name": "door", "points": [[0.1, 0.1], [1.2, 0.1], [0.5, 0.5]]},
      "point 1 [1.2, 0.1] is outside 0..1 (relative coordinates; set units: px for pixels)"),
     ({"name": "door", "units": "px", "points": [[10, 10], [-5, 10], [50, 50]]},
@@ -112,6 +115,9 @@ def test_zone_names_are_unique_and_frameless_cameras_take_none(tmp_path: Path,
     assert code == 2 and "camera 'dock': zones need frames" in err, err
     cfg = config_from_dict({"cameras": [{"name": "dock", "url": "x.mp4", "zones": [tri]}]})
     assert cfg.cameras[0].zones[0].units == "relative" and not cfg.cameras[0].zones[0].mask_outside
+    # Concave shapes, corners on the frame's edge and three corners on one line are fine.
+    assert len(_zones({"name": "L", "points": [[0, 0], [0.5, 0], [0.5, 0.5], [1, 0.5], [1, 1], [0, 1]]},
+                      {"name": "flat", "points": [[0, 0], [0.5, 0], [1, 0], [1, 1]]})) == 2
 
 
 # -- the pixel rule --------------------------------------------------------------------------------------
