@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from corevad.segments import sample_indices
+from corevad_stream import probes
 from corevad_stream.batcher import Batcher
 from corevad_stream.camera_factory import build_camera
 from corevad_stream.cli import main as cli_main
@@ -204,6 +205,14 @@ def test_a_pixel_zone_past_the_frame_fails_that_camera_with_its_reason(clip: Pat
                            "(units: px)")
     with pytest.raises(ZoneError, match="zone 'door'"):
         resolve_zones("f", _zones(*zones), W, H)
+    # `check` reads one frame of each camera: it says so before run does.
+    found = probes.camera(0, CameraConfig(name="f", url=str(clip), zones=zones), timeout_s=10)
+    assert found.level is probes.Level.ERROR and found.item == "cameras.0.zones"
+    assert found.message == "camera 'f', zone 'door': point 1 [400, 10] is outside the 320x240 frame (units: px)"
+    fine = probes.camera(0, CameraConfig(name="f", url=str(clip), zones=[{**zones[0], "points": [[10, 10], [320, 10],
+                                                                                                 [200, 200]]}]),
+                         timeout_s=10)
+    assert fine.level is probes.Level.OK and "one 320x240 frame read" in fine.message
 
 
 # -- the snapshot and the API ----------------------------------------------------------------------------
