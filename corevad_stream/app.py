@@ -249,7 +249,7 @@ class App:
             await cam.results.put(item)
 
     async def _dispatch_camera(self, cam: CameraPipeline, out: ScoringOutput) -> None:
-        await self.dispatch(cam.name, out, snapshot_quality=cam.alerts.snapshot_quality)
+        await self.dispatch(cam.name, out, snapshot_quality=cam.alerts.snapshot_quality, zones=cam.zone_layout)
 
     def _lag(self, camera: str) -> float:
         cam = self.cameras.get(camera)
@@ -289,7 +289,7 @@ class App:
         the snapshots: same quality, same drawing); None until a frame arrived. KeyError: no such camera."""
         cam = self.cameras[name]
         frame = cam.latest_frame
-        return None if frame is None else encode_jpeg(frame, cam.alerts.snapshot_quality)
+        return None if frame is None else encode_jpeg(frame, cam.alerts.snapshot_quality, zones=cam.zone_layout)
 
     def failed_cameras(self) -> list[str]:
         """Cameras whose source is offline (gave up or never connected): a finished run with these failed."""

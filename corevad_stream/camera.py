@@ -32,6 +32,7 @@ from .entities import (
 from .health import HealthChange, ModelHealth, ModelState
 from .messages import Message
 from .ring import FrameRing
+from .zones import CameraZones, ZoneLayout, zones_overview
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +44,12 @@ class CameraPipeline:
 
     cfg: the camera's config; alerts/refinement: its resolved sections (the global ones with its overrides).
     ring: its frame ring (None: frame-less), closed when the camera stops so a waiting source wakes up.
+    zones: its zones as its segmenter crops with them (None: the whole frame).
     """
 
     def __init__(self, cfg: CameraConfig, *, counters: CameraCounters, scoring: CameraScorer,
                  ring: FrameRing | None, results_bound: int, down_after_s: float, alerts: AlertsConfig,
-                 refinement: RefinementConfig) -> None:
+                 refinement: RefinementConfig, zones: CameraZones | None = None) -> None:
         if results_bound < 1:
             raise ValueError(f"results_bound must be >= 1, got {results_bound}")
         self.cfg = cfg
@@ -57,6 +59,7 @@ class CameraPipeline:
         self.counters = counters
         self.scoring = scoring
         self.ring = ring
+        self.zones = zones
         self.results: asyncio.Queue[SegmentResult | SegmentJob] = asyncio.Queue(maxsize=results_bound)
         self.health = ModelHealth(down_after_s=down_after_s)
         self.source: Source | None = None
@@ -109,13 +112,20 @@ class CameraPipeline:
 
     def overview(self) -> dict[str, Any]:
         """The camera as /api/cameras shows it: (redacted) URL, status, model state, state, last score, alert
-        thresholds, its scene context and the prompt the model reads for it (context included)."""
+        thresholds, zones (as configured, with their pixel boxes once a frame gave the size), its scene context
+        and the prompt the model reads for it (context included)."""
         c = self.counters
         return {"name": self.name, "url": self.cfg.safe_url, "status": c.status.value, "reason": c.reason,
                 "model_state": c.model_state, "state": c.state, "last_score": c.last_score,
                 "last_explanation": c.last_explanation, "scored": c.scored, "drops": c.drops,
                 "open_threshold": self.alerts.open_threshold, "close_threshold": self.alerts.close_threshold,
-                "context": self.cfg.context, "prompt": self.prompt}
+                "context": self.cfg.context, "prompt": self.prompt,
+                **zones_overview(self.cfg.zones, self.zone_layout)}
+
+    @property
+    def zone_layout(self) -> ZoneLayout | None:
+        """The zones in the current frame size's pixels (None: no zones, or no frame yet)."""
+        return self.zones.layout if self.zones is not None else None
 
     # -- model health ----------------------------------------------------------------------------------
     def model_message(self, change: HealthChange | None) -> list[Message]:

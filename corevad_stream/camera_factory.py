@@ -27,6 +27,7 @@ from .ring import FrameRing
 from .scoring import CameraScoring
 from .segmenter import Segmenter
 from .sources import FramelessSource, VideoSource
+from .zones import CameraZones
 
 SourceFactory = Callable[[CameraConfig, Segmenter, CameraCounters, StatusCallback], Source]
 
@@ -53,6 +54,7 @@ def build_camera(cfg: StreamConfig, cam_cfg: CameraConfig, *, batcher: Batcher, 
     use_features = bool(refinement.use_features) and encoder is not None and not frameless
     text_context = refinement.text_context and text_encoder is not None and not use_features
     counters = CameraCounters()
+    zones = CameraZones(cam_cfg.name, cam_cfg.zones) if cam_cfg.zones else None
     scoring = CameraScoring(cam_cfg.name, params=refinement.params(), alerts=alerts.params(),
                             use_features=use_features, lrc=refinement.lrc, counters=counters,
                             top_k=alerts.explanation_top_k, run_id=run_id, text_context=text_context,
@@ -60,7 +62,7 @@ def build_camera(cfg: StreamConfig, cam_cfg: CameraConfig, *, batcher: Batcher, 
                             use_probability=refinement.segment_score == "p_anomalous")
     cam = CameraPipeline(cam_cfg, counters=counters, scoring=scoring, ring=ring, alerts=alerts,
                          refinement=refinement, results_bound=2 * rt.max_batch,
-                         down_after_s=rt.model_down_after_s)
+                         down_after_s=rt.model_down_after_s, zones=zones)
     if isinstance(prompt_template, str):
         cam.prompt = camera_prompt(prompt_template, cam_cfg.context, rt.frames_per_segment)
     policy = cfg.policy_for(cam_cfg)
@@ -69,7 +71,7 @@ def build_camera(cfg: StreamConfig, cam_cfg: CameraConfig, *, batcher: Batcher, 
                           emit=batcher.submit,
                           on_no_slot=functools.partial(soon, loop, cam.lost_no_slot),
                           segment_seconds=rt.segment_seconds, keep_full_frame=alerts.snapshot and not frameless,
-                          lossless=policy is OverloadPolicy.BLOCK, context=cam_cfg.context)
+                          lossless=policy is OverloadPolicy.BLOCK, context=cam_cfg.context, zones=zones)
 
     def status(change: StatusChange) -> None:
         on_status(cam, change)

@@ -14,6 +14,7 @@ alerts must never wait on the web side.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -25,6 +26,7 @@ from corevad.threads import DaemonPool
 from .entities import ScoringOutput
 from .messages import AlertEventRecord, Message, ScoreRecord
 from .notify import Notifier
+from .zones import ZoneLayout, draw_zones
 
 
 class AlertRecordBook(Protocol):
@@ -34,7 +36,7 @@ class AlertRecordBook(Protocol):
 
 
 class Dispatch:
-    """`await dispatch(camera, output, snapshot_quality=q)`; close() ends the snapshot thread."""
+    """`await dispatch(camera, output, snapshot_quality=q, zones=layout)`; close() ends the snapshot thread."""
 
     def __init__(self, *, publish: Callable[[Message], None], open_alerts: AlertRecordBook,
                  observe_latency: Callable[[str, float], None] | None = None,
@@ -49,7 +51,8 @@ class Dispatch:
     def close(self) -> None:
         self._snapshots.shutdown(wait=False, cancel_futures=True)
 
-    async def __call__(self, camera: str, out: ScoringOutput, *, snapshot_quality: int) -> None:
+    async def __call__(self, camera: str, out: ScoringOutput, *, snapshot_quality: int,
+                       zones: ZoneLayout | None = None) -> None:
         for m in out.messages:
             p = m.payload
             if isinstance(p, ScoreRecord) and p.available and self._observe_latency is not None:
@@ -60,13 +63,19 @@ class Dispatch:
             self._publish(self.notifier.complete(m))
         if out.snapshot is not None:
             loop = asyncio.get_running_loop()
-            jpeg = await loop.run_in_executor(self._snapshots, encode_jpeg, out.snapshot, snapshot_quality)
+            jpeg = await loop.run_in_executor(self._snapshots, functools.partial(
+                encode_jpeg, out.snapshot, snapshot_quality, zones=zones))
             if jpeg is None:
                 self.snapshots_failed += 1
                 return
             self._publish(Message("snapshot", jpeg, camera=camera, retain=True, alert_id=out.snapshot_alert))
 
 
-def encode_jpeg(frame_bgr: np.ndarray, quality: int) -> bytes | None:
+def encode_jpeg(frame_bgr: np.ndarray, quality: int, *, zones: ZoneLayout | None = None) -> bytes | None:
+    """The one JPEG encoder of camera frames (alert snapshots, the cards' latest frame): with zones, their
+    outlines and names are drawn on a copy first. A frame of another size than the zones were resolved for
+    (the squashed model input a camera without full-frame snapshots falls back to) is encoded as it is."""
+    if zones is not None and frame_bgr.shape[:2] == (zones.height, zones.width):
+        frame_bgr = draw_zones(frame_bgr, zones)
     ok, buf = cv2.imencode(".jpg", frame_bgr, [cv2.IMWRITE_JPEG_QUALITY, quality])
     return buf.tobytes() if ok else None

@@ -18,3 +18,12 @@ class SourceError(StreamError):
         super().__init__(f"camera {camera!r} ({url}): {message}")
         self.camera = camera
         self.url = url
+
+
+class ZoneError(StreamError):
+    """A camera's zones do not fit its frames (a pixel zone past the frame's edge); names camera and zone."""
+
+    def __init__(self, camera: str, zone: str, message: str) -> None:
+        super().__init__(f"camera {camera!r}, zone {zone!r}: {message}")
+        self.camera = camera
+        self.zone = zone

@@ -5,7 +5,7 @@ basic auth, refused at config validation otherwise). Routes:
 
     GET  /                             the review page (package data corevad_stream/data/web; /static/...)
     GET  /metrics                      Prometheus exposition
-    GET  /api/cameras                  live status, model state, state, last score, thresholds per camera,
+    GET  /api/cameras                  live status, model state, state, last score, thresholds, zones per camera,
                                        its scene `context` and the `prompt` the model reads for it
     GET  /api/model                    the model's state (ok|degraded|down|unknown), reason, since when
     GET  /api/cameras/{name}/scores    the camera's stored scores since `since` (default: the last 5 min)

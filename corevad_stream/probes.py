@@ -326,6 +326,14 @@ def _read_one_frame(item: str, name: str, cam: CameraConfig, *, timeout_s: float
         if not ok or frame is None:
             return Finding(Level.ERROR, f"{item}.url", f"{cam.safe_url}: opened, but no frame within {timeout_s:g} s")
         h, w = frame.shape[:2]
+        if cam.zones:  # pixel zones meet the frame size here first (run would fail this camera on it)
+            from .errors import ZoneError
+            from .zones import resolve_zones
+
+            try:
+                resolve_zones(cam.name, cam.zones, w, h)
+            except ZoneError as exc:
+                return Finding(Level.ERROR, f"{item}.zones", str(exc))
         return Finding(Level.OK, item, f"{name}: one {w}x{h} frame read in {time.monotonic() - t0:.1f} s")
     finally:
         cap.release()

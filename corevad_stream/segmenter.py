@@ -2,7 +2,8 @@
 
 Runs in the camera's source thread. A segment is the frames of one second at the stream's frame rate
 (30 at 30 fps); its sampled frames follow corevad.segments.sample_indices, are resized once to the
-model size and converted to RGB straight into a ring-buffer slot. The source decodes but does not
+model size and converted to RGB straight into a ring-buffer slot (a camera with zones has each sampled
+frame cropped to its zones' box first, by corevad_stream.zones). The source decodes but does not
 convert the other frames (cv2 grab() without retrieve()): measured here on 640x480 H.264, read() costs
 1.34 ms of CPU per frame, grab() 1.04 ms, so skipping 22 of 30 conversions pays for the resizing, the
 batching and the scoring (the whole runtime costs ~1.1x bare read() decoding; tools/bench_stream.py).
@@ -21,6 +22,7 @@ from corevad.segments import sample_indices
 
 from .entities import SegmentJob
 from .ring import FrameRing
+from .zones import CameraZones
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +49,7 @@ class Segmenter:
     def __init__(self, camera: str, *, ring: FrameRing | None, frames_per_segment: int,
                  emit: Callable[[SegmentJob], None], on_no_slot: Callable[[int], None] | None = None,
                  segment_seconds: float = 1.0, first_index: int = 0, keep_full_frame: bool = False,
-                 lossless: bool = False, context: str | None = None) -> None:
+                 lossless: bool = False, context: str | None = None, zones: CameraZones | None = None) -> None:
         self.camera = camera
         self.context = context  # the camera's scene context: every segment carries it to the model
         self.ring = ring
@@ -57,6 +59,7 @@ class Segmenter:
         self.segment_seconds = segment_seconds
         self.keep_full_frame = keep_full_frame
         self.lossless = lossless  # wait for a ring slot (overload policy block) instead of dropping the segment
+        self.zones = zones  # crop sampled frames to the camera's zones (ZoneError: they do not fit the frame)
         self._full: np.ndarray | None = None
         self.index = first_index
         self.fps = 30.0
@@ -90,10 +93,12 @@ class Segmenter:
             self._begin(t)
         k = self._slot_of_pos[self._pos]
         if k >= 0 and frame_bgr is not None and self._slot is not None:
-            prepare_frame_into(frame_bgr, self.ring.view(self._slot)[k])  # type: ignore[union-attr]
+            seen = frame_bgr if self.zones is None else self.zones.crop(frame_bgr)
+            prepare_frame_into(seen, self.ring.view(self._slot)[k])  # type: ignore[union-attr]
             if self.keep_full_frame and k == self.k // 2:
-                # The alert snapshot at the camera's resolution (the sampled copy is squashed to the model's
-                # square input): one frame a segment, alive only while the segment is in flight.
+                # The alert snapshot at the camera's resolution, uncropped (the sampled copy is squashed to
+                # the model's square input, and cropped to the zones): one frame a segment, alive only while
+                # the segment is in flight.
                 self._full = frame_bgr.copy()
         self._pos += 1
         self._frames_total += 1

@@ -29,6 +29,7 @@ from .config import DEFAULT_FPS as _FALLBACK_FPS
 from .config import CameraConfig, ReconnectConfig
 from .config.cameras import frameless_spec
 from .entities import CameraCounters, CameraStatus, FrameSink, StatusCallback, StatusChange
+from .errors import ZoneError
 from .redact import redact
 
 log = logging.getLogger(__name__)
@@ -161,6 +162,13 @@ class VideoSource(_ThreadSource):
                         return
                     continue
                 outcome = self._read(cap, is_file)
+            except ZoneError as exc:
+                # Its pixel zones do not fit the frames: this camera's config is wrong and no reconnect fixes
+                # it. The camera stops with the error as its status reason; the other cameras go on.
+                self.segmenter.abandon()
+                log.error("camera %s: config error: %s", self.name, exc)
+                self._status(CameraStatus.OFFLINE, f"config error: {exc}")
+                return
             finally:
                 cap.release()
             if outcome == "stopped":

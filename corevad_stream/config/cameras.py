@@ -7,13 +7,14 @@ import re
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from corevad.prompt import CONTEXT_MAX_CHARS, check_context
 from corevad.schema import StrictModel
 
 from ..redact import redact
 from .runtime import OverloadPolicy
+from .zones import MAX_ZONES, ZoneConfig, zones_problem
 
 __all__ = ["DEFAULT_FPS", "NAME_PATTERN", "CameraConfig", "frameless_spec"]
 
@@ -73,6 +74,9 @@ class CameraConfig(StrictModel):
     display_name: str | None = Field(None, description=(
         f"The name people read (notification titles); at most {DISPLAY_NAME_MAX_CHARS} characters, one line. "
         "None: `name`."))
+    zones: list[ZoneConfig] = Field(default_factory=list, max_length=MAX_ZONES,
+                                    description="Polygons where anomalies matter: the model sees only their union "
+                                                "bounding box (see corevad_stream.config.zones).")
 
     @field_validator("context")
     @classmethod
@@ -115,6 +119,15 @@ class CameraConfig(StrictModel):
         elif url.startswith(FRAMELESS_SCHEME):
             frameless_spec(url)
         return url
+
+    @model_validator(mode="after")
+    def _zones(self) -> CameraConfig:
+        problem = zones_problem(self.name, self.zones)
+        if problem is not None:
+            raise ValueError(problem)
+        if self.zones and self.url.startswith(FRAMELESS_SCHEME):
+            raise ValueError(f"camera {self.name!r}: zones need frames; a frameless:// camera has none")
+        return self
 
     @property
     def is_file(self) -> bool:

@@ -51,6 +51,36 @@ def test_prompt_has_one_image_slot_per_frame(backend) -> None:
     assert "Frame8:" in text and text.endswith("assistant\n")
 
 
+def test_a_camera_with_zones_still_sends_one_tile_per_frame(backend, video_dir: Path) -> None:
+    """Zones crop before the runtime's resize to the model's square: a wide crop of real decoded frames still
+    reaches the real processor as one tile per frame (issue 20 item 2)."""
+    import cv2
+
+    from corevad_stream.config import CameraConfig
+    from corevad_stream.ring import FrameRing
+    from corevad_stream.segmenter import Segmenter
+    from corevad_stream.zones import CameraZones
+
+    cam = CameraConfig(name="v", url="alpha.mp4", zones=[{"name": "strip", "points": [[0, 0.1], [1, 0.1], [1, 0.4],
+                                                                                       [0, 0.4]]}])
+    jobs: list = []
+    seg = Segmenter("v", ring=FrameRing(2, 8, size=112), frames_per_segment=8, emit=jobs.append,
+                    zones=CameraZones("v", cam.zones))
+    seg.start_stream(30.0)
+    cap = cv2.VideoCapture(str(video_dir / "alpha.mp4"), cv2.CAP_FFMPEG)
+    for i in range(30):
+        ok, frame = cap.read()
+        assert ok
+        seg.push(frame if seg.wants() else None, float(i))
+    cap.release()
+    assert len(jobs) == 1 and seg.zones is not None and seg.zones.layout is not None
+    assert seg.zones.layout.box == (0, 5, 64, 19)  # a 64 x 14 strip of the 64 x 48 frames
+    [(_, inputs)] = backend.prepare([Clip("v", 0, jobs[0].frames)])
+    assert tuple(inputs["pixel_values"].shape) == (8, 3, 112, 112)  # 8 frames, 8 tiles
+    image_id = backend.processor.tokenizer.convert_tokens_to_ids(backend.processor.image_token)
+    assert int((inputs["input_ids"] == image_id).sum()) == 8 * backend.processor.image_seq_length
+
+
 def test_missing_frames_is_a_model_error(backend) -> None:
     with pytest.raises(ModelError, match="no frames"):
         backend.answer([Clip("cam", 3, None)])

@@ -73,9 +73,9 @@ async def test_a_snapshot_is_encoded_on_the_dispatch_thread_never_on_the_default
 
     real = dispatch_module.encode_jpeg
 
-    def spy(f: np.ndarray, q: int) -> bytes | None:
+    def spy(f: np.ndarray, q: int, **kwargs: Any) -> bytes | None:
         threads.append(threading.current_thread().name)
-        return real(f, q)
+        return real(f, q, **kwargs)
 
     dispatch_module.encode_jpeg = spy  # type: ignore[assignment]
     try:
