@@ -441,13 +441,14 @@ class OpenAIBackend:
         """describe on_demand with describe_via two_requests splits: every verdict request of the batch first,
         then the full requests. With describe_via stop one request carries both, so verdict and description
         arrive together (no split)."""
-        return self.config.describe == "on_demand" and self.options.describe_via == "two_requests"
+        return (self.config.describe == "on_demand" and self.config.describe_delivery == "two_phase"
+                and self.options.describe_via == "two_requests")
 
     def verdicts(self, clips: Sequence[Clip], prepared: Any = None) -> VerdictPass:
         """Phase one of two_requests for the whole batch (up to options.concurrency requests in flight); describe()
         sends the full requests of the rows that need a description. A verdict request that fails raises here
         (the batch is unanswered, as in one pass); a full request that fails costs only its row's description."""
-        if not self.two_phase:
+        if self.config.describe != "on_demand" or self.options.describe_via != "two_requests":
             raise ModelError("verdicts() needs describe: on_demand with openai.describe_via: two_requests")
         firsts = list(self._pool.map(self._verdict, clips))
         pending = [i for i, (_, needed) in enumerate(firsts) if needed]

@@ -256,8 +256,9 @@ class TransformersBackend:
 
     @property
     def two_phase(self) -> bool:
-        """describe on_demand splits: verdicts() gives every verdict before the descriptions are decoded."""
-        return self.config.describe == "on_demand"
+        """describe on_demand (two_phase delivery) splits: verdicts() gives every verdict before the descriptions
+        are decoded."""
+        return self.config.describe == "on_demand" and self.config.describe_delivery == "two_phase"
 
     def verdicts(self, clips: Sequence[Clip], prepared: list[tuple[Clip, Any]] | None = None) -> VerdictPass:
         """The verdict pass of every generate call of the batch now; describe() then continues the rows that need a

@@ -131,6 +131,9 @@ async def test_in_process_verdicts_go_out_before_the_description_pass(tiny_two_p
         assert u.error is None and u.description == parse_answer(one_pass[u.index].text).description
     assert rig.worker.descriptions == 3 and rig.worker.descriptions_failed == 0
     assert rig.stage.stats()["descriptions"] == 3
+    # describe_delivery one_pass: the same backend answers a batch whole (the scores wait for its descriptions).
+    backend.config = backend.config.model_copy(update={"describe_delivery": "one_pass"})
+    assert rig.worker.two_phase is False and "descriptions" not in rig.stage.stats()
 
 
 async def test_a_failed_description_pass_keeps_every_verdict_and_marks_the_descriptions_missing(
