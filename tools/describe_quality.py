@@ -13,7 +13,7 @@ scores read the descriptions), five times:
   deferred             on_demand delivered in two phases, as the runtime does with a backend that splits
                        (ReplayBackend describe="deferred"): scoring sees only verdict lines for every segment,
                        the anomalous answers' descriptions arrive after their verdicts and reach only the
-                       explanations (the pessimistic case: live, most arrive before the score is final);
+                       explanations (the scores are exactly those of live two-phase delivery);
   deferred, re-tuned   the same, thresholds re-tuned on the tune half by the same rule.
 Per half (tune / test / all): frame AUC and AP, false alerts per hour, anomalous videos detected, median delay,
 the explanation class-hit rate (tools/explain_hits.py's measure: an alert's first sentence classified among the

@@ -47,7 +47,8 @@ class _Stage:
         self.events, self.lock = events, lock
         self.drops: list[tuple[str, int, str]] = []
         self.batcher = Batcher(max_batch=len(LABELS) + 2, max_wait_s=0.0, max_pending_per_camera=20,
-                               max_pending_total=100, on_drop=lambda j, why: self.drops.append((j.camera, j.index, why)))
+                               max_pending_total=100,
+                               on_drop=lambda j, why: self.drops.append((j.camera, j.index, why)))
         self.worker = ModelWorker(backend)
         self.stage = ModelStage(runner=self.worker, batches=self.batcher, health=ModelHealth(down_after_s=30),
                                 overlap=True, deliver=self._deliver, publish=lambda m: None,
@@ -89,7 +90,7 @@ def _by_index(events: list[tuple[str, Any]], kind: str) -> list[Any]:
     return sorted(items, key=lambda x: x.job.index if isinstance(x, SegmentResult) else x.index)
 
 
-@pytest.fixture()
+@pytest.fixture
 def tiny_two_phase(tiny_internvl_dir: Path) -> Any:
     def make(describe: str) -> Any:
         backend = load_vlm(VLMConfig(model=str(tiny_internvl_dir), max_new_tokens=10, batch_size=len(LABELS),
