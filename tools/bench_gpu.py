@@ -238,8 +238,10 @@ def _latency_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def describe_server(url: str, model: str, batches: list[int], rates: list[float], segments: int
                     ) -> dict[str, Any]:
-    """describe all vs on_demand (two_requests and stop) through an OpenAI-compatible server; each segment's
-    verdict scripted by a structured-output regex naming its label (vLLM's structured_outputs)."""
+    """describe all vs on_demand (two_requests and stop, one pass; and two_requests in two phases: verdicts(),
+    then the full requests) through an OpenAI-compatible server; each segment's verdict scripted by a
+    structured-output regex naming its label (vLLM's structured_outputs). Two-phase rows also give the
+    description latency (batch sent -> its descriptions back)."""
     from corevad.models import OpenAIOptions, VLMConfig
     from corevad.models.openai_backend import OpenAIBackend
 
@@ -247,7 +249,8 @@ def describe_server(url: str, model: str, batches: list[int], rates: list[float]
     for rate in rates:
         labels = _scripted_labels(segments, rate, seed=11)
         for b in batches:
-            for mode, via in (("all", "two_requests"), ("on_demand", "two_requests"), ("on_demand", "stop")):
+            for mode, via, phased in (("all", "two_requests", False), ("on_demand", "two_requests", False),
+                                      ("on_demand", "stop", False), ("on_demand", "two_requests", True)):
                 opts = OpenAIOptions(base_url=url, model=model, api_key_env=None, concurrency=b, timeout_s=300)
                 backend = OpenAIBackend(VLMConfig(backend="openai", max_new_tokens=ANSWER_TOKENS, describe=mode,
                                                   describe_above=1.0, openai=opts.model_copy(
@@ -264,22 +267,30 @@ def describe_server(url: str, model: str, batches: list[int], rates: list[float]
                 backend.build_request = build  # type: ignore[method-assign]
                 rng = np.random.default_rng(7)
                 backend.answer_scored(_clips(1, 448, rng))  # warm-up (the first request is slow)
-                lat, described, t_all = [], 0, 0.0
+                lat, desc_lat, described, t_all = [], [], 0, 0.0
                 for s in range(0, segments - b + 1, b):
                     clips = [c.__class__(c.source, s + i, c.frames) for i, c in enumerate(_clips(b, 448, rng))]
                     t0 = time.perf_counter()
-                    answers = backend.answer_scored(clips)
+                    if phased:
+                        vp = backend.verdicts(clips)
+                        lat.append(time.perf_counter() - t0)
+                        answers = vp.describe()
+                    else:
+                        answers = backend.answer_scored(clips)
                     dt = time.perf_counter() - t0
-                    lat.append(dt)
+                    if not phased:
+                        lat.append(dt)
+                    desc_lat.append(dt)
                     t_all += dt
                     described += sum(a.described for a in answers)
                 backend.close()
                 n = len(lat) * b
-                name = mode if mode == "all" else f"on_demand/{via}"
+                name = mode if mode == "all" else f"on_demand/{via}" + ("/two_phase" if phased else "")
                 rows.append({"mode": name, "rate": rate, "batch": b, "segments": n, "described": described,
                              "requests": backend.requests_sent, "segments_per_s": round(n / t_all, 3),
                              "score_latency_p50_s": round(float(np.percentile(lat, 50)), 4),
-                             "score_latency_p99_s": round(float(np.percentile(lat, 99)), 4)})
+                             "score_latency_p99_s": round(float(np.percentile(lat, 99)), 4),
+                             "description_latency_p99_s": round(float(np.percentile(desc_lat, 99)), 4)})
                 print(f"  server {name:22s} rate {rate:.2f} batch {b:3d}: {rows[-1]['segments_per_s']} seg/s, "
                       f"{described}/{n} described, latency p99 {rows[-1]['score_latency_p99_s']} s",
                       file=sys.stderr, flush=True)
