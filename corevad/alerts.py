@@ -61,6 +61,10 @@ class Alert:
     end_index: int | None = None
     end_time: float | None = None
     end_reason: str | None = None
+    # Two-phase delivery (describe on_demand): segments that drove this alert whose descriptions are still to
+    # come, and those whose description pass failed (their verdicts stand; the explanation lacks them).
+    descriptions_pending: int = 0
+    descriptions_missing: int = 0
 
     @property
     def active(self) -> bool:
@@ -74,6 +78,9 @@ class Alert:
             "last_segment": self.last_index, "peak_segment": self.peak_index,
             "peak_score": self.peak_score, "score": self.score,
             "explanation": list(self.explanation), "end_reason": self.end_reason,
+            # Only where descriptions come after verdicts, so describe: all alerts read exactly as before.
+            **({"descriptions_pending": self.descriptions_pending} if self.descriptions_pending else {}),
+            **({"descriptions_missing": self.descriptions_missing} if self.descriptions_missing else {}),
         }
 
 
@@ -100,6 +107,8 @@ class _Open:
     unscored_until: float | None = None  # clock of the last unanswered segment since the last scored one
     announced_peak: float = 0.0
     last_end: float = 0.0
+    waiting: dict[int, float] = field(default_factory=dict)  # segment -> driver weight, description to come
+    missing: set[int] = field(default_factory=set)  # segments whose description was lost
 
 
 class AlertTracker:
@@ -125,12 +134,15 @@ class AlertTracker:
         return "anomalous" if self._open else "normal"
 
     def update(self, *, index: int, start: float, end: float, score: float,
-               drivers: Sequence[tuple[str, float]] = (), clock: float | None = None) -> list[AlertEvent]:
+               drivers: Sequence[tuple[str, float]] = (), clock: float | None = None,
+               waiting: Sequence[tuple[int, float]] = (), missing: Sequence[int] = ()) -> list[AlertEvent]:
         """Feed segment `index` ([start, end) wall-clock) with its final score.
 
         drivers: (description, weight) pairs explaining this score (the segments whose answers drove
         it); weights add up over the alert and the heaviest descriptions form the explanation.
         clock: the time hysteresis durations are measured on (defaults to `end`).
+        waiting: (segment, weight) drivers whose description is still to come (describe() adds it);
+        missing: driving segments whose description was lost (counted in the alert).
         """
         now = end if clock is None else clock
         p = self.params
@@ -142,8 +154,8 @@ class AlertTracker:
                           peak_index=index, peak_score=score, score=score, last_index=index, explanation=())
             self._open = _Open(alert, last_above_clock=now, last_scored_clock=now, announced_peak=score,
                                last_end=end)
-            self._add_drivers(drivers)
-            self._open.alert = replace(self._open.alert, explanation=self._explanation())
+            self._add_drivers(drivers, waiting, missing)
+            self._open.alert = self._counted(replace(self._open.alert, explanation=self._explanation()))
             return [AlertEvent("new", None, self._open.alert)]
         op = self._open
         before = op.alert
@@ -153,11 +165,11 @@ class AlertTracker:
             op.last_above_clock += max(0.0, op.unscored_until - op.last_scored_clock)
             op.unscored_until = None
         op.last_scored_clock = now
-        self._add_drivers(drivers)
+        self._add_drivers(drivers, waiting, missing)
         peak = score > before.peak_score
-        after = replace(before, score=score, last_index=index, explanation=self._explanation(),
-                        peak_index=index if peak else before.peak_index,
-                        peak_score=score if peak else before.peak_score)
+        after = self._counted(replace(before, score=score, last_index=index, explanation=self._explanation(),
+                                      peak_index=index if peak else before.peak_index,
+                                      peak_score=score if peak else before.peak_score))
         op.alert = after
         if score >= p.close_threshold:
             op.last_above_clock = now
@@ -166,6 +178,27 @@ class AlertTracker:
         grew = after.peak_score >= op.announced_peak + p.update_min_delta
         if grew or after.explanation[:1] != before.explanation[:1]:
             op.announced_peak = after.peak_score if grew else op.announced_peak
+            return [AlertEvent("update", before, after)]
+        return []
+
+    def describe(self, index: int, text: str | None, *, weight: float = 1.0) -> list[AlertEvent]:
+        """Segment `index`'s description has come (two-phase delivery): where it drove the open alert, it joins
+        the explanation with its drivers' weight x `weight` (None: it was lost, and the alert counts it).
+        An update goes out when the explanation or the missing count changed, or the last awaited description
+        came; the scores are not touched."""
+        op = self._open
+        if op is None or index not in op.waiting:
+            return []
+        w = op.waiting.pop(index)
+        before = op.alert
+        if text is None:
+            op.missing.add(index)
+        else:
+            self._add_drivers([(text, w * weight)])
+        after = self._counted(replace(before, explanation=self._explanation()))
+        op.alert = after
+        if (after.explanation != before.explanation or after.descriptions_missing != before.descriptions_missing
+                or after.descriptions_pending == 0):
             return [AlertEvent("update", before, after)]
         return []
 
@@ -199,15 +232,25 @@ class AlertTracker:
             self._cooldown_until = now + self.params.cooldown_s
         return AlertEvent("end", before, after)
 
-    def _add_drivers(self, drivers: Sequence[tuple[str, float]]) -> None:
+    def _add_drivers(self, drivers: Sequence[tuple[str, float]], waiting: Sequence[tuple[int, float]] = (),
+                     missing: Sequence[int] = ()) -> None:
         assert self._open is not None
         op = self._open
+        for seg, weight in waiting:
+            if weight > 0:
+                op.waiting[seg] = op.waiting.get(seg, 0.0) + float(weight)
+        op.missing.update(missing)
         for text, weight in drivers:
             text = text.strip()
             if not text or weight <= 0:
                 continue
             op.relevance[text] = op.relevance.get(text, 0.0) + float(weight)
             op.order.setdefault(text, len(op.order))
+
+    def _counted(self, alert: Alert) -> Alert:
+        assert self._open is not None
+        return replace(alert, descriptions_pending=len(self._open.waiting),
+                       descriptions_missing=len(self._open.missing))
 
     def _explanation(self) -> tuple[str, ...]:
         assert self._open is not None

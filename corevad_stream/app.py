@@ -40,6 +40,7 @@ from .entities import (
     STOP_REASON,
     CameraCounters,
     CameraStatus,
+    DescriptionUpdate,
     ScoringOutput,
     SegmentJob,
     SegmentResult,
@@ -242,9 +243,10 @@ class App:
         cam.lost(job.index)
         log.debug("camera %s: dropped segment %d (%s)", cam.name, job.index, reason)
 
-    async def _deliver(self, item: SegmentResult | SegmentJob) -> None:
-        """A model result or end marker to its camera's scoring queue (a removed camera's are discarded)."""
-        cam = self.cameras.get(item.camera if isinstance(item, SegmentJob) else item.job.camera)
+    async def _deliver(self, item: SegmentResult | SegmentJob | DescriptionUpdate) -> None:
+        """A model result, description or end marker to its camera's scoring queue (a removed camera's are
+        discarded)."""
+        cam = self.cameras.get(item.job.camera if isinstance(item, SegmentResult) else item.camera)
         if cam is not None and not cam.finished.is_set():
             await cam.results.put(item)
 

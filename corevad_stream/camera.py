@@ -23,6 +23,7 @@ from .entities import (
     CameraCounters,
     CameraScorer,
     CameraStatus,
+    DescriptionUpdate,
     ScoringOutput,
     SegmentJob,
     SegmentResult,
@@ -60,7 +61,8 @@ class CameraPipeline:
         self.scoring = scoring
         self.ring = ring
         self.zones = zones
-        self.results: asyncio.Queue[SegmentResult | SegmentJob] = asyncio.Queue(maxsize=results_bound)
+        self.results: asyncio.Queue[SegmentResult | SegmentJob | DescriptionUpdate] = asyncio.Queue(
+            maxsize=results_bound)
         self.health = ModelHealth(down_after_s=down_after_s)
         self.source: Source | None = None
         self.finished = asyncio.Event()
@@ -186,11 +188,20 @@ class CameraPipeline:
 
     # -- the scoring task ------------------------------------------------------------------------------
     async def run(self, publish: Publish) -> None:
-        """Score results in order until the end marker; then finish (end an open alert) and set `finished`."""
+        """Score results in order until the end marker; then finish (end an open alert) and set `finished`.
+        A description delivered after its verdict updates the explanations only."""
         while True:
             item = await self.results.get()
             if isinstance(item, SegmentJob):  # the end-of-stream marker
                 break
+            if isinstance(item, DescriptionUpdate):  # a description after its verdict (two-phase delivery)
+                try:
+                    out = self.scoring.describe(item)
+                except Exception:  # noqa: BLE001 - same boundary as process()
+                    log.exception("camera %s: description of segment %d failed to apply", self.name, item.index)
+                    out = ScoringOutput()
+                await publish(out)
+                continue
             self._inflight.pop(item.job.index, None)
             try:
                 if item.answered:

@@ -151,10 +151,44 @@ class SegmentResult:
     answer_text_emb: np.ndarray | None = None  # sentence-encoder embeddings (text-anchored context)
     description_text_emb: np.ndarray | None = None
     p_anomalous: float | None = None  # P("Anomalous") from the backend, when it gives one
+    # Two-phase delivery (describe on_demand with a backend that splits): this segment's verdict is out, its
+    # description follows as a DescriptionUpdate. The scores never wait for it and are never recomputed.
+    description_pending: bool = False
 
     @property
     def answered(self) -> bool:
         return self.error is None
+
+
+@dataclass(slots=True, kw_only=True)
+class DescriptionUpdate:
+    """A segment's description, delivered after its verdict (two-phase delivery), for its camera's explanations.
+
+    description: the answer's description line; None when the description pass failed for this segment
+    (error and error_kind say why): the verdict already delivered stands, only the explanation lacks it.
+    text_emb: the description's sentence embedding (explanation ranking), when the runtime has a text encoder.
+    model_s: seconds the description pass took for its batch.
+    """
+
+    camera: str
+    index: int
+    description: str | None
+    model_s: float
+    error: str | None = None
+    error_kind: str | None = None
+    text_emb: np.ndarray | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class DescriptionPass:
+    """What the model stage holds between a batch's two phases (opaque to it; worker.ModelWorker reads it).
+
+    verdict_pass: the backend's corevad.models.base.VerdictPass; jobs: the batch's segments (their ring slots
+    already given back); held: rows whose verdict comes only with their answer (their features so far)."""
+
+    verdict_pass: Any
+    jobs: list[SegmentJob]
+    held: dict[int, tuple[np.ndarray | None, np.ndarray | None]] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -221,6 +255,8 @@ class CameraScorer(Protocol):
     use_features: bool
 
     def process(self, result: SegmentResult) -> ScoringOutput: ...
+
+    def describe(self, update: DescriptionUpdate) -> ScoringOutput: ...
 
     def finish(self, reason: str = ...) -> ScoringOutput: ...
 

@@ -226,6 +226,11 @@ class _CameraBackend:
             # model as the live monitor does (the worker looks these up by name).
             self.prepare = lambda clips: prepare(self._map(clips))
             self.run = run
+        # Two-phase delivery (describe on_demand / the replay backend's deferred) goes through too.
+        self.two_phase = bool(getattr(inner, "two_phase", False))
+        verdicts = getattr(inner, "verdicts", None)
+        if verdicts is not None:
+            self.verdicts = lambda clips, prepared=None: verdicts(self._map(clips), prepared)
 
     def _map(self, clips: Sequence[Clip]) -> list[Clip]:
         return [dataclasses.replace(c, source=self.videos.get(c.source, c.source)) for c in clips]

@@ -19,6 +19,7 @@ from rich.table import Table
 from corevad.benchmarks import DATASETS, VideoGT, load_benchmark, load_responses, match_responses
 from corevad.errors import CorevadError
 from corevad.models.base import ImageTextEncoder, VLMBackend
+from corevad.models.replay import DESCRIBE_MODES
 from corevad.params import OfflineParams
 from corevad.splits import split_videos
 
@@ -94,9 +95,11 @@ def _add_args(p: argparse.ArgumentParser) -> None:
                    help="write the review page of this replay (videos, alerts over ground-truth spans) as one "
                         "self-contained HTML file")
     p.add_argument("--plot-videos", nargs="*", help="videos to plot (default: the first 5 anomalous)")
-    p.add_argument("--describe", choices=("all", "on_demand"), default="all",
+    p.add_argument("--describe", choices=DESCRIBE_MODES, default="all",
                    help="with --responses: on_demand replays what describe: on_demand gives (every 'Normal' "
-                        "answer reduced to 'Normal scenes.', no description); all: the answers as recorded")
+                        "answer reduced to 'Normal scenes.', no description); deferred: on_demand delivered in two "
+                        "phases (scoring sees only verdict lines, the anomalous answers' descriptions come after "
+                        "and reach only the explanations); all: the answers as recorded")
     p.add_argument("--bootstrap", type=int, default=0, metavar="N",
                    help="95%% intervals for AUC / AP / false alerts per hour from N video-level bootstrap "
                         "resamples (corevad.bootstrap; seeded); 0: none")

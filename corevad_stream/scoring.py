@@ -7,12 +7,18 @@ the model gave no valid answer for never reach it either: they are published wit
 available: false` and the error, and an open alert waits for answers to resume (bounded by
 alerts.max_unscored_s). The retained `state` is `unknown` until the first score and while the camera's
 model is down with no alert open.
+
+Two-phase delivery (describe on_demand with a backend that splits): a segment is scored with its verdict's
+own text when its verdict arrives and is never rescored. Its description comes later (describe()) and only
+updates explanations: the segment's own, which later scores and alerts read, and an open alert that it drove
+while the description was awaited (the tracker's next `update`). Why no rescoring: a score already published
+must not change under a subscriber, and waiting for descriptions is what the split avoids.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,7 +27,7 @@ from corevad.alerts import END_STREAM, AlertEvent, AlertParams, AlertTracker
 from corevad.causal import CausalScorer, ScoredSegment
 from corevad.params import CausalParams
 
-from .entities import CameraCounters, ScoringOutput, SegmentResult
+from .entities import CameraCounters, DescriptionUpdate, ScoringOutput, SegmentResult
 from .messages import AlertEventRecord, AlertRecord, EventTiming, Message, ScoreRecord
 
 
@@ -38,6 +44,8 @@ class _Meta:
     snapshot: np.ndarray | None
     support: float = 1.0  # how much the description reads like an anomaly (explanation ranking)
     p_anomalous: float | None = None
+    pending: bool = False  # two-phase delivery: the description is still to come (describe())
+    missing: bool = False  # ... and was lost to a failed description pass
 
 
 class CameraScoring:
@@ -60,7 +68,8 @@ class CameraScoring:
         self.model_down = False
         self.finished = False  # nobody watches after the stream ended or the monitor stopped: unknown
         self.counters = counters or CameraCounters()
-        self._cleaned: dict[int, tuple[float, str, float]] = {}  # scorer index -> (label, description, support)
+        # scorer index -> (label, description, support, scorer index of the segment whose description it is)
+        self._cleaned: dict[int, tuple[float, str, float, int]] = {}
         self._metas: dict[int, _Meta] = {}  # scorer index -> meta, kept for LRC choices and contributors
         self._n = 0
         self._alert_p: float | None = None  # the open alert's highest P(Anomalous) so far (severity)
@@ -74,7 +83,8 @@ class CameraScoring:
         if not v.parsed:
             self.counters.unparsed += 1
         meta = _Meta(job.index, job.start, job.end, job.clock, v.label, v.parsed, v.description,
-                     result.model_s, result.snapshot, p_anomalous=result.p_anomalous)
+                     result.model_s, result.snapshot, p_anomalous=result.p_anomalous,
+                     pending=result.description_pending)
         if self.support is not None and result.description_text_emb is not None:
             meta.support = float(self.support(result.description_text_emb))
         self._metas[self._n] = meta
@@ -90,6 +100,25 @@ class CameraScoring:
         if self.use_probability and result.p_anomalous is not None:
             value = result.p_anomalous
         return self._emit(self.scorer.push(value, **kwargs))
+
+    def describe(self, update: DescriptionUpdate) -> ScoringOutput:
+        """A segment's description after its verdict (two-phase delivery): it explains from now on, the scores
+        stay. None as the description: its pass failed, which the alerts it drove count (descriptions_missing)."""
+        text = update.description
+        support = 1.0
+        if text is not None and self.support is not None and update.text_emb is not None:
+            support = float(self.support(update.text_emb))
+        meta = next((m for m in self._metas.values() if m.index == update.index), None)
+        if meta is not None:
+            meta.pending = False
+            if text is None:
+                meta.missing = True
+            else:
+                meta.description, meta.support = text, support
+        out = ScoringOutput()
+        for ev in self.tracker.describe(update.index, text, weight=support):
+            out.messages.extend(self._event_messages(ev, None))
+        return out
 
     def finish(self, reason: str = END_STREAM) -> ScoringOutput:
         """End of stream or shutdown: finalise pending segments and end an open alert."""
@@ -141,11 +170,10 @@ class CameraScoring:
         now = time.time()
         for s in scored:
             meta = self._metas[s.index]
-            chosen = self._metas.get(s.chosen, meta)
-            self._cleaned[s.index] = (s.label, chosen.description, chosen.support)
-            # weight x support: the description that best explains an anomaly comes first in the alert.
-            drivers = [(self._cleaned[j][1], w * self._cleaned[j][2]) for j, w in s.contributors
-                       if j in self._cleaned and self._cleaned[j][0] >= 0.5]
+            chosen_key = s.chosen if s.chosen in self._metas else s.index
+            chosen = self._metas[chosen_key]
+            self._cleaned[s.index] = (s.label, chosen.description, chosen.support, chosen_key)
+            drivers, waiting, missing = self._drivers(s.contributors)
             latency = now - meta.end
             c = self.counters
             c.scored += 1
@@ -157,7 +185,7 @@ class CameraScoring:
                 chosen=self._metas[s.chosen].index if s.chosen in self._metas else meta.index,
                 latency_s=latency, model_s=meta.model_s, p_anomalous=meta.p_anomalous), camera=self.camera))
             events = self.tracker.update(index=meta.index, start=meta.start, end=meta.end, score=s.score,
-                                         drivers=drivers, clock=meta.clock)
+                                         drivers=drivers, clock=meta.clock, waiting=waiting, missing=missing)
             self._note_p(events, meta.p_anomalous)
             for ev in events:
                 out.messages.extend(self._event_messages(ev, meta))
@@ -175,6 +203,29 @@ class CameraScoring:
             self._alert_p = None
         if p is not None and (events or self.tracker.active is not None):
             self._alert_p = p if self._alert_p is None else max(self._alert_p, p)
+
+    def _drivers(self, contributors: Sequence[tuple[int, float]]
+                 ) -> tuple[list[tuple[str, float]], list[tuple[int, float]], list[int]]:
+        """The (description, weight x support) pairs that explain a score (the description that best explains an
+        anomaly comes first in the alert), the (segment, weight) pairs whose description is still to come, and
+        the segments whose description was lost. A description that came after its verdict counts from then."""
+        drivers: list[tuple[str, float]] = []
+        waiting: list[tuple[int, float]] = []
+        missing: list[int] = []
+        for j, w in contributors:
+            c = self._cleaned.get(j)
+            if c is None or c[0] < 0.5:
+                continue
+            src = self._metas.get(c[3])
+            if src is None:
+                drivers.append((c[1], w * c[2]))
+            elif src.pending:
+                waiting.append((src.index, w))
+            elif src.missing:
+                missing.append(src.index)
+            else:
+                drivers.append((src.description, w * src.support))
+        return drivers, waiting, missing
 
     def _event_messages(self, ev: AlertEvent, meta: _Meta | None) -> list[Message]:
         # Timing for the latency figure: when the driving segment ended and how long the model took.

@@ -16,8 +16,10 @@ It measures, with the project's own transformers backend and runtime (corevad_st
              first-token logits bias (transformers_backend.scripted_first_tokens: +1e4 on one token of the
              scripted label at the first answer step only; the other steps and p_anomalous stay the model's),
              through a server (--server URL, e.g. vLLM) by a per-segment structured-output regex naming the
-             label. Segments/s and score latency (batch sent -> its scores back; the scores of a batch come
-             back together, after its descriptions), and the on_demand / all ratio.
+             label. Segments/s and score latency (batch sent -> its scores back), and the on_demand / all
+             ratio. In-process also "two_phase": on_demand delivered in two phases (backend.verdicts(), the
+             runtime's split): score latency is the batch's verdicts out, description latency its
+             descriptions out; one pass gives both at once.
 JSON on stdout (and --out), a plain table on stderr.
 
 On a GPU machine without pydantic (the runtime's config) install the wheels first; see
@@ -153,9 +155,15 @@ def _ratio_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+DESCRIBE_MODES = ("all", "on_demand", "two_phase")
+
+
 def describe_modes(backend: Any, batches: list[int], rates: list[float], segments: int, frame: int
                    ) -> dict[str, Any]:
-    """describe all vs on_demand in-process, verdicts scripted per segment (scripted_first_tokens)."""
+    """describe all vs on_demand (one pass) vs on_demand delivered in two phases (backend.verdicts, then the
+    description pass), in-process, verdicts scripted per segment (scripted_first_tokens). Latencies per batch
+    from its start in the model: score = its verdicts out (one pass: its whole answers), description = its
+    descriptions out."""
     import torch
 
     from corevad.models.transformers_backend import scripted_first_tokens
@@ -165,41 +173,75 @@ def describe_modes(backend: Any, batches: list[int], rates: list[float], segment
     backend.answer(_clips(1, frame, np.random.default_rng(9)))  # warm-up
     for rate in rates:
         for b in batches:
-            for mode in ("all", "on_demand"):
-                backend.config = base_cfg.model_copy(update={"describe": mode, "describe_above": 1.0})
-                rng = np.random.default_rng(7)
-                labels = _scripted_labels(segments, rate, seed=11)
-                lat, described, t_all = [], 0, 0.0
-                for s in range(0, segments - b + 1, b):
-                    clips = _clips(b, frame, rng)
+            # The modes take turns on each batch (the same clips and script), so a load change on a shared
+            # machine falls on all three alike.
+            rng = np.random.default_rng(7)
+            labels = _scripted_labels(segments, rate, seed=11)
+            cell: dict[str, dict[str, Any]] = {m: {"lat": [], "desc_lat": [], "described": 0, "t": 0.0}
+                                              for m in DESCRIBE_MODES}
+            for s in range(0, segments - b + 1, b):
+                clips = _clips(b, frame, rng)
+                for mode in DESCRIBE_MODES:
+                    c = cell[mode]
+                    backend.config = base_cfg.model_copy(update={
+                        "describe": "all" if mode == "all" else "on_demand", "describe_above": 1.0})
                     _sync(torch)
                     t0 = time.perf_counter()
                     prepared = backend.prepare(clips)
                     backend.generate_kwargs["logits_processor"] = scripted_first_tokens(
                         backend, labels[s : s + b], prompt_len=prepared[0][1]["input_ids"].shape[1])
-                    answers = backend.run(prepared)
+                    if mode == "two_phase":
+                        vp = backend.verdicts(clips, prepared)
+                        _sync(torch)
+                        c["lat"].append(time.perf_counter() - t0)
+                        answers = vp.describe()
+                    else:
+                        answers = backend.run(prepared)
                     _sync(torch)
                     dt = time.perf_counter() - t0
-                    lat.append(dt)
-                    t_all += dt
-                    described += sum(a.described for a in answers)
+                    if mode != "two_phase":
+                        c["lat"].append(dt)
+                    c["desc_lat"].append(dt)
+                    c["t"] += dt
+                    c["described"] += sum(a.described for a in answers)
+            for mode in DESCRIBE_MODES:
+                c = cell[mode]
+                lat, desc_lat = c["lat"], c["desc_lat"]
                 n = len(lat) * b
-                rows.append({"mode": mode, "rate": rate, "batch": b, "segments": n, "described": described,
-                             "segments_per_s": round(n / t_all, 3),
+                rows.append({"mode": mode, "rate": rate, "batch": b, "segments": n, "described": c["described"],
+                             "segments_per_s": round(n / c["t"], 3),
                              "score_latency_p50_s": round(float(np.percentile(lat, 50)), 4),
-                             "score_latency_p99_s": round(float(np.percentile(lat, 99)), 4)})
+                             "score_latency_p99_s": round(float(np.percentile(lat, 99)), 4),
+                             "description_latency_p50_s": round(float(np.percentile(desc_lat, 50)), 4),
+                             "description_latency_p99_s": round(float(np.percentile(desc_lat, 99)), 4)})
                 print(f"  describe {mode:9s} rate {rate:.2f} batch {b:3d}: {rows[-1]['segments_per_s']} seg/s, "
-                      f"{described}/{n} described, latency p99 {rows[-1]['score_latency_p99_s']} s",
-                      file=sys.stderr, flush=True)
+                      f"{c['described']}/{n} described, score latency p50 {rows[-1]['score_latency_p50_s']} p99 "
+                      f"{rows[-1]['score_latency_p99_s']} s, descriptions p99 "
+                      f"{rows[-1]['description_latency_p99_s']} s", file=sys.stderr, flush=True)
     backend.config = base_cfg
     backend.generate_kwargs.pop("logits_processor", None)
-    return {"rows": rows, "ratios": _ratio_rows(rows)}
+    return {"rows": rows, "ratios": _ratio_rows(rows), "score_latency": _latency_rows(rows)}
+
+
+def _latency_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Two-phase score latency / one-pass score latency (on_demand and all) per (rate, batch), p50 and p99."""
+    out = []
+    for r in rows:
+        if r["mode"] != "two_phase":
+            continue
+        cell = {x["mode"]: x for x in rows if x["rate"] == r["rate"] and x["batch"] == r["batch"]}
+        out.append({"rate": r["rate"], "batch": r["batch"], **{
+            f"p{q}_vs_{base}": round(r[f"score_latency_p{q}_s"] / cell[base][f"score_latency_p{q}_s"], 3)
+            for q in (50, 99) for base in ("on_demand", "all") if base in cell}})
+    return out
 
 
 def describe_server(url: str, model: str, batches: list[int], rates: list[float], segments: int
                     ) -> dict[str, Any]:
-    """describe all vs on_demand (two_requests and stop) through an OpenAI-compatible server; each segment's
-    verdict scripted by a structured-output regex naming its label (vLLM's structured_outputs)."""
+    """describe all vs on_demand (two_requests and stop, one pass; and two_requests in two phases: verdicts(),
+    then the full requests) through an OpenAI-compatible server; each segment's verdict scripted by a
+    structured-output regex naming its label (vLLM's structured_outputs). Two-phase rows also give the
+    description latency (batch sent -> its descriptions back)."""
     from corevad.models import OpenAIOptions, VLMConfig
     from corevad.models.openai_backend import OpenAIBackend
 
@@ -207,7 +249,8 @@ def describe_server(url: str, model: str, batches: list[int], rates: list[float]
     for rate in rates:
         labels = _scripted_labels(segments, rate, seed=11)
         for b in batches:
-            for mode, via in (("all", "two_requests"), ("on_demand", "two_requests"), ("on_demand", "stop")):
+            for mode, via, phased in (("all", "two_requests", False), ("on_demand", "two_requests", False),
+                                      ("on_demand", "stop", False), ("on_demand", "two_requests", True)):
                 opts = OpenAIOptions(base_url=url, model=model, api_key_env=None, concurrency=b, timeout_s=300)
                 backend = OpenAIBackend(VLMConfig(backend="openai", max_new_tokens=ANSWER_TOKENS, describe=mode,
                                                   describe_above=1.0, openai=opts.model_copy(
@@ -224,22 +267,30 @@ def describe_server(url: str, model: str, batches: list[int], rates: list[float]
                 backend.build_request = build  # type: ignore[method-assign]
                 rng = np.random.default_rng(7)
                 backend.answer_scored(_clips(1, 448, rng))  # warm-up (the first request is slow)
-                lat, described, t_all = [], 0, 0.0
+                lat, desc_lat, described, t_all = [], [], 0, 0.0
                 for s in range(0, segments - b + 1, b):
                     clips = [c.__class__(c.source, s + i, c.frames) for i, c in enumerate(_clips(b, 448, rng))]
                     t0 = time.perf_counter()
-                    answers = backend.answer_scored(clips)
+                    if phased:
+                        vp = backend.verdicts(clips)
+                        lat.append(time.perf_counter() - t0)
+                        answers = vp.describe()
+                    else:
+                        answers = backend.answer_scored(clips)
                     dt = time.perf_counter() - t0
-                    lat.append(dt)
+                    if not phased:
+                        lat.append(dt)
+                    desc_lat.append(dt)
                     t_all += dt
                     described += sum(a.described for a in answers)
                 backend.close()
                 n = len(lat) * b
-                name = mode if mode == "all" else f"on_demand/{via}"
+                name = mode if mode == "all" else f"on_demand/{via}" + ("/two_phase" if phased else "")
                 rows.append({"mode": name, "rate": rate, "batch": b, "segments": n, "described": described,
                              "requests": backend.requests_sent, "segments_per_s": round(n / t_all, 3),
                              "score_latency_p50_s": round(float(np.percentile(lat, 50)), 4),
-                             "score_latency_p99_s": round(float(np.percentile(lat, 99)), 4)})
+                             "score_latency_p99_s": round(float(np.percentile(lat, 99)), 4),
+                             "description_latency_p99_s": round(float(np.percentile(desc_lat, 99)), 4)})
                 print(f"  server {name:22s} rate {rate:.2f} batch {b:3d}: {rows[-1]['segments_per_s']} seg/s, "
                       f"{described}/{n} described, latency p99 {rows[-1]['score_latency_p99_s']} s",
                       file=sys.stderr, flush=True)

@@ -3,13 +3,18 @@ recorded UCF-Crime answers, in one command.
 
 The recorded InternVL2-8B answers are replayed through the live path (App, replay backend, the text encoder
 in the worker) with configs/replay_ucf_text.yaml (text-anchored context: the one stage whose
-scores read the descriptions), three times:
+scores read the descriptions), five times:
   all                  the answers as recorded (the paper's describe: all);
   on_demand            every "Normal" answer reduced to its verdict line "Normal scenes." (ReplayBackend
                        describe="on_demand"), the same alert thresholds;
   on_demand, re-tuned  the same, with the alert thresholds chosen again on the tune half by tune_text.py's
                        rule (<= --fa-budget false alerts/h of normal video, then most detected, then the
-                       lowest median delay; the grid of tune_causal.OPEN_THRESHOLDS).
+                       lowest median delay; the grid of tune_causal.OPEN_THRESHOLDS);
+  deferred             on_demand delivered in two phases, as the runtime does with a backend that splits
+                       (ReplayBackend describe="deferred"): scoring sees only verdict lines for every segment,
+                       the anomalous answers' descriptions arrive after their verdicts and reach only the
+                       explanations (the scores are exactly those of live two-phase delivery);
+  deferred, re-tuned   the same, thresholds re-tuned on the tune half by the same rule.
 Per half (tune / test / all): frame AUC and AP, false alerts per hour, anomalous videos detected, median delay,
 the explanation class-hit rate (tools/explain_hits.py's measure: an alert's first sentence classified among the
 13 class names), 95 % video-level bootstrap intervals and the paired bootstrap of each run's difference from
@@ -59,27 +64,31 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     refinement = {**cfg["refinement"], "text_context": True}
     enc = load_text_encoder(DEFAULT_TEXT_MODEL, disk_cache=True)
     runs: dict[str, Any] = {}
-    chosen: dict[str, Any] = {"all": cfg["alerts"], "on_demand": cfg["alerts"]}
+    chosen: dict[str, Any] = {"all": cfg["alerts"], "on_demand": cfg["alerts"], "deferred": cfg["alerts"]}
 
     async def replay(describe: str, alerts: dict[str, Any]) -> Any:
         t0 = time.perf_counter()
         backend = ReplayBackend(responses, describe=describe)
         result = await run_replay(frameless_inputs(videos), backend=backend, text_encoder=enc,
                                   refinement=refinement, alerts=alerts)
-        print(f"  replayed describe {describe} ({backend.undescribed} descriptions removed) in "
-              f"{time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+        print(f"  replayed describe {describe} ({backend.undescribed} descriptions removed, {backend.deferred} "
+              f"deferred) in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
         return result
 
+    def retune(name: str) -> dict[str, Any]:
+        tune = [v for v in runs[name].videos if half_of[v.gt.name] == "tune"]
+        ap_sel, _, _ = choose_alerts(tune, [v.segment_scores for v in tune], runs[name].params.delay,
+                                     args.fa_budget, OPEN_THRESHOLDS)
+        return {**cfg["alerts"], "open_threshold": ap_sel.open_threshold, "close_threshold": ap_sel.close_threshold,
+                "close_after_s": ap_sel.close_after_s, "cooldown_s": ap_sel.cooldown_s}
+
     runs["all"] = await replay("all", cfg["alerts"])
-    runs["on_demand"] = await replay("on_demand", cfg["alerts"])
-    tune = [v for v in runs["on_demand"].videos if half_of[v.gt.name] == "tune"]
-    ap_sel, _, _ = choose_alerts(tune, [v.segment_scores for v in tune], runs["on_demand"].params.delay,
-                                 args.fa_budget, OPEN_THRESHOLDS)
-    retuned = {"open_threshold": ap_sel.open_threshold, "close_threshold": ap_sel.close_threshold,
-               "close_after_s": ap_sel.close_after_s, "cooldown_s": ap_sel.cooldown_s}
-    chosen["on_demand, re-tuned"] = {**cfg["alerts"], **retuned}
-    runs["on_demand, re-tuned"] = await replay("on_demand", chosen["on_demand, re-tuned"])
+    for mode in args.modes:
+        runs[mode] = await replay(mode, cfg["alerts"])
+        chosen[f"{mode}, re-tuned"] = retune(mode)
+        runs[f"{mode}, re-tuned"] = await replay(mode, chosen[f"{mode}, re-tuned"])
     enc.save()
+    chosen = {k: v for k, v in chosen.items() if k in runs}
     out: dict[str, Any] = {"config": "configs/replay_ucf_text.yaml", "fa_budget": args.fa_budget,
                            "resamples": args.resamples, "seed": args.seed, "alerts": chosen, "halves": {}}
     for half in ("tune", "test", "all"):
@@ -117,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--resamples", type=int, default=1000)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--modes", nargs="+", choices=("on_demand", "deferred"), default=["on_demand", "deferred"],
+                    help="the describe modes compared with all (each also re-tuned)")
     args = ap.parse_args(argv)
     res = asyncio.run(run(args))
     if args.json:

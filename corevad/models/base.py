@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 import numpy as np
@@ -45,6 +45,34 @@ class Answer:
     cut: bool = False
 
 
+@dataclass(slots=True)
+class VerdictPass:
+    """The first phase of a split answer (describe "on_demand" delivered in two phases): every row's verdict now,
+    the descriptions that are needed later, from `describe()`.
+
+    answers: one per clip, in order. A row in `pending` whose verdict is known holds its verdict line
+    (prompt.VERDICT_LINES, described=False) until its description comes; None: the row's verdict is not known
+    yet (its first token began neither label) and comes with its full answer from describe().
+    pending: the rows describe() answers, ascending. describe(): one Answer per pending row, same order (a row
+    may carry its own error); it may raise, which costs those rows' descriptions, never a known verdict. It
+    runs once, on the thread that calls it (the backend's lock and cache are held until then)."""
+
+    answers: list[Answer | None]
+    pending: list[int] = field(default_factory=list)
+    _describe: Callable[[], list[Answer]] | None = None
+
+    def describe(self) -> list[Answer]:
+        if not self.pending:
+            return []
+        fn, self._describe = self._describe, None
+        if fn is None:
+            raise RuntimeError("this verdict pass was described already")
+        out = list(fn())
+        if len(out) != len(self.pending):
+            raise RuntimeError(f"the description pass gave {len(out)} answers for {len(self.pending)} rows")
+        return out
+
+
 @runtime_checkable
 class VLMBackend(Protocol):
     """Segments in, raw answer texts out (one per clip, same order). Blocking; called off the event loop.
@@ -52,7 +80,9 @@ class VLMBackend(Protocol):
     A backend that can also give the label's probability adds `answer_scored(clips) -> list[Answer]`
     (see `answers`). One whose work splits into CPU preprocessing and model time adds `prepare(clips)` (any
     thread) and `run(prepared) -> list[Answer]`: the runtime then prepares the next batch while the model
-    runs this one."""
+    runs this one. One that can deliver verdicts before descriptions sets `two_phase` (True in the modes where
+    it splits) and adds `verdicts(clips, prepared=None) -> VerdictPass`: the runtime then publishes the scores
+    before the description pass runs."""
 
     name: str
 

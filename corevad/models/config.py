@@ -148,6 +148,13 @@ class VLMConfig(StrictModel):
         default=0.5, ge=0.0, le=1.0,
         description="describe on_demand: also describe a 'Normal' segment whose p_anomalous is at least this.",
     )
+    describe_delivery: Literal["two_phase", "one_pass"] = Field(
+        default="two_phase",
+        description="describe on_demand in the runtime: two_phase publishes every score once the batch's verdicts "
+                    "are known and each description after, as an alert update (transformers; openai with "
+                    "describe_via two_requests); one_pass waits for the batch's descriptions and scores with "
+                    "them (what refinement.text_context needs to keep its detections: see the README).",
+    )
     max_answer_chars: int = Field(
         default=2000, ge=16, le=1_000_000,
         description="Longest answer kept (characters); a longer one is cut here and counted (answers_cut).",

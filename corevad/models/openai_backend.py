@@ -29,7 +29,7 @@ from ..prompt import (
     p_anomalous,
 )
 from ..threads import DaemonPool
-from .base import Answer, Clip
+from .base import Answer, Clip, VerdictPass
 from .config import VLMConfig
 
 log = logging.getLogger(__name__)
@@ -400,27 +400,72 @@ class OpenAIBackend:
         for the verdict, then the full request only where prompt.needs_description says so (vLLM's prefix
         cache, which hashes the images, saves most of its prefill). "stop": one request that stops at the
         normal verdict line (stop sequence "Normal scenes."), so only anomalous answers run on."""
-        cfg = self.config
         if self.options.describe_via == "stop":
             stop = VERDICT_LINES[0]
             a = self._post(clip, extra={"stop": [stop], "include_stop_str_in_output": True})
             if a.text.endswith(stop) and label_of_token(a.text.split()[0]) == 0:
                 return Answer(VERDICT_LINES[0], a.p_anomalous, described=False)
             return a
+        first, pending = self._verdict(clip)
+        if not pending:
+            return first
+        try:
+            return self._describe(clip, first)
+        except OpenAIError as exc:
+            if first.text:  # the verdict is known: keep it, undescribed
+                return first
+            return Answer("", first.p_anomalous, described=False, error=str(exc), error_kind=exc.kind)
+
+    def _verdict(self, clip: Clip) -> tuple[Answer, bool]:
+        """describe_via two_requests, the first request: the verdict, and whether the segment needs its description
+        (then the answer is its verdict line, or "" when VERDICT_TOKENS tokens did not tell the label)."""
         self.verdict_requests += 1
         first = self._post(clip, max_tokens=VERDICT_TOKENS)
-        if not needs_description(first.text, first.p_anomalous, describe_above=cfg.describe_above):
-            return Answer(VERDICT_LINES[0], first.p_anomalous, described=False)
+        if not needs_description(first.text, first.p_anomalous, describe_above=self.config.describe_above):
+            return Answer(VERDICT_LINES[0], first.p_anomalous, described=False), False
+        words = first.text.split()
+        label = label_of_token(words[0]) if words else None
+        return Answer(VERDICT_LINES[label] if label is not None else "", first.p_anomalous, described=False), True
+
+    def _describe(self, clip: Clip, first: Answer) -> Answer:
+        """describe_via two_requests, second request: the full answer (vLLM's prefix cache, which hashes the
+        images, saves most of its prefill). Raises OpenAIError."""
         self.described += 1
-        try:
-            full = self._post(clip)
-        except OpenAIError as exc:
-            if label_of_token(first.text) == 1:  # the verdict is known: keep it, undescribed
-                return Answer(VERDICT_LINES[1], first.p_anomalous, described=False)
-            return Answer("", first.p_anomalous, described=False, error=str(exc), error_kind=exc.kind)
+        full = self._post(clip)
         # The verdict's probability is the first request's (the full answer's first token is the same one).
         return Answer(full.text, first.p_anomalous if first.p_anomalous is not None else full.p_anomalous,
                       cut=full.cut)
+
+    @property
+    def two_phase(self) -> bool:
+        """describe on_demand with describe_via two_requests splits: every verdict request of the batch first,
+        then the full requests. With describe_via stop one request carries both, so verdict and description
+        arrive together (no split)."""
+        return (self.config.describe == "on_demand" and self.config.describe_delivery == "two_phase"
+                and self.options.describe_via == "two_requests")
+
+    def verdicts(self, clips: Sequence[Clip], prepared: Any = None) -> VerdictPass:
+        """Phase one of two_requests for the whole batch (up to options.concurrency requests in flight); describe()
+        sends the full requests of the rows that need a description. A verdict request that fails raises here
+        (the batch is unanswered, as in one pass); a full request that fails costs only its row's description."""
+        if self.config.describe != "on_demand" or self.options.describe_via != "two_requests":
+            raise ModelError("verdicts() needs describe: on_demand with openai.describe_via: two_requests")
+        firsts = list(self._pool.map(self._verdict, clips))
+        pending = [i for i, (_, needed) in enumerate(firsts) if needed]
+        # A clip's frames are a view into the camera's ring, given back once the verdicts are out: keep a copy
+        # of the few that are sent again.
+        later = [(Clip(clips[i].source, clips[i].index, None if clips[i].frames is None
+                       else np.array(clips[i].frames)), firsts[i][0]) for i in pending]
+        answers: list[Answer | None] = [None if needed and not a.text else a for a, needed in firsts]
+
+        def one(item: tuple[Clip, Answer]) -> Answer:
+            clip, first = item
+            try:
+                return self._describe(clip, first)
+            except OpenAIError as exc:
+                return Answer("", first.p_anomalous, described=False, error=str(exc), error_kind=exc.kind)
+
+        return VerdictPass(answers, pending, lambda: list(self._pool.map(one, later)))
 
     def answer(self, clips: Sequence[Clip]) -> list[str]:
         """Raw answer per clip, same order; up to options.concurrency requests in flight."""

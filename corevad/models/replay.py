@@ -8,7 +8,9 @@ from pathlib import Path
 from ..benchmarks import load_probabilities, load_responses
 from ..errors import ModelError
 from ..prompt import VERDICT_LINES, parse_answer
-from .base import Answer, Clip
+from .base import Answer, Clip, VerdictPass
+
+DESCRIBE_MODES = ("all", "on_demand", "deferred")
 
 
 class ReplayBackend:
@@ -21,7 +23,12 @@ class ReplayBackend:
     describe "on_demand" replays what that mode would have produced from the same model: every answer whose
     verdict is "Normal" (corevad.prompt.parse_answer) reduced to its verdict line, "Normal scenes." (the
     recorded answers carry no first-token probabilities, so describe_above cannot apply); "all" replays the
-    answers as recorded.
+    answers as recorded. "deferred" is "on_demand" delivered in two phases, as the runtime does with a backend
+    that splits (two_phase): verdicts() gives every segment its verdict line only ("Normal scenes." /
+    "Anomalous scenes."), so scoring sees no description for any segment, and describe() then gives the
+    recorded answers of the anomalous and unparsed ones, which reach only the explanations. An unparsed
+    answer's verdict is not known from its first line, so it waits for describe(), as a live first token that
+    begins neither label does.
     """
 
     name = "replay"
@@ -29,10 +36,11 @@ class ReplayBackend:
     def __init__(self, responses: str | Path | Mapping[str, Sequence[str]],
                  probabilities: str | Path | Mapping[str, Sequence[float | None]] | None = None,
                  *, describe: str = "all") -> None:
-        if describe not in ("all", "on_demand"):
-            raise ValueError(f"describe must be 'all' or 'on_demand', got {describe!r}")
+        if describe not in DESCRIBE_MODES:
+            raise ValueError(f"describe must be one of {', '.join(DESCRIBE_MODES)}, got {describe!r}")
         self.describe = describe
-        self.undescribed = 0  # answers replayed without their description (describe on_demand)
+        self.undescribed = 0  # answers replayed without their description (describe on_demand, deferred)
+        self.deferred = 0  # describe deferred: answers whose description came after their verdict
         if isinstance(responses, (str, Path)):
             self.path: Path | None = Path(responses)
             data: Mapping[str, Sequence[str]] = load_responses(responses)
@@ -85,12 +93,33 @@ class ReplayBackend:
             p = self._p.get(self._key(clip.source))
             prob = None if p is None else p[clip.index]
             verdict = parse_answer(text)
-            if self.describe == "on_demand" and verdict.parsed and verdict.label == 0:
+            if self.describe != "all" and verdict.parsed and verdict.label == 0:
                 self.undescribed += text != VERDICT_LINES[0]
                 out.append(Answer(VERDICT_LINES[0], prob, described=False))
             else:
                 out.append(Answer(text, prob))
         return out
+
+    @property
+    def two_phase(self) -> bool:
+        return self.describe == "deferred"
+
+    def verdicts(self, clips: Sequence[Clip], prepared: object = None) -> VerdictPass:
+        """describe "deferred": the verdict lines now, the recorded answers that need a description later."""
+        if not self.two_phase:
+            raise ModelError("verdicts() is the replay backend's describe: deferred")
+        full = self.answer_scored(clips)
+        answers: list[Answer | None] = []
+        pending: list[int] = []
+        for i, a in enumerate(full):
+            if not a.described:
+                answers.append(a)
+                continue
+            pending.append(i)
+            verdict = parse_answer(a.text)
+            answers.append(Answer(VERDICT_LINES[1], a.p_anomalous, described=False) if verdict.parsed else None)
+            self.deferred += verdict.parsed
+        return VerdictPass(answers, pending, lambda: [full[i] for i in pending])
 
     def close(self) -> None:
         pass

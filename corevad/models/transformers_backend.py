@@ -23,7 +23,7 @@ from ..prompt import (
     p_anomalous,
 )
 from ._device import resolve_device, resolve_dtype
-from .base import Answer, Clip
+from .base import Answer, Clip, VerdictPass
 from .config import VLMConfig
 
 _REMOTE_CODE_HINT = (
@@ -161,10 +161,14 @@ class TransformersBackend:
                     inputs[k] = v.pin_memory()
         return inputs
 
-    def _generate(self, inputs: Any) -> list[Answer]:
+    def _on_device(self, inputs: Any) -> Any:
         inputs = inputs.to(self.device, non_blocking=True)
         if "pixel_values" in inputs:
             inputs["pixel_values"] = inputs["pixel_values"].to(self.dtype)
+        return inputs
+
+    def _generate(self, inputs: Any) -> list[Answer]:
+        inputs = self._on_device(inputs)
         with self._torch.inference_mode():
             if self.config.describe == "on_demand":
                 return self._generate_on_demand(inputs)
@@ -193,12 +197,11 @@ class TransformersBackend:
             self.answers_cut += 1
         return Answer(text, p, described=described, cut=cut)
 
-    def _generate_on_demand(self, inputs: Any) -> list[Answer]:
-        """Verdict first: one prefill and one decoding step for the whole batch, then decoding continues only for
-        the rows that need a description (prompt.needs_description), on their rows of the same KV cache (no
-        second prefill). Greedy decoding makes those rows' answers token for token the one-pass answers. If the
-        continuation fails, only its rows fail: an anomalous verdict keeps its verdict line, a row whose
-        verdict one token could not tell carries the error."""
+    def _verdict_pass(self, inputs: Any) -> tuple[list[Answer | None], list[int], list[float | None], Any]:
+        """Verdict first: one prefill and one decoding step for the whole batch (inputs on the device, inside
+        inference_mode). Returns each row's answer so far (None: its first token began neither label, so its
+        verdict is not known yet), the rows that need a description (prompt.needs_description), each row's
+        p_anomalous, and the first pass's output, whose KV cache the description pass continues on."""
         cfg = self.config
         first = self.model.generate(**inputs, max_new_tokens=1, **self._greedy(static=False))
         probs = self._first_token_p(first.logits[0])
@@ -214,26 +217,81 @@ class TransformersBackend:
                 out[i] = self._bounded(text, p)  # the one-pass answer ends here too
             elif needs_description(text, p, describe_above=cfg.describe_above):
                 rows.append(i)
+                label = label_of_token(text)
+                if label is not None:  # the verdict is known: its line stands until the description comes
+                    out[i] = Answer(VERDICT_LINES[label], p, described=False)
             else:
                 out[i] = self._bounded(VERDICT_LINES[0], p, described=False)
-        if rows:
-            self.described_rows += len(rows)
-            try:
-                decoded = self._continue(inputs, first, rows)
-            except Exception as exc:  # noqa: BLE001 - these rows fail, the verdicts already known stand
-                self.continuation_failures += 1
-                log.error("description pass failed for %d of %d segments: %s", len(rows), len(first_ids), exc)
-                for i in rows:
-                    if label_of_token(first_texts[i]) == 1:
-                        out[i] = Answer(VERDICT_LINES[1], probs[i], described=False)
-                    else:
-                        out[i] = Answer("", probs[i], described=False, error=f"description pass failed: {exc}",
-                                        error_kind="model")
-            else:
-                for i, text in zip(rows, decoded, strict=True):
-                    out[i] = self._bounded(text, probs[i])
         self.verdict_rows += len(first_ids)
+        return out, rows, probs, first
+
+    def _description_pass(self, inputs: Any, first: Any, rows: list[int], probs: list[float | None],
+                          where: str) -> list[Answer]:
+        """The answers of `rows` decoded on from their first token. A failure costs only these rows: each
+        carries the error (the caller keeps a verdict it already has)."""
+        if not rows:
+            return []
+        self.described_rows += len(rows)
+        try:
+            with self._torch.inference_mode():
+                decoded = self._continue(inputs, first, rows)
+        except Exception as exc:  # noqa: BLE001 - these rows fail, the verdicts already known stand
+            self.continuation_failures += 1
+            log.error("description pass failed for %d segments (%s): %s", len(rows), where, exc)
+            return [Answer("", probs[i], described=False, error=f"description pass failed: {exc}",
+                           error_kind="model") for i in rows]
+        return [self._bounded(text, probs[i]) for i, text in zip(rows, decoded, strict=True)]
+
+    def _generate_on_demand(self, inputs: Any) -> list[Answer]:
+        """describe on_demand in one call: the verdict pass, then decoding continues only for the rows that need a
+        description, on their rows of the same KV cache (no second prefill). Greedy decoding makes those rows'
+        answers token for token the one-pass answers. If the continuation fails, only its rows fail: a known
+        verdict keeps its verdict line, undescribed; a row whose verdict one token could not tell carries the
+        error."""
+        out, rows, probs, first = self._verdict_pass(inputs)
+        for i, a in zip(rows, self._description_pass(inputs, first, rows, probs, "one pass"), strict=True):
+            if a.error is None or out[i] is None:
+                out[i] = a
         return [a for a in out if a is not None]
+
+    @property
+    def two_phase(self) -> bool:
+        """describe on_demand (two_phase delivery) splits: verdicts() gives every verdict before the descriptions
+        are decoded."""
+        return self.config.describe == "on_demand" and self.config.describe_delivery == "two_phase"
+
+    def verdicts(self, clips: Sequence[Clip], prepared: list[tuple[Clip, Any]] | None = None) -> VerdictPass:
+        """The verdict pass of every generate call of the batch now; describe() then continues the rows that need a
+        description on each call's own KV cache (held until then, on the device)."""
+        if self.config.describe != "on_demand":
+            raise ModelError("verdicts() needs describe: on_demand (describe: all answers in one pass)")
+        prepared = self.prepare(clips) if prepared is None else prepared
+        answers: list[Answer | None] = []
+        pending: list[int] = []
+        later: list[tuple[str, Any, Any, list[int], list[float | None]]] = []
+        with self._lock:
+            for first_clip, inputs in prepared:
+                where = f"{first_clip.source} segments from {first_clip.index}"
+                try:
+                    inputs = self._on_device(inputs)
+                    with self._torch.inference_mode():
+                        out, rows, probs, first = self._verdict_pass(inputs)
+                except Exception as exc:
+                    raise ModelError(f"generate failed for {where}: {exc}") from exc
+                pending.extend(len(answers) + r for r in rows)
+                answers.extend(out)
+                if rows:
+                    later.append((where, inputs, first, rows, probs))
+
+        def describe() -> list[Answer]:
+            got: list[Answer] = []
+            with self._lock:
+                while later:
+                    where, inputs, first, rows, probs = later.pop(0)  # each call's cache is freed once continued
+                    got.extend(self._description_pass(inputs, first, rows, probs, where))
+            return got
+
+        return VerdictPass(answers, pending, describe)
 
     def _continue(self, inputs: Any, first: Any, rows: list[int]) -> list[str]:
         """Decode the answers of `rows` on from their first token, on those rows of the first pass's cache."""

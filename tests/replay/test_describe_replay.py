@@ -60,3 +60,37 @@ def test_on_demand_replay_is_all_with_normal_descriptions_removed(shared_data: P
     assert full["intervals"]["ap"]["estimate"] == pytest.approx(full["online"]["ap"])
     # The first ten videos of the test half are all anomalous: no normal hours, so no false-alert rate.
     assert full["alerts"]["normal_hours"] == 0 and np.isnan(full["intervals"]["false_alerts_per_hour"]["estimate"])
+
+
+def test_deferred_replay_scores_on_verdicts_alone_and_explains_with_the_descriptions(shared_data: Path,
+                                                                                   tmp_path: Path, capsys) -> None:
+    from corevad_stream.cli import main
+
+    d = shared_data / "ucf_crime"
+    responses = load_responses(d / "VLM_responses_LRC_ucf.json")
+    # Every parsed answer reduced to its verdict line: what scoring sees under deferred, for every segment.
+    verdicts = {k: [("Normal scenes." if v.label == 0 else "Anomalous scenes.") if (v := parse_answer(a)).parsed
+                    else a for a in answers] for k, answers in responses.items()}
+    verdicts_file = tmp_path / "verdicts.json"
+    verdicts_file.write_text(json.dumps(verdicts))
+    base = ["replay", "--dataset", "ucf-crime", "--annotations", str(d / "test_annotations.tsv"), "-c",
+            str(TEXT_CONFIG), "--half", "test", "--limit", "10", "--json"]
+    deferred, deferred_scores = _run(main, capsys, [*base, "--responses", str(d / "VLM_responses_LRC_ucf.json"),
+                                                    "--describe", "deferred"], tmp_path / "deferred")
+    bare, bare_scores = _run(main, capsys, [*base, "--responses", str(verdicts_file)], tmp_path / "bare")
+    again, again_scores = _run(main, capsys, [*base, "--responses", str(verdicts_file), "--describe", "deferred"],
+                               tmp_path / "again")
+    # The scores are exactly those of the verdict lines alone; with no description to defer, deferred is all.
+    for other in (deferred_scores, again_scores):
+        assert other.keys() == bare_scores.keys()
+        assert all(np.array_equal(other[k], bare_scores[k]) for k in bare_scores)
+    assert deferred["online"] == bare["online"] == again["online"] and deferred["alerts"] == bare["alerts"]
+    assert deferred["describe"] == "deferred"
+
+    def explanations(out: Path) -> list[list[str]]:
+        return [json.loads(line)["explanation"] for line in (out / "alerts.jsonl").read_text().splitlines()]
+
+    # The same alerts; the descriptions that came after their verdicts explain them, the bare lines cannot.
+    assert len(explanations(tmp_path / "deferred")) == len(explanations(tmp_path / "bare")) > 0
+    assert all(e == [] for e in explanations(tmp_path / "bare"))
+    assert all(e and all(t not in ("", "Anomalous scenes.") for t in e) for e in explanations(tmp_path / "deferred"))

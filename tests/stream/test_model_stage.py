@@ -42,7 +42,12 @@ class _Rig:
 
     def order(self) -> list[tuple[str, int | str]]:
         return [(i.camera, "end") if isinstance(i, SegmentJob) else (i.job.camera, i.job.index)
-                for i in self.delivered]
+                for i in self.delivered if isinstance(i, SegmentJob | SegmentResult)]
+
+    def order_all(self) -> list[tuple[str, int | str]]:
+        """order() with descriptions (camera, index) in their place."""
+        return [(i.camera, "end") if isinstance(i, SegmentJob) else (i.job.camera, i.job.index)
+                if isinstance(i, SegmentResult) else (i.camera, i.index) for i in self.delivered]
 
 
 @pytest.mark.parametrize("overlap", [True, False])
@@ -137,3 +142,32 @@ async def test_a_hung_batch_shows_as_in_flight_and_the_watchdog_marks_the_model_
         await asyncio.wait_for(run, 20)
         rig.stage.close()
     assert rig.stage.inflight_s() is None and rig.health.state.value == "ok"  # the answer came: ok again
+
+
+async def test_a_verdict_one_token_cannot_tell_holds_its_cameras_later_segments_until_its_answer() -> None:
+    from corevad.models import ReplayBackend
+    from corevad_stream.entities import DescriptionUpdate
+
+    recorded = {"a": ["Anomalous scenes.\nA man breaks in.", "uh... hard to say", "Normal scenes.\nA hallway."],
+                "b": ["Normal scenes.\nA road.", "Anomalous scenes.\nA car burns."]}
+    rig = _Rig(ReplayBackend(recorded, describe="deferred"))
+    rig.batcher.max_batch = 8
+    for cam, n in (("a", 3), ("b", 2)):
+        for i in range(n):
+            rig.batcher.offer(SegmentJob(camera=cam, index=i, start=float(i), end=i + 1.0, clock=i + 1.0, n_frames=30))
+        rig.batcher.end_of_stream(cam)
+    await rig.batcher.close()
+    await asyncio.wait_for(rig.stage.run(), 20)
+    rig.stage.close()
+    seen = [("u", i.camera, i.index) if isinstance(i, DescriptionUpdate) else ("r", *o)
+            for i, o in zip(rig.delivered, rig.order_all(), strict=True)]
+    first = [s for s in seen if s[0] == "r"]
+    # a#1's verdict waits for its whole answer, and a#2 waits behind it; b and a#0 go out at once.
+    assert first.index(("r", "a", 1)) > max(first.index(("r", "b", 1)), first.index(("r", "a", 0)))
+    assert first.index(("r", "a", 2)) > first.index(("r", "a", 1))
+    assert [s for s in seen if s[0] == "u"] == [("u", "a", 0), ("u", "b", 1)]
+    results = {(r.job.camera, r.job.index): r for r in rig.delivered if isinstance(r, SegmentResult)}
+    assert results[("a", 1)].answered and not results[("a", 1)].verdict.parsed  # its answer, read as before
+    assert results[("a", 0)].description_pending and results[("a", 0)].verdict.text == "Anomalous scenes."
+    assert not results[("a", 2)].description_pending and results[("a", 2)].verdict.text == "Normal scenes."
+    assert [s[2] for s in seen[-2:]] == ["end", "end"] and "end" not in [s[2] for s in seen[:-2]]
