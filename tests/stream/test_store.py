@@ -457,3 +457,39 @@ async def test_a_monitor_starts_while_postgres_is_down_and_stores_everything_onc
             assert sink.store is not None and sink.store.count("scores") == 10
     finally:
         await asyncio.to_thread(server.remove)
+
+
+@pytest.mark.slow
+async def test_a_frozen_postgres_is_reported_and_never_holds_up_the_alerts(tmp_path: Path) -> None:
+    from corevad_stream.alert_state import PostgresOpenAlerts
+    from corevad_stream.testing.postgres import PostgresServer
+
+    server = PostgresServer(tmp_path / "pg")
+    try:
+        await asyncio.to_thread(server.start)
+        at = StoreLocation(url=server.url, password=server.password)
+        sink = EventStoreSink(at, stall_s=0.5, retry=BackoffPolicy(initial_s=0.05, max_s=0.5, jitter=0))
+        record = PostgresOpenAlerts(server.url, password=server.password, commit_wait_s=0.5)
+        assert record.load() == {}
+        async with sink:
+            await sink.send(_score(0))
+            await _until(lambda: sink.written == 1, "the first write")
+            server.freeze()  # SIGSTOP: connections hang instead of failing
+            try:
+                for i in range(1, 20):
+                    await sink.send(_score(i))
+                await _until(lambda: sink.health()["state"] == "failing", "the store to say it hangs")
+                assert "not answered" in sink.health()["last_error"] and sink.health()["pending"] > 0
+                t0 = time.monotonic()
+                record.set("cam", {"id": "cam-r-1", "camera": "cam"})  # waits its bound, then the alert goes on
+                record.set("cam", {"id": "cam-r-2", "camera": "cam"})  # already behind: no second wait
+                assert time.monotonic() - t0 < 3.0
+            finally:
+                server.thaw()
+            await _until(lambda: sink.written == 20 and sink.health()["state"] == "ok", "the writes after the thaw")
+            assert sink.store is not None and sink.store.count("scores") == 20 and sink.dropped == 0
+        record.close()  # waits for what was queued: the later write won
+        assert PostgresOpenAlerts(server.url, password=server.password).load() == {
+            "cam": {"id": "cam-r-2", "camera": "cam"}}
+    finally:
+        await asyncio.to_thread(server.remove)
