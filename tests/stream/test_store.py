@@ -438,23 +438,44 @@ async def test_postgres_killed_and_started_again_while_the_sink_writes_loses_not
 
 
 @pytest.mark.slow
-async def test_a_monitor_starts_while_postgres_is_down_and_stores_everything_once_it_is_up(tmp_path: Path) -> None:
+async def test_the_sink_and_the_api_start_while_postgres_is_down_and_catch_up_once_it_is_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    import corevad_stream.http
+    from corevad_stream.http import HttpServer, LiveFeed
     from corevad_stream.testing.postgres import PostgresServer
 
+    monkeypatch.setattr(corevad_stream.http, "STORE_RETRY_S", 0.2)  # the API's next try to open the store
     server = PostgresServer(tmp_path / "pg")
     try:
         await asyncio.to_thread(server.start)
         await asyncio.to_thread(server.stop)  # initialised, but down when the sink starts
         at = StoreLocation(url=server.url, password=server.password)
         sink = EventStoreSink(at, retry=BackoffPolicy(initial_s=0.05, max_s=0.5, jitter=0))
-        async with sink:
+        api = HttpServer(host="127.0.0.1", port=0, render_metrics=lambda: b"", cameras=list, model=dict, store=at,
+                         feed=LiveFeed())
+        async with sink, api, httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.port}", timeout=20) as client:
             assert sink.health()["state"] == "failing" and sink.store is None
             for i in range(10):
                 await sink.send(_score(i))
-            assert sink.health()["pending"] == 10
+            await sink.send(_long_event(1))
+            assert sink.health()["pending"] == 11
+            down = await client.get("/api/events")
+            assert down.status_code == 503 and "not reachable" in down.json()["error"]
             await asyncio.to_thread(server.start)
-            await _until(lambda: sink.written == 10 and sink.health()["state"] == "ok", "the late writes")
+            await _until(lambda: sink.written == 11 and sink.health()["state"] == "ok", "the late writes")
             assert sink.store is not None and sink.store.count("scores") == 10
+            answers: list[Any] = []
+
+            async def listed() -> bool:
+                r = await client.get("/api/events")
+                answers.append(r.status_code)
+                return r.status_code == 200 and [a["id"] for a in r.json()] == ["cam-r-1"]
+
+            async with asyncio.timeout(30):
+                while not await listed():
+                    await asyncio.sleep(0.1)
     finally:
         await asyncio.to_thread(server.remove)
 
@@ -560,3 +581,24 @@ def test_a_snapshot_over_the_bound_is_refused(store_at: StoreLocation) -> None:
         store.write("snapshot", "cam", b"\xff" * (MAX_SNAPSHOT_BYTES + 1), 102.0, alert_id="cam-r-3")
     assert store.snapshot("cam-r-3") is None and store.alert("cam-r-3")["snapshot"] is None  # type: ignore[index]
     store.close()
+
+
+def test_check_says_whether_the_postgres_store_answers(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from corevad_stream.probes import Level, storage
+
+    def store_line(section: dict[str, str]) -> Any:
+        cfg = stream_config([{"name": "yard", "url": "frameless://10"}], store=section)
+        [line] = [f for f in storage(cfg) if f.item.startswith("store.")]
+        return line
+
+    section = {"url": postgres_url, "password_env": "COREVAD_TEST_PG_PASSWORD"}
+    new = store_line(section)
+    assert new.level is Level.OK and "new: run creates the tables" in new.message
+    open_store(StoreLocation(url=postgres_url, password=os.environ["COREVAD_TEST_PG_PASSWORD"])).close()
+    assert "schema version 2" in store_line(section).message
+    monkeypatch.setenv("COREVAD_TEST_PG_PASSWORD", "wrong")
+    refused = store_line(section)
+    assert refused.level is Level.ERROR and "password authentication failed" in refused.message
+    monkeypatch.delenv("COREVAD_TEST_PG_PASSWORD")
+    unset = store_line(section)
+    assert unset.level is Level.ERROR and unset.item == "store.password" and "COREVAD_TEST_PG_PASSWORD" in unset.message
