@@ -602,3 +602,27 @@ def test_check_says_whether_the_postgres_store_answers(postgres_url: str, monkey
     monkeypatch.delenv("COREVAD_TEST_PG_PASSWORD")
     unset = store_line(section)
     assert unset.level is Level.ERROR and unset.item == "store.password" and "COREVAD_TEST_PG_PASSWORD" in unset.message
+
+
+def test_an_open_alert_taken_by_two_monitors_at_once_goes_to_one(store_at: StoreLocation) -> None:
+    from corevad_stream.alert_state import open_alert_record
+
+    writer = open_alert_record(store_at)
+    for k in range(20):
+        writer.set(f"cam{k}", {"id": f"cam{k}-r-1", "camera": f"cam{k}"})
+    takers = [open_alert_record(store_at) for _ in range(2)]
+    got: list[dict[str, Any]] = [{}, {}]
+
+    def take(n: int) -> None:
+        for k in range(20):  # both go for every camera, one at a time
+            got[n].update(takers[n].take([f"cam{k}", "no-such-camera"]))
+
+    threads = [threading.Thread(target=take, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not set(got[0]) & set(got[1])  # none ended twice
+    assert set(got[0]) | set(got[1]) == {f"cam{k}" for k in range(20)} and writer.load() == {}  # none lost
+    for r in (writer, *takers):
+        r.close()
