@@ -26,6 +26,7 @@ from .messages import Message
 STOP_REASON = "monitor stopped"
 RESTART_REASON = "monitor restarted"
 REMOVED_REASON = "camera removed"
+DISARMED_REASON = "disarmed"  # an open alert's end_reason when its camera is disarmed (corevad_stream.arming)
 
 
 class OverloadPolicy(enum.StrEnum):
@@ -106,6 +107,7 @@ class CameraCounters:
     unparsed: int = 0
     unanswered: int = 0  # segments the model gave no valid answer for (errors, timeouts, empty answers)
     scored: int = 0
+    disarmed_skipped: int = 0  # segments cut while the camera was not armed: never sent to the model
     source_restarts: int = 0
     status: CameraStatus = CameraStatus.CONNECTING
     reason: str = ""
@@ -226,6 +228,10 @@ class CameraScorer(Protocol):
     def unscored_until(self, clock: float, *, segment: bool = False) -> ScoringOutput: ...
 
     def set_model_down(self, down: bool) -> ScoringOutput: ...
+
+    def disarm(self) -> ScoringOutput: ...
+
+    def rearm(self) -> ScoringOutput: ...
 
 
 class WatchedCamera(Protocol):
