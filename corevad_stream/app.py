@@ -189,7 +189,7 @@ class App:
         self.model_stage.announce()
         stack.push_async_callback(self._stop_sources)  # runs second: no new segments from here on
         arming_task = self._tg.create_task(self.arming.run(), name="corevad[arming].clock")
-        stack.push_async_callback(self._stop_task, arming_task)  # runs first: no arming changes while stopping
+        stack.push_async_callback(self._stop_arming, arming_task)  # runs first: no arming changes while stopping
         for cam_cfg in cfg.enabled_cameras():
             await self.add_camera(cam_cfg)
 
@@ -376,9 +376,12 @@ class App:
         for cam in self.cameras.values():
             self._on_status(cam, cam.went_offline(STOP_REASON))
 
-    async def _stop_task(self, task: asyncio.Task[None]) -> None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    async def _stop_arming(self, task: asyncio.Task[None]) -> None:
+        self.arming.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self._left())
+        except TimeoutError:
+            task.cancel()
 
     async def _stop_supervisor(self, task: asyncio.Task[None]) -> None:
         task.cancel()

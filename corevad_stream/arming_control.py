@@ -76,11 +76,12 @@ class ArmingControl:
         self._dispatch = dispatch
         self._drop_waiting = drop_waiting
         self._on_change = on_change
-        self._clock = clock
+        self.clock = clock  # the wall clock schedules and snoozes are read on (a test may replace it)
         self._memory: dict[str, ArmingMemory] = {}
         self._cameras: dict[str, tuple[CameraPipeline, Schedule | None, bool]] = {}
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        self._closing = False
         self.refused = 0  # commands refused (bad payload, unknown camera, retained)
 
     # -- the state file --------------------------------------------------------------------------------
@@ -120,7 +121,7 @@ class ArmingControl:
     def decision(self, name: str) -> Arming:
         _, schedule, default = self._cameras[name]
         return decide(self._memory.get(name, ArmingMemory()), schedule=schedule, default_armed=default,
-                      t=self._clock())
+                      t=self.clock())
 
     async def _apply(self, name: str, *, announce: bool = False) -> Arming:
         """Decide now; apply a changed decision (or every one when announce) to the camera and the sinks."""
@@ -145,13 +146,13 @@ class ArmingControl:
     # -- commands --------------------------------------------------------------------------------------
     async def set_armed(self, name: str, armed: bool) -> Arming:
         """A manual arm/disarm (cancels a snooze; holds until the schedule's next edge)."""
-        return await self._command(name, lambda m: ArmingMemory(armed, self._clock(), None))
+        return await self._command(name, lambda m: ArmingMemory(armed, self.clock(), None))
 
     async def snooze(self, name: str, minutes: float) -> Arming:
         """Not armed for `minutes` from now (0 cancels a snooze)."""
         if not 0 <= minutes:
             raise CommandError(f"minutes must be >= 0, got {minutes}")
-        until = None if minutes == 0 else self._clock() + minutes * 60.0
+        until = None if minutes == 0 else self.clock() + minutes * 60.0
         return await self._command(name, lambda m: ArmingMemory(m.manual, m.manual_at, until))
 
     async def _command(self, name: str, change: Callable[[ArmingMemory], ArmingMemory]) -> Arming:
@@ -213,17 +214,31 @@ class ArmingControl:
         return camera, command
 
     # -- the clock -------------------------------------------------------------------------------------
+    def recheck(self) -> None:
+        """Re-decide every camera now (the clock task's next pass), e.g. after the clock was changed."""
+        self._wake.set()
+
+    def close(self) -> None:
+        """Stop the clock task (it returns at its next wake-up, which this is)."""
+        self._closing = True
+        self._wake.set()
+
     async def run(self) -> None:
         """Re-decide every camera at its next schedule edge or snooze end (and at least every RECHECK_S)."""
-        while True:
-            now = self._clock()
+        loop = asyncio.get_running_loop()
+        while not self._closing:
+            now = self.clock()
             ends = [cam.arming.until for cam, _, _ in self._cameras.values() if cam.arming.until is not None]
             delay = RECHECK_S if not ends else min(RECHECK_S, max(0.0, min(ends) - now))
-            self._wake.clear()
+            # A timer, not wait_for: Python 3.11's wait_for can swallow a cancellation that races its timeout.
+            timer = loop.call_later(delay + 0.001, self._wake.set)
             try:
-                await asyncio.wait_for(self._wake.wait(), delay + 0.001)
-            except TimeoutError:
-                pass
+                await self._wake.wait()
+            finally:
+                timer.cancel()
+            self._wake.clear()  # here, not before the wait: a command during the pass below wakes the next one
+            if self._closing:
+                return
             for name in list(self._cameras):
                 async with self._lock:
                     if name in self._cameras:

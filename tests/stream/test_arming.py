@@ -5,6 +5,7 @@ parsers and the config's one-line errors."""
 from __future__ import annotations
 
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
@@ -25,12 +26,12 @@ BERLIN = "Europe/Berlin"
 
 
 def at(y: int, mo: int, d: int, h: int, mi: int = 0, *, tz: str = BERLIN, fold: int = 0) -> float:
-    return dt.datetime(y, mo, d, h, mi, tzinfo=dt.timezone.utc if tz == "UTC" else Schedule(
-        [Window.parse(days=["mon"], start="00:00", end="01:00")], timezone=tz).tz, fold=fold).timestamp()
+    """The instant a clock in `tz` shows this local time (fold=1: the second pass of a repeated hour)."""
+    return dt.datetime(y, mo, d, h, mi, tzinfo=ZoneInfo(tz), fold=fold).timestamp()
 
 
 def utc(t: float) -> str:
-    return dt.datetime.fromtimestamp(t, dt.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def night(days: list[str] | None = None) -> Schedule:
