@@ -163,3 +163,27 @@ def test_the_config_builds_the_schedule_it_describes() -> None:
     assert not s.armed_at(at(2026, 6, 8, 7, 0))  # Monday morning: Sunday's window ended at 24:00, none began
     assert s.armed_at(at(2026, 6, 6, 12, 0))  # Saturday noon
     assert CameraConfig(name="gate", url="x.mp4").arming.build_schedule() is None
+
+
+def test_the_home_assistant_templates_read_the_arming_payload() -> None:
+    """The switch's and the snooze number's value templates, rendered by Jinja as Home Assistant does (its
+    now() given), on the payloads the monitor publishes."""
+    import jinja2
+
+    from corevad_stream.sinks.ha_discovery import camera_configs
+
+    configs = camera_configs("homeassistant", "cv", "gate")
+    switch = next(c for t, c in configs.items() if "/switch/" in t)
+    number = next(c for t, c in configs.items() if "/number/" in t)
+    t0 = 1_800_000_000.0
+    env = jinja2.Environment(autoescape=False)  # noqa: S701 - plain text, as in Home Assistant
+
+    def render(template: str, payload: Arming) -> str:
+        return env.from_string(template).render(
+            value_json=payload.to_json(), now=lambda: dt.datetime.fromtimestamp(t0, dt.UTC)).strip()
+
+    assert render(switch["value_template"], Arming(True, "armed", None, "config")) == switch["payload_on"] == "ON"
+    assert render(switch["value_template"], Arming(False, "snoozed", t0 + 60, "snooze")) == "OFF"
+    assert render(number["value_template"], Arming(False, "snoozed", t0 + 14.5 * 60, "snooze")) == "15"
+    assert render(number["value_template"], Arming(False, "snoozed", t0 - 5, "snooze")) == "0"  # ended meanwhile
+    assert render(number["value_template"], Arming(False, "disarmed", None, "manual")) == "0"
