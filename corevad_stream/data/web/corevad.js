@@ -163,6 +163,7 @@
     if (old) old.replaceWith(card);
     else $("grid").append(card);
     camNodes.set(c.name, card);
+    document.dispatchEvent(new CustomEvent("corevad:card", { detail: { camera: c, element: card } }));
   }
   function renderCameraOptions() {
     const sel = document.querySelector("#filters select[name=camera]");
