@@ -65,7 +65,8 @@ async def test_the_card_disarms_snoozes_and_arms_the_camera(browser: Any, page_p
             _wait(d, "the card's arming", lambda d: text(d, "arming") == "armed")
             _wait(d, "live", lambda d: d.find_element(By.ID, "conn").text == "live")
             _wait(d, "normal", lambda d: text(d, "state") == "normal")
-            _wait(d, "Disarm clicked", lambda d: text(d, "arm-toggle") == "Disarm" and click(d, "[data-role=arm-toggle]"))
+            _wait(d, "Disarm clicked", lambda d: text(d, "arm-toggle") == "Disarm"
+                  and click(d, "[data-role=arm-toggle]"))
             _wait(d, "disarmed on the card", lambda d: text(d, "arming") == "disarmed")
             seen["server_after_disarm"] = gate.arming.state
             seen["state_pill"] = _wait(d, "the state pill", lambda d: text(d, "state") == "disarmed" and "disarmed")
