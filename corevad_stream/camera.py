@@ -205,7 +205,7 @@ class CameraPipeline:
                 break
             cut_at = self._inflight.pop(item.job.index, None)
             if not self.armed or (cut_at is not None and cut_at < self._armed_since):
-                self.counters.disarmed_skipped += 1  # cut before a disarm: its answer is not scored
+                self.counters.drops += 1  # cut before a disarm: its answer is not scored (a loop-side count)
                 continue
             try:
                 if item.answered:

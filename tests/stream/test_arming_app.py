@@ -49,6 +49,9 @@ async def test_a_disarmed_camera_makes_no_model_calls_until_armed(tmp_path: Path
         # The other camera is scored meanwhile: the model runs, it is only the disarmed camera it never sees.
         await sink.wait_for(lambda _: gate.counters.disarmed_skipped >= 8 and _calls(backend, "yard") >= 3)
         assert _calls(backend) == 0 and gate.counters.scored == 0
+        skipped = [line for line in app.metrics.render().decode().splitlines()
+                   if line.startswith('corevad_camera_disarmed_skipped_total{camera="gate"}')]
+        assert skipped and float(skipped[0].split()[-1]) >= 8  # Prometheus says why the camera costs nothing
         assert _states(sink) == ["disarmed"]  # never "normal", never "unknown" first
         arming = [m.payload for m in sink.of("arming", "gate")]
         assert arming == [{"armed": False, "state": "disarmed", "until": None, "source": "config"}]
