@@ -14,6 +14,7 @@ apart as if they were neighbours) and the state is `unknown` until the first new
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -56,9 +57,9 @@ class CameraScoring:
         self.use_features = use_features
         self.text_context = text_context
         self.support = support  # description text embedding -> support in (0, 1); None: rank by weight only
-        self._scorer_args = {"use_features": use_features, "lrc": lrc, "top_k": max(top_k, 3),
-                             "text_context": text_context}
-        self.scorer = CausalScorer(params, **self._scorer_args)  # type: ignore[arg-type]
+        self._new_scorer = functools.partial(CausalScorer, params, use_features=use_features, lrc=lrc,
+                                             top_k=max(top_k, 3), text_context=text_context)
+        self.scorer = self._new_scorer()
         self.tracker = AlertTracker(camera, alerts, run_id=run_id)
         self.state = "unknown"  # the last published retained state
         self.model_down = False
@@ -109,9 +110,9 @@ class CameraScoring:
         """The camera is no longer armed: final scores for what the scorer held, an open alert ends
         ("disarmed"), the scorer's history is forgotten, and the state becomes `disarmed`."""
         out = self._emit(self.scorer.flush())
+        self.disarmed = True  # before the alert ends: its state message says disarmed, never a passing normal
         for ev in self.tracker.close(reason=DISARMED_REASON):
             out.messages.extend(self._event_messages(ev, None))
-        self.disarmed = True
         self._reset()
         self._sync_state(out.messages)
         return out
@@ -125,7 +126,7 @@ class CameraScoring:
         return out
 
     def _reset(self) -> None:
-        self.scorer = CausalScorer(self.params, **self._scorer_args)  # type: ignore[arg-type]
+        self.scorer = self._new_scorer()
         self._metas.clear()
         self._cleaned.clear()
         self._n = 0

@@ -80,6 +80,7 @@ async def test_disarming_ends_the_open_alert_and_rearming_starts_a_fresh_scorer(
         ends = [m.payload for m in sink.of("events") if m.payload["type"] == "end"]  # type: ignore[index]
         assert len(ends) == 1 and ends[0]["after"]["end_reason"] == "disarmed"  # type: ignore[index]
         assert app.cameras["gate"].scoring.tracker.active is None
+        assert _states(sink)[-2:] == ["anomalous", "disarmed"]  # no passing "normal" in between
         calls = _calls(backend)
         scored = app.cameras["gate"].counters.scored
         skipped = app.cameras["gate"].counters.disarmed_skipped
