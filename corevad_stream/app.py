@@ -29,6 +29,7 @@ from corevad.models.base import ImageTextEncoder, VLMBackend
 from corevad.models.text import TextEncoder
 
 from .alert_state import ended_by_restart, open_alert_record
+from .arming_control import ArmingControl, arming_state_path
 from .batcher import Batcher
 from .camera import CameraPipeline
 from .camera_factory import SourceFactory, build_camera, resolve_sample, soon
@@ -103,6 +104,12 @@ class App:
         self.store_location = config.store.location(config.runtime.state_path(), self.prefix)
         self.store_path = self.store_location.path
         self.open_alerts = open_alert_record(self.store_location)
+        # Arming commands (MQTT, HTTP) and schedule edges; what commands left survives a restart.
+        self.arming = ArmingControl(arming_state_path(config.runtime.state_path(), self.prefix), prefix=self.prefix,
+                                    publish=lambda m: self.publisher.publish(m), dispatch=self._dispatch_camera,
+                                    drop_waiting=lambda name, reason: self.batcher.drop_waiting(name, reason),
+                                    on_change=self._republish_status)
+        self._last_status: dict[str, StatusChange] = {}  # camera -> its latest status change (republished)
         self._stack: AsyncExitStack | None = None
         self._deadline: float | None = None  # set when teardown starts: one bound for all of it
         self.sink_health = SinkHealth([])  # the sinks' disk health, once they are built
@@ -132,12 +139,19 @@ class App:
         own = None if self.store_location.path is not None else [c.name for c in cfg.enabled_cameras()]
         left_open = self.open_alerts.load(own)
         stack.callback(self.open_alerts.close)
+        self.arming.load()
         self.backend, self.encoder, self.text_encoder = await load_models(
             self.config, stack, backend=self.backend, encoder=self.encoder, text_encoder=self.text_encoder)
         # Sinks first: they outlive every stage, so teardown flushes stages into them before closing.
-        for sink in build_sinks(self.config, prefix=self.prefix, store=self.store_location,
-                                live_feed=self.live_feed if self.config.metrics.enabled else None,
-                                from_config=self._config_sinks) + self._extra_sinks:
+        from .sinks.mqtt import MqttSink
+
+        built = build_sinks(self.config, prefix=self.prefix, store=self.store_location,
+                            live_feed=self.live_feed if self.config.metrics.enabled else None,
+                            from_config=self._config_sinks, on_command=self.arming.mqtt_command) + self._extra_sinks
+        for sink in built:  # before any is entered: a sink's first session subscribes to the commands
+            if isinstance(sink, MqttSink) and sink.on_command is None and sink.prefix == self.prefix:
+                sink.on_command = self.arming.mqtt_command
+        for sink in built:
             self.sinks.append(await stack.enter_async_context(sink))
         self.sink_health = SinkHealth(self.sinks)
         self.publisher = Publisher(self.sinks, bound=rt.sink_queue)
@@ -182,7 +196,9 @@ class App:
         self.publisher.publish_all([self.notifier.complete(m) for m in ended_by_restart(left_open)])
         self.open_alerts.clear(own)
         self.model_stage.announce()
-        stack.push_async_callback(self._stop_sources)  # runs first: no new segments from here on
+        stack.push_async_callback(self._stop_sources)  # runs second: no new segments from here on
+        arming_task = self._tg.create_task(self.arming.run(), name="corevad[arming].clock")
+        stack.push_async_callback(self._stop_arming, arming_task)  # runs first: no arming changes while stopping
         for cam_cfg in cfg.enabled_cameras():
             await self.add_camera(cam_cfg)
 
@@ -196,7 +212,11 @@ class App:
             host=m.host, port=m.port, render_metrics=self.metrics.render, cameras=self.camera_overview,
             model=self._model_and_storage, store=store.location if store is not None else None,
             feed=self.live_feed, username=m.username, password=pw.get_secret_value() if pw is not None else None,
-            allowed_hosts=m.allowed_hosts, latest_frame=self.latest_frame_jpeg))
+            allowed_hosts=m.allowed_hosts, latest_frame=self.latest_frame_jpeg,
+            arming=self._arming_command))
+
+    async def _arming_command(self, camera: str, action: str, body: Any) -> Any:
+        return await self.arming.http_command(camera, action, body)
 
     # -- cameras ---------------------------------------------------------------------------------------
     async def add_camera(self, cam_cfg: CameraConfig) -> CameraPipeline:
@@ -214,6 +234,7 @@ class App:
                            on_status=functools.partial(soon, loop, self._on_status),
                            prompt_template=getattr(self.backend, "template", None))
         self.cameras[cam.name], self.counters[cam.name] = cam, cam.counters
+        await self.arming.attach(cam)  # before its source starts: a disarmed camera submits nothing
         cam.task = self._tg.create_task(cam.run(functools.partial(self._dispatch_camera, cam)),
                                         name=f"corevad[{cam.name}].score")
         self.publisher.publish(Message("state", cam.scoring.state, camera=cam.name, retain=True))
@@ -232,6 +253,8 @@ class App:
         await self._stop_camera_sources([cam], REMOVED_REASON, limit)
         await cam.settle(functools.partial(self._dispatch_camera, cam), reason=REMOVED_REASON, timeout=limit)
         self._on_status(cam, cam.went_offline(REMOVED_REASON, always=True))
+        self.arming.detach(name)
+        self._last_status.pop(name, None)
         del self.cameras[name], self.counters[name]
         self.batcher.remove_camera(name)
 
@@ -270,9 +293,20 @@ class App:
         level = logging.WARNING if bad else logging.INFO
         log.log(level, "camera %s: %s%s", cam.name, change.status.value,
                 f" ({change.reason})" if change.reason else "")
+        self._last_status[cam.name] = change
+        self._publish_status(cam, change)
+
+    def _publish_status(self, cam: CameraPipeline, change: StatusChange) -> None:
         self.publisher.publish(Message("status", StatusRecord(
             online=change.status is CameraStatus.ONLINE, state=change.status.value, reason=redact(change.reason),
-            url=cam.cfg.safe_url, reconnects=cam.counters.reconnects, time=change.at), camera=cam.name, retain=True))
+            url=cam.cfg.safe_url, reconnects=cam.counters.reconnects, time=change.at,
+            arming=cam.arming.to_json()), camera=cam.name, retain=True))
+
+    def _republish_status(self, cam: CameraPipeline) -> None:
+        """The camera's arming changed: its retained status carries it (once the source has said anything)."""
+        change = self._last_status.get(cam.name)
+        if change is not None and self.cameras.get(cam.name) is cam:
+            self._publish_status(cam, change)
 
     # -- public ----------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -360,6 +394,13 @@ class App:
                                           timeout=self._left()) for cam in list(self.cameras.values())))
         for cam in self.cameras.values():
             self._on_status(cam, cam.went_offline(STOP_REASON))
+
+    async def _stop_arming(self, task: asyncio.Task[None]) -> None:
+        self.arming.close()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self._left())
+        except TimeoutError:
+            task.cancel()
 
     async def _stop_supervisor(self, task: asyncio.Task[None]) -> None:
         task.cancel()

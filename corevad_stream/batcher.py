@@ -90,6 +90,21 @@ class Batcher:
         for d in (self._policy, self._stride, self._seen):
             d.pop(camera, None)
 
+    def drop_waiting(self, camera: str, reason: str) -> int:
+        """Drop the camera's segments still waiting (a disarmed camera: no model time); its end marker stays."""
+        q = self._queues.get(camera)
+        if not q:
+            return 0
+        keep = deque(j for j in q if j.end_of_stream)
+        dropped = [j for j in q if not j.end_of_stream]
+        self._queues[camera] = keep
+        self._total -= len(dropped)
+        for job in dropped:
+            self._drop(job, reason)
+        if dropped:
+            self._room.set()
+        return len(dropped)
+
     def stop_intake(self, camera: str | None = None) -> None:
         """Thread-safe: later submits (of `camera`, or of every camera) are dropped, blocked ones give up."""
         if camera is None:

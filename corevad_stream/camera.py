@@ -6,6 +6,11 @@ here, updated on the event loop only. A stream is finished when its end-of-strea
 results queue: the marker travels behind the camera's segments through the batcher and the worker, so
 nothing counts segments. The camera's config sections (global + its overrides) are resolved once, when the
 pipeline is built, and read from here by scoring, dispatch and /api/cameras.
+
+Arming (corevad_stream.arming decides, arming_control applies): a camera that is not armed keeps decoding
+(its status, reconnects and latest frame stay live for the page) but its segments are released at the
+segmenter (`admit`) instead of being submitted, so it spends no model time; what was already waiting in the
+batcher is dropped, and results of segments cut before the camera was last armed are discarded.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from .arming import Arming
 from .config import AlertsConfig, CameraConfig, RefinementConfig
 from .entities import (
     CameraCounters,
@@ -75,6 +81,30 @@ class CameraPipeline:
         self._inflight: dict[int, float] = {}  # segment index -> monotonic time it was cut, until scored/dropped
         self.no_slot = 0  # segments lost because every ring slot was still leased downstream
         self.prompt: str | None = None  # the prompt the model reads for this camera (None: the backend has none)
+        # Read by the source thread (admit): a plain bool, set on the loop only.
+        self.armed = True
+        self.arming = Arming(True, "armed", None, "config")  # the latest decision, as /api/cameras shows it
+        self._armed_since = 0.0  # monotonic: results of segments cut before this are stale
+
+    # -- arming ----------------------------------------------------------------------------------------
+    def admit(self, job: SegmentJob, submit: Callable[[SegmentJob], None]) -> None:
+        """Source thread: submit a cut segment to the batcher, or release it while the camera is not armed."""
+        if self.armed:
+            submit(job)
+        else:
+            job.release()
+            self.counters.disarmed_skipped += 1
+
+    def set_arming(self, arming: Arming) -> ScoringOutput:
+        """Apply an arming decision; the scoring output (an alert ended, the state) is for dispatch."""
+        self.arming = arming
+        if arming.armed == self.armed:
+            return ScoringOutput()
+        self.armed = arming.armed
+        if arming.armed:
+            self._armed_since = time.monotonic()
+            return self.scoring.rearm()
+        return self.scoring.disarm()
 
     # -- bookkeeping -----------------------------------------------------------------------------------
     def cut(self, job: SegmentJob) -> None:
@@ -122,6 +152,7 @@ class CameraPipeline:
                 "last_explanation": c.last_explanation, "scored": c.scored, "drops": c.drops,
                 "open_threshold": self.alerts.open_threshold, "close_threshold": self.alerts.close_threshold,
                 "context": self.cfg.context, "prompt": self.prompt,
+                "arming": self.arming.to_json(),
                 **zones_overview(self.cfg.zones, self.zone_layout)}
 
     @property
@@ -195,6 +226,8 @@ class CameraPipeline:
             if isinstance(item, SegmentJob):  # the end-of-stream marker
                 break
             if isinstance(item, DescriptionUpdate):  # a description after its verdict (two-phase delivery)
+                if not self.armed:
+                    continue  # its segment was cut before a disarm: nothing of it is scored
                 try:
                     out = self.scoring.describe(item)
                 except Exception:  # noqa: BLE001 - same boundary as process()
@@ -202,7 +235,10 @@ class CameraPipeline:
                     out = ScoringOutput()
                 await publish(out)
                 continue
-            self._inflight.pop(item.job.index, None)
+            cut_at = self._inflight.pop(item.job.index, None)
+            if not self.armed or (cut_at is not None and cut_at < self._armed_since):
+                self.counters.drops += 1  # cut before a disarm: its answer is not scored (a loop-side count)
+                continue
             try:
                 if item.answered:
                     change = self.health.success()

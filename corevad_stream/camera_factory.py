@@ -68,7 +68,7 @@ def build_camera(cfg: StreamConfig, cam_cfg: CameraConfig, *, batcher: Batcher, 
     policy = cfg.policy_for(cam_cfg)
     batcher.add_camera(cam.name, policy)
     segmenter = Segmenter(cam.name, ring=ring, frames_per_segment=rt.frames_per_segment,
-                          emit=batcher.submit,
+                          emit=functools.partial(cam.admit, submit=batcher.submit),
                           on_no_slot=functools.partial(soon, loop, cam.lost_no_slot),
                           segment_seconds=rt.segment_seconds, keep_full_frame=alerts.snapshot and not frameless,
                           lossless=policy is OverloadPolicy.BLOCK, context=cam_cfg.context, zones=zones)

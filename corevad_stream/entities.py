@@ -26,6 +26,7 @@ from .messages import Message
 STOP_REASON = "monitor stopped"
 RESTART_REASON = "monitor restarted"
 REMOVED_REASON = "camera removed"
+DISARMED_REASON = "disarmed"  # an open alert's end_reason when its camera is disarmed (corevad_stream.arming)
 
 
 class OverloadPolicy(enum.StrEnum):
@@ -107,6 +108,7 @@ class CameraCounters:
     unparsed: int = 0
     unanswered: int = 0  # segments the model gave no valid answer for (errors, timeouts, empty answers)
     scored: int = 0
+    disarmed_skipped: int = 0  # segments cut while the camera was not armed: never sent to the model (source)
     source_restarts: int = 0
     status: CameraStatus = CameraStatus.CONNECTING
     reason: str = ""
@@ -125,7 +127,8 @@ class CameraCounters:
         return {
             "frames": self.frames, "segments": self.segments, "reconnects": self.reconnects,
             "drops": self.drops, "unparsed": self.unparsed, "unanswered": self.unanswered, "scored": self.scored,
-            "source_restarts": self.source_restarts, "model_state": self.model_state,
+            "source_restarts": self.source_restarts, "disarmed_skipped": self.disarmed_skipped,
+            "model_state": self.model_state,
             "model_reason": self.model_reason,
             "status": self.status.value, "reason": self.reason, "fps_in": round(self.fps_in, 2),
             "segments_per_s": round(self.segments_per_s, 3), "queue_lag_s": round(self.queue_lag_s, 4),
@@ -263,6 +266,10 @@ class CameraScorer(Protocol):
     def unscored_until(self, clock: float, *, segment: bool = False) -> ScoringOutput: ...
 
     def set_model_down(self, down: bool) -> ScoringOutput: ...
+
+    def disarm(self) -> ScoringOutput: ...
+
+    def rearm(self) -> ScoringOutput: ...
 
 
 class WatchedCamera(Protocol):

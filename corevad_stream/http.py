@@ -17,6 +17,8 @@ basic auth, refused at config validation otherwise). Routes:
     GET  /api/events/{id}              one alert with its score curve around it (60 s either side)
     GET  /api/events/{id}/snapshot     the alert's snapshot JPEG (the peak segment's middle frame)
     POST /api/events/{id}/ack          acknowledge an alert (stored before the reply); JSON from this origin only
+    POST /api/cameras/{name}/arming    {"armed": true|false}: arm or disarm (corevad_stream.arming); same rules
+    POST /api/cameras/{name}/snooze    {"minutes": N}: not armed for N minutes, 0 cancels; same rules
     GET  /api/stream                   server-sent events: every alert event, score, snapshot, state, status
                                        and model change
 
@@ -90,6 +92,7 @@ MAX_OFFSET = 10_000  # deeper pages: before=<id>
 # this many bytes in a reply or in the cache (a 4K frame at quality 80 is about 1.5 MB).
 FRAME_CACHE_S = 1.0
 FRAME_MAX_BYTES = 4 * 1024 * 1024
+MAX_COMMAND_BODY = 1024  # {"armed": false} is 16 bytes; a larger body is refused before it is read whole
 # The page loads its own script, stylesheet and images and talks only to this server; nothing may frame it.
 CONTENT_SECURITY_POLICY = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
                            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
@@ -244,7 +247,8 @@ class HttpServer:
                  username: str | None = None, password: str | None = None,
                  allowed_hosts: Iterable[str] = (), api_concurrent: int = API_CONCURRENT,
                  api_queued: int = API_QUEUED, api_wait_s: float = API_WAIT_S,
-                 latest_frame: Callable[[str], bytes | None] | None = None) -> None:
+                 latest_frame: Callable[[str], bytes | None] | None = None,
+                 arming: Callable[[str, str, Any], Awaitable[Any]] | None = None) -> None:
         if (username is None) != (password is None) or password == "":
             # config.MetricsConfig refuses these with a config error; a direct caller gets the same rule.
             raise ValueError("HttpServer: give both username and a non-empty password, or neither")
@@ -258,6 +262,8 @@ class HttpServer:
         # latest_frame(camera) -> JPEG or None (no frame yet); KeyError for a camera it does not know.
         self._latest_frame = latest_frame
         self._frames: dict[str, tuple[float, bytes | None]] = {}  # camera -> (monotonic encode time, JPEG)
+        # (camera, "arming"|"snooze", JSON body) -> an Arming (to_json()); ValueError with .status if refused
+        self._arming = arming
         self._auth = (base64.b64encode(f"{username}:{password}".encode()).decode()
                       if username is not None and password is not None else None)
         self._hosts = allowed_host_names(host, allowed_hosts)
@@ -503,6 +509,23 @@ class HttpServer:
             ok = store is not None and await self._run(lambda: store.acknowledge(alert_id))
             return JSONResponse({"acknowledged": True} if ok else {"error": "no such alert"}, 200 if ok else 404)
 
+        @limited
+        async def arming(request: Request) -> Response:
+            if self._arming is None:
+                return JSONResponse({"error": "arming is not available here"}, 404)
+            name, action = request.path_params["name"], request.url.path.rsplit("/", 1)[-1]
+            try:
+                body = json.loads(await _small_body(request, MAX_COMMAND_BODY))
+            except _TooLarge:
+                return JSONResponse({"error": f"the body is over {MAX_COMMAND_BODY} bytes"}, 413)
+            except ValueError:
+                return JSONResponse({"error": "the body is not JSON"}, 400)
+            try:
+                decision = await self._arming(name, action, body)
+            except ValueError as exc:
+                return JSONResponse({"error": str(exc)}, getattr(exc, "status", 400))
+            return JSONResponse({"name": name, "arming": decision.to_json()})
+
         async def stream(request: Request) -> Response:
             if self._feed is None:
                 return JSONResponse({"error": "no live feed"}, 404)
@@ -535,7 +558,9 @@ class HttpServer:
                   Route("/api/cameras/{name}/frame.jpg", camera_frame),
                   Route("/api/events", events), Route("/api/events/{id}", event),
                   Route("/api/events/{id}/snapshot", snapshot),
-                  Route("/api/events/{id}/ack", ack, methods=["POST"]), Route("/api/stream", stream)]
+                  Route("/api/events/{id}/ack", ack, methods=["POST"]), Route("/api/stream", stream),
+                  Route("/api/cameras/{name}/arming", arming, methods=["POST"]),
+                  Route("/api/cameras/{name}/snooze", arming, methods=["POST"])]
         return Starlette(routes=routes, middleware=[Middleware(Guard)])
 
     def _open_store(self) -> EventStore | None:
@@ -581,6 +606,23 @@ def _cross_site_refusal(scope: Any, headers: dict[bytes, bytes]) -> Response | N
     if media != b"application/json":
         return PlainTextResponse("send Content-Type: application/json\n", 415)
     return None
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _small_body(request: Any, limit: int) -> bytes:
+    """The request body, refused (_TooLarge) past `limit` bytes: by its Content-Length, or while reading."""
+    declared = request.headers.get("content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        raise _TooLarge
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _TooLarge
+    return body
 
 
 def _dumps(value: Any) -> bytes:

@@ -16,7 +16,7 @@ from typing import Any, Literal, Protocol, cast
 
 from corevad.alerts import Alert, AlertEvent
 
-Kind = Literal["available", "events", "score", "state", "status", "snapshot", "stats", "model", "alert"]
+Kind = Literal["available", "events", "score", "state", "status", "snapshot", "stats", "model", "alert", "arming"]
 
 # Kinds published once for the whole monitor (<prefix>/<kind>); "model" is both (<prefix>/model for the
 # model as a whole, <prefix>/<camera>/model for one camera's segments); the rest are per camera.
@@ -45,6 +45,8 @@ KIND_POLICY: Mapping[str, KindPolicy] = {
     "stats": KindPolicy(retain=False, store=False, feed=False, keep=False),
     "model": KindPolicy(retain=True, store=True, feed=True, keep=True),
     "alert": KindPolicy(retain=True, store=False, feed=False, keep=True),
+    # A camera's arming decision (corevad_stream.arming): Home Assistant's switch reads it.
+    "arming": KindPolicy(retain=True, store=False, feed=False, keep=True),
 }
 
 
@@ -192,10 +194,15 @@ class StatusRecord:
     url: str
     reconnects: int
     time: float
+    arming: Mapping[str, Any] | None = None  # corevad_stream.arming.Arming.to_json(): armed, state, until, source
 
     def to_json(self) -> dict[str, Any]:
-        return {"status": "online" if self.online else "offline", "state": self.state, "reason": self.reason,
-                "url": self.url, "reconnects": self.reconnects, "time": self.time}
+        out: dict[str, Any] = {"status": "online" if self.online else "offline", "state": self.state,
+                               "reason": self.reason, "url": self.url, "reconnects": self.reconnects,
+                               "time": self.time}
+        if self.arming is not None:
+            out["arming"] = dict(self.arming)
+        return out
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -28,6 +28,7 @@ _COUNTERS = {
     "unanswered": "Segments the model gave no valid answer for (errors, timeouts, empty answers); never scored.",
     "scored": "Segments with a final causal score.",
     "source_restarts": "Source threads restarted after a crash.",
+    "disarmed_skipped": "Segments not sent to the model because the camera was not armed.",
 }
 
 

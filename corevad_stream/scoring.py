@@ -6,7 +6,10 @@ under overload simply never reach the scorer: it sees the camera's surviving seg
 the model gave no valid answer for never reach it either: they are published with `score: null,
 available: false` and the error, and an open alert waits for answers to resume (bounded by
 alerts.max_unscored_s). The retained `state` is `unknown` until the first score and while the camera's
-model is down with no alert open.
+model is down with no alert open, and `disarmed` while the camera is not armed (corevad_stream.arming):
+disarming flushes what the scorer held, ends an open alert with end_reason "disarmed" and forgets the
+scorer's history; re-arming starts a fresh scorer (its window would otherwise join segments minutes or days
+apart as if they were neighbours) and the state is `unknown` until the first new score.
 
 Two-phase delivery (describe on_demand with a backend that splits): a segment is scored with its verdict's
 own text when its verdict arrives and is never rescored. Its description comes later (describe()) and only
@@ -17,6 +20,7 @@ must not change under a subscriber, and waiting for descriptions is what the spl
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,7 +31,7 @@ from corevad.alerts import END_STREAM, AlertEvent, AlertParams, AlertTracker
 from corevad.causal import CausalScorer, ScoredSegment
 from corevad.params import CausalParams
 
-from .entities import CameraCounters, DescriptionUpdate, ScoringOutput, SegmentResult
+from .entities import DISARMED_REASON, CameraCounters, DescriptionUpdate, ScoringOutput, SegmentResult
 from .messages import AlertEventRecord, AlertRecord, EventTiming, Message, ScoreRecord
 
 
@@ -61,12 +65,15 @@ class CameraScoring:
         self.use_features = use_features
         self.text_context = text_context
         self.support = support  # description text embedding -> support in (0, 1); None: rank by weight only
-        self.scorer = CausalScorer(params, use_features=use_features, lrc=lrc, top_k=max(top_k, 3),
-                                   text_context=text_context)
+        self._new_scorer = functools.partial(CausalScorer, params, use_features=use_features, lrc=lrc,
+                                             top_k=max(top_k, 3), text_context=text_context)
+        self.scorer = self._new_scorer()
         self.tracker = AlertTracker(camera, alerts, run_id=run_id)
         self.state = "unknown"  # the last published retained state
         self.model_down = False
         self.finished = False  # nobody watches after the stream ended or the monitor stopped: unknown
+        self.disarmed = False  # not armed (disarmed, snoozed, off schedule): no segment reaches the scorer
+        self._scored_since_arm = 0
         self.counters = counters or CameraCounters()
         # scorer index -> (label, description, support, scorer index of the segment whose description it is)
         self._cleaned: dict[int, tuple[float, str, float, int]] = {}
@@ -129,6 +136,32 @@ class CameraScoring:
         self._sync_state(out.messages)
         return out
 
+    def disarm(self) -> ScoringOutput:
+        """The camera is no longer armed: final scores for what the scorer held, an open alert ends
+        ("disarmed"), the scorer's history is forgotten, and the state becomes `disarmed`."""
+        out = self._emit(self.scorer.flush())
+        self.disarmed = True  # before the alert ends: its state message says disarmed, never a passing normal
+        for ev in self.tracker.close(reason=DISARMED_REASON):
+            out.messages.extend(self._event_messages(ev, None))
+        self._reset()
+        self._sync_state(out.messages)
+        return out
+
+    def rearm(self) -> ScoringOutput:
+        """The camera is armed again: a fresh scorer; `unknown` until its first score."""
+        self.disarmed = False
+        self._reset()
+        out = ScoringOutput()
+        self._sync_state(out.messages)
+        return out
+
+    def _reset(self) -> None:
+        self.scorer = self._new_scorer()
+        self._metas.clear()
+        self._cleaned.clear()
+        self._n = 0
+        self._scored_since_arm = 0
+
     def unscored_until(self, clock: float, *, segment: bool = False) -> ScoringOutput:
         """No valid answer up to `clock` (stream seconds): end an open alert that has waited too long.
         segment: an unanswered segment ends at `clock` (False: a timer check)."""
@@ -156,7 +189,11 @@ class CameraScoring:
     def _sync_state(self, messages: list[Message]) -> None:
         if self.tracker.state == "anomalous":
             state = "anomalous"
-        elif self.model_down or self.finished or self.counters.scored == 0:
+        elif self.finished:
+            state = "unknown"
+        elif self.disarmed:
+            state = "disarmed"
+        elif self.model_down or self._scored_since_arm == 0:
             state = "unknown"
         else:
             state = "normal"
@@ -177,6 +214,7 @@ class CameraScoring:
             latency = now - meta.end
             c = self.counters
             c.scored += 1
+            self._scored_since_arm += 1
             c.last_score = s.score
             c.last_latency_s = latency
             out.messages.append(Message("score", ScoreRecord(

@@ -17,6 +17,7 @@ from .http import web_file
 
 _CSS_LINK = '<link rel="stylesheet" href="static/corevad.css">'
 _JS_TAG = '<script src="static/corevad.js"></script>'
+_ARMING_TAG = '<script src="static/arming.js"></script>\n'  # a replay has nothing to arm: left out
 
 
 def _web(name: str) -> str:
@@ -33,7 +34,7 @@ def static_page(data: Mapping[str, Any]) -> str:
         raise RuntimeError("web/index.html lost the stylesheet link or script tag static_page replaces")
     # "<" escaped inside the JSON, so no text of the model's can close the script element.
     blob = json.dumps(data, separators=(",", ":"), allow_nan=False).replace("<", "\\u003c")
-    html = html.replace(_CSS_LINK, f"<style>\n{_web('corevad.css')}</style>")
+    html = html.replace(_CSS_LINK, f"<style>\n{_web('corevad.css')}</style>").replace(_ARMING_TAG, "")
     return html.replace(_JS_TAG, f'<script id="corevad-data" type="application/json">{blob}</script>\n'
                                  f"<script>\n{_web('corevad.js')}</script>")
 

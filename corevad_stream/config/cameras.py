@@ -12,11 +12,12 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 from corevad.prompt import CONTEXT_MAX_CHARS, check_context
 from corevad.schema import StrictModel
 
+from ..arming import Schedule, Window, zone
 from ..redact import redact
 from .runtime import OverloadPolicy
 from .zones import MAX_ZONES, ZoneConfig, zones_problem
 
-__all__ = ["DEFAULT_FPS", "NAME_PATTERN", "CameraConfig", "frameless_spec"]
+__all__ = ["DEFAULT_FPS", "NAME_PATTERN", "ArmingConfig", "ArmingWindowConfig", "CameraConfig", "frameless_spec"]
 
 # Camera names end up in MQTT topics, file names and URLs: letters, digits, _ and - only.
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_\-]{0,63}$"
@@ -50,6 +51,53 @@ def frameless_spec(url: str) -> tuple[int | None, float]:
     return (int(n) if n else None), fps
 
 
+class ArmingWindowConfig(StrictModel):
+    """One weekly window of an arming schedule (local time; see corevad_stream.arming for DST and midnight)."""
+
+    days: list[str] = Field(default_factory=lambda: ["mon-sun"], min_length=1, max_length=7,
+                            description="Local days the window STARTS on: mon..sun or ranges (mon-fri).")
+    start: str = Field(..., description="Local start, HH:MM.")
+    end: str = Field(..., description="Local end, HH:MM or 24:00; not after start: it ends the next day.")
+
+    def window(self) -> Window:
+        return Window.parse(days=self.days, start=self.start, end=self.end)
+
+    @model_validator(mode="after")
+    def _check(self) -> ArmingWindowConfig:
+        self.window()  # ValueError names the bad day or time
+        return self
+
+
+class ArmingConfig(StrictModel):
+    """Whether the camera is watched (corevad_stream.arming): a schedule, or always armed unless disarmed.
+    Commands (MQTT, Home Assistant, the page) change it at run time; the state survives restarts."""
+
+    armed: bool = Field(True, description="Without a schedule: armed until a command says otherwise. "
+                                          "False starts the camera disarmed.")
+    timezone: str | None = Field(None, max_length=64,
+                                 description="IANA time zone of the schedule (e.g. Europe/Berlin); required "
+                                             "with a schedule.")
+    schedule: list[ArmingWindowConfig] = Field(default_factory=list, max_length=64,
+                                               description="Weekly windows in which the camera is armed; "
+                                                           "empty: no schedule.")
+
+    @model_validator(mode="after")
+    def _check(self) -> ArmingConfig:
+        if self.timezone is not None:
+            zone(self.timezone)
+        if self.schedule and self.timezone is None:
+            raise ValueError("timezone: required with a schedule (an IANA name such as Europe/Berlin)")
+        if self.schedule and not self.armed:
+            raise ValueError("armed: false with a schedule: the schedule decides when the camera is armed; "
+                             "drop one of them")
+        return self
+
+    def build_schedule(self) -> Schedule | None:
+        if not self.schedule or self.timezone is None:
+            return None
+        return Schedule([w.window() for w in self.schedule], timezone=self.timezone)
+
+
 class CameraConfig(StrictModel):
     """One camera (RTSP or any URL FFmpeg opens) or video file."""
 
@@ -74,6 +122,8 @@ class CameraConfig(StrictModel):
     display_name: str | None = Field(None, description=(
         f"The name people read (notification titles); at most {DISPLAY_NAME_MAX_CHARS} characters, one line. "
         "None: `name`."))
+    arming: ArmingConfig = Field(default_factory=ArmingConfig, description="Armed or not, a weekly "
+                                 "schedule (corevad_stream.arming); commands change it at run time.")
     zones: list[ZoneConfig] = Field(default_factory=list, max_length=MAX_ZONES,
                                     description="Polygons where anomalies matter: the model sees only their union "
                                                 "bounding box (see corevad_stream.config.zones).")

@@ -102,6 +102,7 @@ class MqttQosConfig(StrictModel):
     model: QoS = Field(1, description="Retained model health (ok/degraded/down) on <prefix>/model and "
                                       "<prefix>/<camera>/model.")
     alert: QoS = Field(1, description="Retained latest alert of a camera on <prefix>/<camera>/alert.")
+    arming: QoS = Field(1, description="Retained arming state of a camera on <prefix>/<camera>/arming.")
 
 
 class MqttReconnectConfig(BackoffConfig):

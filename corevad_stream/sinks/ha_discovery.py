@@ -2,7 +2,10 @@
 
 Per camera, one device with: an anomaly binary sensor (the retained `state`; the latest alert, with its
 explanation, as attributes from `<prefix>/<camera>/alert`), the score, the camera status and model state
-as sensors, and the snapshot as an MQTT image. Every entity's availability is `<prefix>/available` (online,
+as sensors, the snapshot as an MQTT image, an "Armed" switch (command `<prefix>/<camera>/arming/set` ON/OFF,
+state from the retained `<prefix>/<camera>/arming`) and a "Snooze" number in minutes (command
+`<prefix>/<camera>/snooze/set`; 0 cancels; it shows the minutes left when the arming last changed). Every
+entity's availability is `<prefix>/available` (online,
 offline, the last will). Configs are retained; a camera removed from the config gets its configs removed
 (empty retained payloads) at the next start, from the record of announced cameras in the state directory.
 """
@@ -17,11 +20,13 @@ from typing import Any
 from corevad.errors import CorevadError
 from corevad.files import MIB, read_text_checked
 
+from ..arming import MAX_SNOOZE_MINUTES
 from ..messages import topic
 
 log = logging.getLogger(__name__)
 
-ENTITIES = ("anomaly", "score", "status", "model", "snapshot")
+ENTITIES = ("anomaly", "score", "status", "model", "snapshot", "arming", "snooze")
+_COMPONENTS = {"anomaly": "binary_sensor", "snapshot": "image", "arming": "switch", "snooze": "number"}
 
 
 def _ids(prefix: str, camera: str, entity: str) -> tuple[str, str]:
@@ -30,7 +35,7 @@ def _ids(prefix: str, camera: str, entity: str) -> tuple[str, str]:
 
 
 def config_topic(discovery_prefix: str, prefix: str, camera: str, entity: str) -> str:
-    component = {"anomaly": "binary_sensor", "snapshot": "image"}.get(entity, "sensor")
+    component = _COMPONENTS.get(entity, "sensor")
     node, uid = _ids(prefix, camera, entity)
     return f"{discovery_prefix}/{component}/{node}/{uid}/config"
 
@@ -39,6 +44,7 @@ def camera_configs(discovery_prefix: str, prefix: str, camera: str) -> dict[str,
     """topic -> discovery payload for every entity of one camera."""
     node, _ = _ids(prefix, camera, "")
     status, model = topic(prefix, "status", camera), topic(prefix, "model", camera)
+    arming = topic(prefix, "arming", camera)
     device = {"identifiers": [f"{node}_{camera}"], "name": f"{camera} (corevad)", "manufacturer": "corevad",
               "model": "CoReVAD anomaly monitor"}
     common = {"availability_topic": topic(prefix, "available"), "payload_available": "online",
@@ -57,6 +63,16 @@ def camera_configs(discovery_prefix: str, prefix: str, camera: str) -> dict[str,
                   "json_attributes_topic": model},
         "snapshot": {"name": "Alert snapshot", "image_topic": topic(prefix, "snapshot", camera),
                      "content_type": "image/jpeg"},
+        # On: armed; off: disarmed, snoozed or outside the schedule (the attributes say which, and until when).
+        "arming": {"name": "Armed", "command_topic": topic(prefix, "arming/set", camera), "state_topic": arming,
+                   "payload_on": "ON", "payload_off": "OFF", "retain": False,
+                   "value_template": "{{ 'ON' if value_json.armed else 'OFF' }}", "json_attributes_topic": arming,
+                   "icon": "mdi:shield-check"},
+        "snooze": {"name": "Snooze", "command_topic": topic(prefix, "snooze/set", camera), "state_topic": arming,
+                   "min": 0, "max": MAX_SNOOZE_MINUTES, "step": 1, "mode": "box", "unit_of_measurement": "min",
+                   "retain": False, "icon": "mdi:alarm-snooze",
+                   "value_template": "{{ [((value_json.until - now().timestamp()) / 60) | round(0, 'ceil'), 0]"
+                                     " | max | int if value_json.state == 'snoozed' else 0 }}"},
     }
     out = {}
     for entity, payload in entities.items():

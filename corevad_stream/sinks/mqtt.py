@@ -12,6 +12,9 @@ Delivery rules, in order of importance:
 - Scores and stats are live data: while the broker is down only the latest per topic is kept.
 - One task owns the connection; send() never waits for the network, and never raises because the
   broker is down. Reconnects back off exponentially with jitter.
+- Commands in: with an `on_command` handler (the app's arming control) the sink subscribes to the command
+  topics (`<prefix>/+/arming/set`, `<prefix>/+/snooze/set`) on every (re)connect and hands each message to
+  it; a failing handler is logged and never drops the connection.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import json
 import logging
 import socket
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,6 +34,7 @@ import aiomqtt
 
 from corevad.backoff import Backoff
 
+from ..arming_control import command_topics
 from ..broker import EmbeddedBroker, mqtt_broker_answers
 from ..config.mqtt import MqttConfig as MqttConfig  # the schema's; imported from here by older code
 from ..config.mqtt import MqttReconnectConfig as MqttReconnectConfig
@@ -43,6 +47,8 @@ from .outbox import EventQueue, Outbox
 log = logging.getLogger(__name__)
 
 RETAINED_KINDS = kinds_where("retain")
+# (topic, payload, retained) -> applied or refused by the handler (ArmingControl.mqtt_command)
+CommandHandler = Callable[..., Awaitable[None]]
 
 
 class MqttSinkError(StreamError):
@@ -105,8 +111,10 @@ class MqttSink:
 
     name = "mqtt"
 
-    def __init__(self, config: MqttConfig, *, outbox_path: Path | None = None, cameras: Sequence[str] = ()) -> None:
+    def __init__(self, config: MqttConfig, *, outbox_path: Path | None = None, cameras: Sequence[str] = (),
+                 on_command: CommandHandler | None = None) -> None:
         self.config = config
+        self.on_command = on_command  # set before entering: the first session subscribes if it is there
         self.cameras = list(cameras)
         self.prefix = config.prefix
         self.available_topic = build_topic(config.prefix, "available")
@@ -336,6 +344,9 @@ class MqttSink:
         self._live = collections.deque(p for p in self._live if not p.retain)
         for pub in list(self._retained.values()):
             await self._publish(client, pub)
+        if self.on_command is not None:
+            for command in command_topics(self.prefix):
+                await client.subscribe(command, qos=1, timeout=self.config.publish_timeout_s)
         watcher = asyncio.create_task(self._watch(client), name="corevad.mqtt.watch")
         pump = asyncio.create_task(self._pump(client), name="corevad.mqtt.pump")
         try:
@@ -354,10 +365,16 @@ class MqttSink:
         self._connected.clear()
 
     async def _watch(self, client: aiomqtt.Client) -> None:
-        # We subscribe to nothing, so the message iterator only ever ends by raising MqttError when the
-        # connection drops: the one public aiomqtt signal for "disconnected" while idle.
-        async for _ in client.messages:
-            pass
+        # The message iterator ends by raising MqttError when the connection drops: the one public aiomqtt
+        # signal for "disconnected" while idle. Only command topics are subscribed.
+        async for msg in client.messages:
+            if self.on_command is None:
+                continue
+            payload = msg.payload if isinstance(msg.payload, bytes | bytearray) else str(msg.payload or "").encode()
+            try:
+                await self.on_command(msg.topic.value, bytes(payload), retained=bool(msg.retain))
+            except Exception:  # noqa: BLE001 - a handler bug must not drop the connection
+                log.exception("MQTT command on %s failed", msg.topic.value)
         raise aiomqtt.MqttError("message iterator ended")
 
     async def _pump(self, client: aiomqtt.Client) -> None:

@@ -27,15 +27,19 @@ async def test_discovery_announces_each_camera_and_removes_dropped_ones(mosquitt
     sub = await mqtt_collector(mosquitto, topics=("homeassistant/#", "ha/#"))
     async with App(_config(mosquitto, tmp_path, ["gate", "yard"]), backend=ScriptedBackend(lambda c: ANOMALOUS)) as app:
         await app.wait_finished(timeout=60)
-    await sub.wait_for(lambda: len([t for t in sub.seen_topics() if t.startswith("homeassistant/")]) >= 10, timeout=30,
-                       what="10 discovery configs")
+    await sub.wait_for(lambda: len([t for t in sub.seen_topics() if t.startswith("homeassistant/")]) >= 14, timeout=30,
+                       what="14 discovery configs")
     configs = {t: json.loads(sub.payloads(t)[-1]) for t in sub.seen_topics() if t.startswith("homeassistant/")}
     late = await mqtt_collector(mosquitto, topics=("homeassistant/#",))  # subscribes after the run
-    await late.wait_for(lambda: len(late.seen_topics()) >= 10, timeout=30, what="retained configs")
+    await late.wait_for(lambda: len(late.seen_topics()) >= 14, timeout=30, what="retained configs")
     assert all(m.retain for t in late.seen_topics() for m in late.on(t))  # kept by the broker for HA restarts
-    assert len({c["unique_id"] for c in configs.values()}) == 10
+    assert len({c["unique_id"] for c in configs.values()}) == 14  # 7 entities per camera
     gate = {t.split("/")[1]: c for t, c in configs.items() if "_gate_" in t}
-    assert set(gate) == {"binary_sensor", "sensor", "image"}
+    assert set(gate) == {"binary_sensor", "sensor", "image", "switch", "number"}
+    # The arming switch and the snooze number command the monitor and read its retained arming state.
+    assert gate["switch"]["command_topic"] == "ha/gate/arming/set" and gate["switch"]["state_topic"] == "ha/gate/arming"
+    assert gate["number"]["command_topic"] == "ha/gate/snooze/set" and gate["number"]["min"] == 0
+    assert json.loads(sub.payloads("ha/gate/arming")[-1])["armed"] is True
     anomaly = gate["binary_sensor"]
     assert anomaly["state_topic"] == "ha/gate/state" and anomaly["payload_on"] == "anomalous"
     assert anomaly["availability_topic"] == "ha/available" and anomaly["json_attributes_topic"] == "ha/gate/alert"

@@ -54,12 +54,12 @@ def test_event_records_serialise_like_the_alert_event_and_carry_their_camera() -
 
 
 def test_the_policy_table_is_what_each_sink_used_to_hard_code() -> None:
-    assert kinds_where("retain") == {"available", "state", "status", "snapshot", "model", "alert"}
+    assert kinds_where("retain") == {"available", "state", "status", "snapshot", "model", "alert", "arming"}
     assert kinds_where("store") == {"events", "score", "status", "model", "snapshot"}
     assert kinds_where("feed") == {"events", "state", "status", "model", "score", "snapshot"}
-    assert kinds_where("keep") == {"events", "state", "status", "available", "model", "alert"}
+    assert kinds_where("keep") == {"events", "state", "status", "available", "model", "alert", "arming"}
     assert set(KIND_POLICY) == {"available", "events", "score", "state", "status", "snapshot", "stats", "model",
-                                "alert"}
+                                "alert", "arming"}
 
 
 def test_messages_take_retain_from_the_policy_and_build_topics_in_one_place() -> None:
