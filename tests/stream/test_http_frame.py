@@ -31,7 +31,7 @@ def _server(frames: dict[str, np.ndarray | None], calls: list[str], *, username:
         return None if frame is None else encode_jpeg(frame, 80)
 
     return HttpServer(host="127.0.0.1", port=0, render_metrics=lambda: b"", cameras=list, model=dict,
-                      store_path=None, feed=None, latest_frame=latest, username=username,
+                      store=None, feed=None, latest_frame=latest, username=username,
                       password=password)
 
 

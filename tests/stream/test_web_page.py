@@ -329,13 +329,13 @@ async def test_the_page_says_since_when_breaks_lines_at_gaps_and_marks_the_thres
     from corevad_stream.dispatch import encode_jpeg
     from corevad_stream.http import HttpServer, LiveFeed
     from corevad_stream.messages import Message
-    from corevad_stream.store import EventStore
+    from corevad_stream.store import SqliteStore, StoreLocation
 
     ok, frame = cv2.VideoCapture(str(video_factory("dock.mp4", seconds=1, size=(320, 180)))).read()
     assert ok
     jpeg = encode_jpeg(frame, 80)
     now = time.time()
-    store = EventStore(tmp_path / "e.sqlite3")
+    store = SqliteStore(tmp_path / "e.sqlite3")
     base = now - 110  # 30 scored segments, 20 missing (dropped), then 50 more up to 10 s ago
     for i in [*range(30), *range(50, 100)]:
         score = 0.98 if i == 20 else (0.37 if i >= 95 else 0.5)
@@ -359,7 +359,7 @@ async def test_the_page_says_since_when_breaks_lines_at_gaps_and_marks_the_thres
     feed = LiveFeed()
     server = HttpServer(host="127.0.0.1", port=0, render_metrics=lambda: b"",
                         cameras=lambda: [dict(c) for c in cameras.values()], model=dict,
-                        store_path=tmp_path / "e.sqlite3", feed=feed, latest_frame=lambda name: frames[name])
+                        store=StoreLocation(path=tmp_path / "e.sqlite3"), feed=feed, latest_frame=lambda name: frames[name])
     loop = asyncio.get_running_loop()
     async with server:
         url = f"http://127.0.0.1:{server.port}/"
