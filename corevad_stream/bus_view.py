@@ -122,6 +122,12 @@ class BusCamera:
                 "open_threshold": None, "close_threshold": None, "monitor": self.monitor, "source": "bus",
                 "stale": self.stale, "last_status": self.status, "last_heard": self.heard_at}
 
+    def status_payload(self) -> dict[str, Any]:
+        """A status message for the live page: stale, or the owner's last status."""
+        return {"status": "stale" if self.stale else self.status, "state": "stale" if self.stale else self.status,
+                "reason": self.stale_reason() or self.reason, "url": self.url, "monitor": self.monitor,
+                "last_status": self.status, "time": time.time()}
+
     def stale_reason(self) -> str:
         if not self.stale:
             return ""
@@ -169,6 +175,7 @@ class BusView:
         self._connected = asyncio.Event()
         self._connected_at = time.monotonic()
         self._tasks: list[asyncio.Task[None]] = []
+        self._revived: list[BusCamera] = []  # cameras the message being handled brought back from stale
         self._identifier = (f"corevad-view-{self.prefix.replace('/', '-')}-{socket.gethostname()}"[:48]
                             + f"-{os.getpid()}-{secrets.token_hex(3)}")
 
@@ -230,11 +237,16 @@ class BusView:
             message = self._parse(topic, payload)
             if message is None:
                 return
+            self._revived = []
             forward = self._take(message, retained=retained)
         except BadPayload as exc:
             self._count_bad(exc.reason, f"{topic[:200]}: {exc}")
             return
-        if forward is not None and self.feed is not None:
+        if self.feed is None:
+            return
+        for cam in self._revived:  # the card said stale: it gets its owner's last status back
+            await self.feed.send(Message("status", cam.status_payload(), camera=cam.name))
+        if forward is not None:
             await self.feed.send(forward)
 
     def _count_bad(self, reason: str, detail: str) -> None:
@@ -347,6 +359,7 @@ class BusView:
         cam.heard, cam.heard_at = now, time.time()
         if cam.stale:
             cam.stale = False
+            self._revived.append(cam)
             log.info("group view: camera %s heard again", cam.name)
 
     # -- staleness ---------------------------------------------------------------------------------------
@@ -369,9 +382,7 @@ class BusView:
             for cam in self.mark_stale():
                 log.warning("group view: camera %s is stale: %s", cam.name, cam.stale_reason())
                 if self.feed is not None:
-                    await self.feed.send(Message("status", {
-                        "status": "stale", "state": "stale", "reason": cam.stale_reason(), "url": cam.url,
-                        "monitor": cam.monitor, "last_status": cam.status, "time": time.time()}, camera=cam.name))
+                    await self.feed.send(Message("status", cam.status_payload(), camera=cam.name))
 
     # -- what the page reads -----------------------------------------------------------------------------
     def camera_overview(self) -> list[dict[str, Any]]:
