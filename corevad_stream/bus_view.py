@@ -100,7 +100,8 @@ class BusCamera:
     name: str
     heard: float  # monotonic time of the last live (not retained) message about it, or of the connection
     heard_at: float | None = None  # wall time of the last live message (None: only retained values so far)
-    monitor: str | None = None
+    monitor: str | None = None  # the owning monitor's id (status `monitor`, or the owner's stats)
+    run_id: str | None = None  # the run of the monitor whose stats list it (an owner id where no `monitor` is sent)
     status: str | None = None
     reason: str = ""
     url: str | None = None
@@ -119,7 +120,8 @@ class BusCamera:
         return {"name": self.name, "url": self.url, "status": status, "reason": self.stale_reason() or self.reason,
                 "model_state": self.model_state, "state": self.state, "last_score": self.last_score,
                 "last_explanation": self.last_explanation, "scored": self.scored, "drops": self.drops,
-                "open_threshold": None, "close_threshold": None, "monitor": self.monitor, "source": "bus",
+                "open_threshold": None, "close_threshold": None, "monitor": self.monitor, "run_id": self.run_id,
+                "source": "bus",
                 "stale": self.stale, "last_status": self.status, "last_heard": self.heard_at}
 
     def status_payload(self) -> dict[str, Any]:
@@ -308,6 +310,8 @@ class BusView:
                     self._heard(cam, now, retained)
                     if p.get("monitor") is not None:
                         cam.monitor = str(p["monitor"])
+                    if isinstance(p.get("run_id"), str):
+                        cam.run_id = p["run_id"][:64]
                     cam.scored = _int(counters.get("scored"), cam.scored)
                     cam.drops = _int(counters.get("drops"), cam.drops or 0)
             return None

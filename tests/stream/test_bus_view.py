@@ -72,7 +72,7 @@ async def test_the_view_follows_the_bus_and_feeds_the_page(mosquitto) -> None:  
             assert by_name["gate"]["monitor"] == "m1" and by_name["yard"]["monitor"] == "m2"
             assert by_name["gate"]["state"] == "anomalous" and by_name["gate"]["last_score"] == 0.91
             assert by_name["gate"]["last_explanation"] == "A man climbs the gate." and by_name["gate"]["scored"] == 1
-            assert by_name["yard"]["drops"] == 2 and by_name["gate"]["url"] == "rtsp://***@cam/1"
+            assert by_name["yard"]["drops"] == 2 and by_name["yard"]["run_id"] == "x" and by_name["gate"]["url"] == "rtsp://***@cam/1"
             assert not by_name["gate"]["stale"] and by_name["gate"]["last_heard"] is not None
             fed = _drain(q)
             kinds = [(m.kind, m.camera) for m in fed]
