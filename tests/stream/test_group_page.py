@@ -84,7 +84,7 @@ def _monitor_config(tmp: Path, name: str, cameras: list[str], clip: Path, mosqui
 
 @pytest.mark.slow
 async def test_a_web_process_shows_the_whole_group_live(  # type: ignore[no-untyped-def]
-        mosquitto, video_factory, tmp_path: Path) -> None:
+        mosquitto, video_factory, browser, tmp_path: Path) -> None:
     clip = video_factory("gate.mp4", seconds=2, size=(64, 48), fps=8)
     logs = {n: tmp_path / f"{n}.log" for n in ("a", "b", "web")}
     procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -140,6 +140,8 @@ async def test_a_web_process_shows_the_whole_group_live(  # type: ignore[no-unty
                 assert {a["camera"] for a in alerts} <= {"a1", "a2", "b1"} and "a1" in {a["camera"] for a in alerts}
                 page = await client.get("/")
                 assert page.status_code == 200 and "corevad" in page.text
+            # In a browser: the web process's page shows the cards of both monitors' cameras, updated live.
+            await asyncio.to_thread(_page_shows_the_group, browser, f"http://127.0.0.1:{port}/")
 
             # A monitor's own page (metrics.group_view) lists its cameras and the group's others from the bus.
             a_port = _port(logs["a"])
@@ -156,6 +158,25 @@ async def test_a_web_process_shows_the_whole_group_live(  # type: ignore[no-unty
             codes = {n: _stop(p) for n, p in procs.items()}
     assert codes["web"] == 0, logs["web"].read_text()[-2000:]
     assert "Traceback" not in logs["web"].read_text()
+
+
+def _page_shows_the_group(driver: Any, url: str) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def scored(d: Any, cam: str) -> int:
+        meta = d.find_elements(By.CSS_SELECTOR, f".cam[data-camera={cam}] .meta")
+        m = re.search(r"(\d+) scored", meta[0].text) if meta else None
+        return int(m.group(1)) if m else -1
+
+    driver.get(url)
+    wait = WebDriverWait(driver, 60, poll_frequency=0.1)
+    wait.until(lambda d: {e.get_attribute("data-camera") for e in d.find_elements(By.CSS_SELECTOR, ".cam")}
+               == {"a1", "a2", "b1"}, "cards of both monitors' cameras")
+    first = {cam: scored(driver, cam) for cam in ("a1", "b1")}
+    assert min(first.values()) >= 0, driver.page_source[:2000]
+    # Live over the stream: the counts of a camera of each monitor grow without a reload.
+    wait.until(lambda d: all(scored(d, cam) > first[cam] for cam in first), "live scores of a1 and b1")
 
 
 async def _alerts(client: httpx.AsyncClient) -> list[dict[str, Any]]:
