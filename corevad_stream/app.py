@@ -47,7 +47,7 @@ from .entities import (
     StatusChange,
 )
 from .health import ModelHealth
-from .http import HttpServer, LiveFeed
+from .http import CameraSource, HttpServer, LiveFeed
 from .messages import Message, StatusRecord
 from .metrics import Metrics
 from .model_loading import explanation_support, load_models
@@ -185,7 +185,7 @@ class App:
             return
         pw = m.password()
         store = self.sink_health.store_sink
-        cameras: Callable[[], list[dict[str, Any]]] = self.camera_overview
+        cameras: CameraSource = self.camera_overview
         if m.group_view and self.config.mqtt is not None:  # the other monitors' cameras, from the bus
             broker = self.sink_health.mqtt_sink.broker if self.sink_health.mqtt_sink is not None else None
             self.bus_view = await stack.enter_async_context(BusView(

@@ -163,3 +163,40 @@ def test_bounds_are_validated() -> None:
     for bad in ({"max_cameras": 0}, {"max_payload_bytes": 0}, {"stale_after_s": 0.0}):
         with pytest.raises(ValueError, match="BusView"):
             BusView(**cfg, **bad)
+
+
+async def test_a_monitor_with_group_view_lists_the_groups_cameras_beside_its_own(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """In-process App on its embedded broker (port 0: the view must use the port it really got)."""
+    import httpx
+    from stream_doubles import stream_config
+
+    from corevad.models import ReplayBackend
+    from corevad_stream import App
+
+    cfg = stream_config([{"name": "mine", "url": "frameless://", "rate": "native"}],
+                        model={"clip": None}, metrics={"enabled": True, "port": 0, "group_view": True},
+                        mqtt={"prefix": "grp", "embedded_broker": {"enabled": True, "port": 0},
+                              "outbox": {"path": str(tmp_path / "outbox.sqlite3")}},
+                        runtime={"segment_seconds": 0.25, "state_dir": str(tmp_path / "state")})
+    async with App(cfg, backend=ReplayBackend({"mine": ["Normal scenes.\nA hallway."] * 10_000})) as app:
+        assert app.bus_view is not None and app.metrics_server is not None
+        await app.bus_view.wait_connected(20)
+        broker = app.sink_health.mqtt_sink.broker  # type: ignore[union-attr]
+        assert broker is not None and app.bus_view.address.port == broker.port != 0
+        async with aiomqtt.Client("127.0.0.1", broker.port) as pub:
+            await pub.publish("grp/other/status", _status("m2"), qos=1)
+            await pub.publish("grp/other/state", b"anomalous", qos=1)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{app.metrics_server.port}", timeout=10) as client:
+            async def listed() -> list[dict[str, Any]]:
+                return list((await client.get("/api/cameras")).json())
+
+            async with asyncio.timeout(20):
+                while True:
+                    entries = await listed()
+                    if any(c["name"] == "other" and c["state"] == "anomalous" for c in entries):
+                        break
+                    await asyncio.sleep(0.05)
+        assert [c["name"] for c in entries] == ["mine", "other"]  # its own camera once, then the group's
+        got = {c["name"]: c for c in entries}
+        assert got["other"]["monitor"] == "m2" and got["other"]["source"] == "bus" and "source" not in got["mine"]
+        assert "mine" not in {c["name"] for c in app.bus_view.camera_overview()}

@@ -201,5 +201,8 @@ def test_web_config_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytes
     assert "metrics.enabled: false leaves" in run({"mqtt": {}, "store": {"enabled": False},
                                                    "metrics": {"enabled": False}})
     assert "metrics.host '0.0.0.0' is not loopback" in run({"mqtt": {}, "metrics": {"host": "0.0.0.0"}})
+    cams = [{"name": "a", "url": "frameless://"}]
+    assert "metrics.group_view: the group's cameras come from the MQTT bus" in run(
+        {"cameras": cams, "metrics": {"group_view": True}})
     with pytest.raises(SystemExit):  # argparse: the config is required
         main(["web"])
