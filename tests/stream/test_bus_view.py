@@ -200,3 +200,17 @@ async def test_a_monitor_with_group_view_lists_the_groups_cameras_beside_its_own
         got = {c["name"]: c for c in entries}
         assert got["other"]["monitor"] == "m2" and got["other"]["source"] == "bus" and "source" not in got["mine"]
         assert "mine" not in {c["name"] for c in app.bus_view.camera_overview()}
+
+
+async def test_the_view_reconnects_after_a_broker_restart(mosquitto) -> None:  # type: ignore[no-untyped-def]
+    cfg = MqttConfig(host=mosquitto.host, port=mosquitto.port, prefix="grp",
+                     reconnect={"initial_s": 0.1, "max_s": 0.5})
+    async with BusView(mqtt=cfg) as view:
+        await view.wait_connected(20)
+        await asyncio.to_thread(mosquitto.restart)
+        await _until(lambda: view.connects >= 2 and view.connected, "reconnected")
+        async with aiomqtt.Client(mosquitto.host, mosquitto.port) as pub:
+            await pub.publish("grp/late/state", b"normal", qos=1)
+        await _until(lambda: "late" in view.cameras, "a message after the restart")
+        assert view.last_error is not None  # it saw the link drop, and said so in its stats
+        assert view.stats()["connects"] >= 2
