@@ -350,7 +350,10 @@ class BusView:
                 if not retained:
                     cam.scored += 1
         elif m.kind == "alert":
-            cam.open_alert = p["id"] if p.get("active") else cam.open_alert
+            if p.get("active"):
+                cam.open_alert = p["id"]
+            elif cam.open_alert == p["id"]:
+                cam.open_alert = None
         elif m.kind == "snapshot":
             if cam.open_alert is None:
                 return None  # the page shows an alert's picture; this one names none we know
