@@ -10,28 +10,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from pathlib import Path
 
 from .bus_view import BusView, stale_after
 from .config.web_only import WebConfig
 from .errors import ConfigError
 from .http import HttpServer, LiveFeed
+from .store import StoreLocation
 
 log = logging.getLogger(__name__)
 
-__all__ = ["serve", "store_path"]
+__all__ = ["serve", "store_location"]
 
 
-def store_path(cfg: WebConfig) -> Path | None:
-    """The history to read (None: store.enabled is false). The file must exist: a page pointed at the wrong
-    path would otherwise show an empty history as if nothing had happened."""
+def store_location(cfg: WebConfig) -> StoreLocation | None:
+    """The history to read: the group's PostgreSQL database (store.url) or a sqlite file (None: store.enabled is
+    false). A sqlite file must exist: a page pointed at the wrong path would otherwise show an empty history as
+    if nothing had happened. The PostgreSQL password is read now (one line naming the field when missing)."""
     if not cfg.store.enabled:
         return None
-    path = cfg.store.db_path(cfg.runtime.state_path(), cfg.mqtt.prefix)
-    if not path.is_file():
-        raise ConfigError(f"store.path: no event store at {path} (point store.path at the monitors' store, or set "
-                          "store.enabled: false for a live-only page)")
-    return path
+    location = cfg.store.location(cfg.runtime.state_path(), cfg.mqtt.prefix)
+    if location.path is not None and not location.path.is_file():
+        raise ConfigError(f"store.path: no event store at {location.path} (point store.path or store.url at the "
+                          "monitors' store, or set store.enabled: false for a live-only page)")
+    return location
 
 
 async def serve(cfg: WebConfig, *, stop: asyncio.Event, on_ready: Callable[[HttpServer, BusView], None] | None = None
@@ -40,7 +41,7 @@ async def serve(cfg: WebConfig, *, stop: asyncio.Event, on_ready: Callable[[Http
     m = cfg.metrics
     if not m.enabled:
         raise ConfigError("metrics.enabled: false leaves `corevad-stream web` nothing to serve")
-    history = store_path(cfg)
+    history = store_location(cfg)
     pw = m.password()
     feed = LiveFeed()
     try:
@@ -49,10 +50,11 @@ async def serve(cfg: WebConfig, *, stop: asyncio.Event, on_ready: Callable[[Http
         raise ConfigError(str(exc)) from None
     async with feed, view, HttpServer(
             host=m.host, port=m.port, render_metrics=view.render_metrics, cameras=view.camera_overview,
-            model=view.model_overview, store_path=history, feed=feed, username=m.username,
+            model=view.model_overview, store=history, feed=feed, username=m.username,
             password=pw.get_secret_value() if pw is not None else None, allowed_hosts=m.allowed_hosts) as server:
         log.info("group page on http://%s:%d/ : cameras live from %s:%d %s/#, history from %s", m.host, server.port,
-                 view.address.host, view.address.port, cfg.mqtt.prefix, history or "nowhere (store.enabled: false)")
+                 view.address.host, view.address.port, cfg.mqtt.prefix,
+                 history.describe() if history is not None else "nowhere (store.enabled: false)")
         if on_ready is not None:
             on_ready(server, view)
         await stop.wait()

@@ -65,14 +65,14 @@ def _port(log: Path) -> int | None:
 
 
 def _monitor_config(tmp: Path, name: str, cameras: list[str], clip: Path, mosquitto: Any, model: ScriptedModelServer,
-                    *, page: bool) -> Path:
+                    *, store: dict[str, Any], page: bool) -> Path:
     data = {
         "cameras": [{"name": c, "url": str(clip), "loop": True} for c in cameras],
         "model": {"tiny": False, "clip": None, "vlm": {"backend": "openai", "max_new_tokens": 16, "openai": {
             "base_url": model.base_url, "model": "m", "api_key_env": None, "max_side": 32, "timeout_s": 30}}},
         "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "prefix": PREFIX, "keepalive_s": 5},
         "metrics": {"enabled": page, "port": 0, "group_view": page},
-        "store": {"path": str(tmp / f"{name}.sqlite3")},
+        "store": store,
         "refinement": {"smooth_length": 1},
         "runtime": {"frames_per_segment": 2, "frame_size": 32, "stats_interval_s": 1.0,
                     "state_dir": str(tmp / f"state-{name}")},
@@ -84,23 +84,22 @@ def _monitor_config(tmp: Path, name: str, cameras: list[str], clip: Path, mosqui
 
 @pytest.mark.slow
 async def test_a_web_process_shows_the_whole_group_live(  # type: ignore[no-untyped-def]
-        mosquitto, video_factory, browser, tmp_path: Path) -> None:
+        mosquitto, video_factory, browser, postgres_url: str, tmp_path: Path) -> None:
     clip = video_factory("gate.mp4", seconds=2, size=(64, 48), fps=8)
+    # One shared store for the group (PostgreSQL); its password comes from the environment, as configured.
+    store = {"url": postgres_url, "password_env": "COREVAD_TEST_PG_PASSWORD"}
     logs = {n: tmp_path / f"{n}.log" for n in ("a", "b", "web")}
     procs: dict[str, subprocess.Popen[bytes]] = {}
     with ScriptedModelServer(lambda body: ANOMALOUS) as model:
         try:
             procs["a"] = _spawn(["run", "-c", str(_monitor_config(tmp_path, "a", ["a1", "a2"], clip, mosquitto, model,
-                                                                   page=True)), "--no-live"], logs["a"])
+                                                                   store=store, page=True)), "--no-live"], logs["a"])
             procs["b"] = _spawn(["run", "-c", str(_monitor_config(tmp_path, "b", ["b1"], clip, mosquitto, model,
-                                                                   page=False)), "--no-live"], logs["b"])
-            # The web process reads the history from the store: here monitor a's file (a lone sqlite store).
-            await _until(lambda: (tmp_path / "a.sqlite3").is_file(), "a's store", timeout=120, logs=list(logs.values()))
+                                                                   store=store, page=False)), "--no-live"], logs["b"])
             web_cfg = tmp_path / "web.yaml"
             web_cfg.write_text(yaml.safe_dump({
                 "mqtt": {"host": mosquitto.host, "port": mosquitto.port, "prefix": PREFIX},
-                "store": {"path": str(tmp_path / "a.sqlite3")}, "metrics": {"port": 0},
-                "runtime": {"stats_interval_s": 1.0}}))
+                "store": store, "metrics": {"port": 0}, "runtime": {"stats_interval_s": 1.0}}))
             procs["web"] = _spawn(["web", "-c", str(web_cfg)], logs["web"])
             port = await _until(lambda: _port(logs["web"]), "the web process's port", timeout=60,
                                 logs=list(logs.values()))
@@ -135,9 +134,16 @@ async def test_a_web_process_shows_the_whole_group_live(  # type: ignore[no-unty
                 assert re.search(r'corevad_bus_bad_messages_total\{reason="score"\} [1-9]', metrics), metrics
                 assert re.search(r'corevad_bus_bad_messages_total\{reason="events"\} [1-9]', metrics), metrics
 
-                # History from the store: the alerts monitor a stored (the scripted model says anomalous).
-                alerts = await _until(lambda: _alerts(client), "stored alerts", timeout=60, logs=list(logs.values()))
-                assert {a["camera"] for a in alerts} <= {"a1", "a2", "b1"} and "a1" in {a["camera"] for a in alerts}
+                # History from the shared store: the alerts both monitors stored (the scripted model says anomalous).
+                async def stored() -> set[str] | None:
+                    cams = {a["camera"] for a in await _alerts(client)}
+                    return cams if {"a1", "a2", "b1"} <= cams else None
+
+                assert await _until(stored, "stored alerts of every camera", timeout=60,
+                                    logs=list(logs.values())) == {"a1", "a2", "b1"}
+                one = (await _alerts(client))[0]  # one alert with its score curve, also from the shared store
+                detail = (await client.get(f"/api/events/{one['id']}")).json()
+                assert detail["id"] == one["id"] and detail["scores"], detail
                 page = await client.get("/")
                 assert page.status_code == 200 and "corevad" in page.text
             # In a browser: the web process's page shows the cards of both monitors' cameras, updated live.
@@ -201,6 +207,9 @@ def test_web_config_errors_are_one_line_and_exit_2(tmp_path: Path, capsys: pytes
     assert "metrics.enabled: false leaves" in run({"mqtt": {}, "store": {"enabled": False},
                                                    "metrics": {"enabled": False}})
     assert "metrics.host '0.0.0.0' is not loopback" in run({"mqtt": {}, "metrics": {"host": "0.0.0.0"}})
+    assert "store.password_env: environment variable NO_SUCH_PG_PW is not set" in run(
+        {"mqtt": {}, "store": {"url": "postgresql://corevad@127.0.0.1:5/g", "password_env": "NO_SUCH_PG_PW"}})
+    assert "store.url" in run({"mqtt": {}, "store": {"url": "mysql://x@h/db"}})
     cams = [{"name": "a", "url": "frameless://"}]
     assert "metrics.group_view: the group's cameras come from the MQTT bus" in run(
         {"cameras": cams, "metrics": {"group_view": True}})
