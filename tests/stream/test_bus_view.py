@@ -217,3 +217,21 @@ async def test_the_view_reconnects_after_a_broker_restart(mosquitto) -> None:  #
         await _until(lambda: "late" in view.cameras, "a message after the restart")
         assert view.last_error is not None  # it saw the link drop, and said so in its stats
         assert view.stats()["connects"] >= 2
+
+
+async def test_the_view_connects_with_tls_and_a_login_as_configured(  # type: ignore[no-untyped-def]
+        mosquitto_factory, monkeypatch: pytest.MonkeyPatch) -> None:
+    broker = mosquitto_factory(tls=True, username="viewer", password="pw-1")
+    monkeypatch.setenv("BUS_PW", "pw-1")
+    good = MqttConfig(host=broker.host, port=broker.port, prefix="grp", username="viewer", password_env="BUS_PW",
+                      tls={"ca_file": str(broker.ca_file)}, reconnect={"initial_s": 0.1, "max_s": 0.2})
+    async with BusView(mqtt=good) as view:
+        await view.wait_connected(20)
+        async with aiomqtt.Client(broker.host, broker.port, username="viewer", password="pw-1",
+                                  tls_context=good.tls.context()) as pub:  # type: ignore[union-attr]
+            await pub.publish("grp/gate/state", b"normal", qos=1)
+        await _until(lambda: "gate" in view.cameras, "a message over TLS")
+    monkeypatch.setenv("BUS_PW", "wrong")
+    async with BusView(mqtt=good) as view:  # a refused login: it keeps trying and says why, never connected
+        await _until(lambda: view.last_error is not None, "the refusal")
+        assert not view.connected and view.connects == 0
