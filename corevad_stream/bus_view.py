@@ -327,9 +327,11 @@ class BusView:
             self._heard(cam, now, retained)
             cam.open_alert = p["after"]["id"] if p["after"].get("active") else None
             return m
-        if m.camera is None:  # the model as a whole
-            self.model = p
-            return None if local else m
+        if m.camera is None:  # monitor-wide: the model as a whole (and any other such kind a monitor publishes)
+            if m.kind == "model":
+                self.model = p
+            # A monitor's page shows its own model state, not the last one another monitor published.
+            return m if not local and m.policy.feed else None
         if m.camera in local:
             return None
         cam = self._camera(m.camera)

@@ -62,6 +62,7 @@ async def test_the_view_follows_the_bus_and_feeds_the_page(mosquitto) -> None:  
             await pub.publish("grp/gate/snapshot", JPEG, qos=1)
             await pub.publish("grp/yard/status", _status("m2"), qos=1)
             await pub.publish("grp/mine/score", json.dumps({"index": 1, "score": 0.1}), qos=1)  # the local app's
+            await pub.publish("grp/model", json.dumps({"state": "down", "reason": "HTTP 500", "since": 1.0}), qos=1)
             await pub.publish("grp/stats", json.dumps({"run_id": "x", "monitor": "m2", "cameras": {
                 "yard": {"scored": 41, "drops": 2}}}), qos=1)
             await _until(lambda: view.cameras.get("yard") is not None and view.cameras["yard"].scored == 41, "stats")
@@ -79,6 +80,8 @@ async def test_the_view_follows_the_bus_and_feeds_the_page(mosquitto) -> None:  
             assert ("state", "gate") in kinds and ("score", "gate") in kinds and ("events", None) in kinds
             assert ("status", "yard") in kinds and ("status", "gate") in kinds
             assert not any(m.camera == "mine" for m in fed)  # not fed twice on a monitor's own page
+            # Another monitor's model state is the web process's /api/model, never a monitor's own pill.
+            assert view.model_overview()["state"] == "down" and ("model", None) not in kinds
             score = next(m for m in fed if m.kind == "score")
             assert score.payload == {"index": 3, "start": 1.0, "end": 2.0, "score": 0.91, "available": True,
                                      "label": 1.0}  # the page's fields only, like the local feed
