@@ -127,7 +127,10 @@ class App:
         """Build the stages in order; every teardown step is pushed right after what it undoes."""
         cfg, rt = self.config, self.config.runtime
         self._loop = asyncio.get_running_loop()
-        left_open = self.open_alerts.load()  # read before anything is published: a bad file fails early
+        # Read before anything is published: a bad file or an unreachable database fails early. A sqlite file is
+        # this monitor's own (all of it); a PostgreSQL database may hold other monitors' cameras too.
+        own = None if self.store_location.path is not None else [c.name for c in cfg.enabled_cameras()]
+        left_open = self.open_alerts.load(own)
         stack.callback(self.open_alerts.close)
         self.backend, self.encoder, self.text_encoder = await load_models(
             self.config, stack, backend=self.backend, encoder=self.encoder, text_encoder=self.text_encoder)
@@ -175,7 +178,7 @@ class App:
         self.publisher.publish(Message("available", "online", retain=True))
         # Alerts a previous run left open (it crashed or was killed) end now, "monitor restarted".
         self.publisher.publish_all(ended_by_restart(left_open))
-        self.open_alerts.clear()
+        self.open_alerts.clear(own)
         self.model_stage.announce()
         stack.push_async_callback(self._stop_sources)  # runs first: no new segments from here on
         for cam_cfg in cfg.enabled_cameras():

@@ -34,6 +34,7 @@ from ._base import (
     alert_page_clause,
     alert_row,
     alert_values,
+    check_snapshot,
     snapshot_name,
 )
 
@@ -195,6 +196,7 @@ class PostgresStore:
             self._writing(lambda conn: self._alert(conn, values, event))
         elif kind == "snapshot" and isinstance(payload, bytes) and alert_id is not None:
             jpeg = payload
+            check_snapshot(alert_id, jpeg)
             self._writing(lambda conn: self._snapshot(conn, alert_id, jpeg))
         elif kind == "score" and isinstance(payload, dict) and camera is not None:
             row = (camera, int(payload["index"]), float(payload["start"]), float(payload["end"]),
