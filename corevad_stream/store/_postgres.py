@@ -268,8 +268,13 @@ class PostgresStore:
                 break  # nothing left to delete: open alerts' pictures and alert rows stay
             with self._write_lock:
                 conn = self._writer()
-                for table in sorted(touched):  # outside a transaction (VACUUM cannot run in one)
-                    conn.execute(f"VACUUM FULL {table}")
+                try:
+                    for table in sorted(touched):  # outside a transaction (VACUUM cannot run in one)
+                        conn.execute(f"VACUUM FULL {table}")
+                except self._psycopg.Error:
+                    if conn.broken or conn.closed:
+                        self._drop_writer()
+                    raise
         return deleted
 
     def _cut_to_cap(self, size: int) -> tuple[int, set[str]]:
