@@ -31,6 +31,7 @@ from corevad.models.text import TextEncoder
 from .alert_state import ended_by_restart, open_alert_record
 from .arming_control import ArmingControl, arming_state_path
 from .batcher import Batcher
+from .bus_view import BusView, GroupCameras, stale_after
 from .camera import CameraPipeline
 from .camera_factory import SourceFactory, build_camera, resolve_sample, soon
 from .config import CameraConfig, StreamConfig
@@ -48,7 +49,7 @@ from .entities import (
     StatusChange,
 )
 from .health import ModelHealth
-from .http import HttpServer, LiveFeed
+from .http import CameraSource, HttpServer, LiveFeed
 from .messages import Message, StatusRecord
 from .metrics import Metrics
 from .model_loading import explanation_support, load_models
@@ -97,6 +98,7 @@ class App:
         self.counters: dict[str, CameraCounters] = {}  # the same cameras' counters (metrics, the live view)
         self.sinks: list[Sink] = []
         self.metrics_server: HttpServer | None = None
+        self.bus_view: BusView | None = None  # metrics.group_view: the group's other cameras
         self.live_feed = LiveFeed()  # server-sent events of /api/stream
         self.model_health = ModelHealth(down_after_s=config.runtime.model_down_after_s)
         # One sqlite file (or one PostgreSQL database) holds the open-alert record and, when the store is on,
@@ -208,8 +210,16 @@ class App:
             return
         pw = m.password()
         store = self.sink_health.store_sink
+        cameras: CameraSource = self.camera_overview
+        if m.group_view and self.config.mqtt is not None:  # the other monitors' cameras, from the bus
+            broker = self.sink_health.mqtt_sink.broker if self.sink_health.mqtt_sink is not None else None
+            self.bus_view = await stack.enter_async_context(BusView(
+                mqtt=self.config.mqtt, feed=self.live_feed, local=self.cameras.keys,
+                stale_after_s=stale_after(self.config.runtime.stats_interval_s),
+                embedded_port=broker.port if broker is not None else None))
+            cameras = GroupCameras(self.camera_overview, self.bus_view)
         self.metrics_server = await stack.enter_async_context(HttpServer(
-            host=m.host, port=m.port, render_metrics=self.metrics.render, cameras=self.camera_overview,
+            host=m.host, port=m.port, render_metrics=self.metrics.render, cameras=cameras,
             model=self._model_and_storage, store=store.location if store is not None else None,
             feed=self.live_feed, username=m.username, password=pw.get_secret_value() if pw is not None else None,
             allowed_hosts=m.allowed_hosts, latest_frame=self.latest_frame_jpeg,

@@ -150,6 +150,24 @@ async def _monitor(cfg: StreamConfig, args: argparse.Namespace, *, stay: bool = 
     return 0
 
 
+async def _web(args: argparse.Namespace) -> int:
+    """The group page: no cameras, no model; until Ctrl-C/SIGTERM (or --duration)."""
+    from .config.web_only import load_web_config
+    from .group_page import serve
+
+    cfg = load_web_config(args.config, overrides=None if args.metrics_port is None
+                          else {"metrics": {"port": args.metrics_port}})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, ValueError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    if args.duration:
+        loop.call_later(args.duration, stop.set)
+    await serve(cfg, stop=stop)
+    return 0
+
+
 def _check(args: argparse.Namespace) -> int:
     """One line per part run will touch (ok / warning / error, probed for real and bounded in time);
     exit 2 when any is an error, with the errors repeated on stderr."""
@@ -215,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--tiny-model", action="store_true", help="Check for run --tiny-model.")
     check.add_argument("--timeout", type=float, default=10.0, help="Seconds each probe may take (default 10).")
     check.set_defaults(func=_check, jsonl=None, metrics_port=None)
+    web = sub.add_parser("web", help="The review page of a whole group of monitors, without cameras or a model: "
+                                     "cameras live from the MQTT bus, history from the group's event store.")
+    web.add_argument("-c", "--config", type=Path, required=True,
+                     help="YAML with mqtt, store, metrics (and runtime) sections, or a monitor's whole config.")
+    web.add_argument("--metrics-port", type=int, help="Override metrics.port (0 = any free port).")
+    web.add_argument("--duration", type=float, help="Stop after this many seconds (default: until stopped).")
+    web.set_defaults(func=lambda a: asyncio.run(_web(a)))
     replay_cli.add_commands(sub)
     return parser
 

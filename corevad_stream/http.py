@@ -103,6 +103,10 @@ SECURITY_HEADERS = (
     (b"referrer-policy", b"no-referrer"),
     (b"cross-origin-resource-policy", b"same-origin"),  # snapshots cannot be embedded by another site
 )
+# Where /api/cameras and /api/model read from: the local App's cameras (App.camera_overview), the group's from
+# the MQTT bus (bus_view.BusView.camera_overview), or both (bus_view.GroupCameras). The server knows no App.
+CameraSource = Callable[[], list[dict[str, Any]]]
+ModelSource = Callable[[], dict[str, Any]]
 _LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1", "localhost.localdomain", "ip6-localhost")
 _WILDCARD_BINDS = ("", "0.0.0.0", "::")
 
@@ -242,7 +246,7 @@ class HttpServer:
     """`async with HttpServer(...) as server:` serves until the block ends; server.port is the bound port."""
 
     def __init__(self, *, host: str, port: int, render_metrics: Callable[[], bytes],
-                 cameras: Callable[[], list[dict[str, Any]]], model: Callable[[], dict[str, Any]],
+                 cameras: CameraSource, model: ModelSource,
                  store: StoreLocation | None, feed: LiveFeed | None,
                  username: str | None = None, password: str | None = None,
                  allowed_hosts: Iterable[str] = (), api_concurrent: int = API_CONCURRENT,
@@ -672,4 +676,4 @@ def _int(value: str | None, field: str, *, default: int, lo: int, hi: int, hint:
     return x
 
 
-__all__ = ["ApiLimiter", "HttpServer", "LiveFeed", "allowed_host_names"]
+__all__ = ["ApiLimiter", "CameraSource", "HttpServer", "LiveFeed", "ModelSource", "allowed_host_names"]

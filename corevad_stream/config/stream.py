@@ -49,6 +49,9 @@ class StreamConfig(StrictModel):
 
     @model_validator(mode="after")
     def _overrides(self) -> StreamConfig:
+        if self.metrics.enabled and self.metrics.group_view and self.mqtt is None:
+            raise ValueError("metrics.group_view: the group's cameras come from the MQTT bus; set the mqtt section "
+                             "or turn group_view off")
         for i, cam in enumerate(self.cameras):
             if self.policy_for(cam) is OverloadPolicy.BLOCK and not cam.is_file:
                 # A blocked RTSP reader falls behind the live stream and the server drops the session.

@@ -22,6 +22,9 @@ class MetricsConfig(SecretRef):
     enabled: bool = Field(True, description="Serve /metrics.")
     host: str = Field("127.0.0.1", description="Bind address.")
     port: int = Field(9108, ge=0, le=65535, description="Port (0 = pick a free one).")
+    group_view: bool = Field(False, description=(
+        "Also show the cameras of the other monitors publishing under the same mqtt.prefix (live from the bus; "
+        "the alert history is the store's): one page for a group. Needs the mqtt section."))
     allowed_hosts: list[str] = Field(default_factory=list, max_length=100, description=(
         "More names the server answers in the Host header (besides the bind address, and the localhost names "
         "on a loopback bind): the name users type, e.g. monitor.lan; '*' = any (behind a proxy that checks "
