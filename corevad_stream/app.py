@@ -6,6 +6,8 @@ in one TaskGroup (named corevad[<camera>].<stage>); an AsyncExitStack tears down
 setup: sources stop, the model drains, cameras finish, the last stats go out, then `offline`, then sinks.
 Cameras can be added and removed while the app runs (add_camera, remove_camera).
 Each run has a run id that goes into alert ids; alerts a killed run left open end at the next start.
+In a group (config `group`, corevad_stream/group.py) the app starts no camera itself: the group member
+starts the cameras it leases and stops those it hands over or loses, and the publisher's gate fences them.
 Programmatic use (replay, tests):
 
     async with App(config, backend=my_backend, encoder=my_encoder, sinks=[MemorySink()]) as app:
@@ -33,7 +35,7 @@ from .batcher import Batcher
 from .camera import CameraPipeline
 from .camera_factory import SourceFactory, build_camera, resolve_sample, soon
 from .config import CameraConfig, StreamConfig
-from .dispatch import Dispatch
+from .dispatch import AlertRecordBook, Dispatch
 from .entities import (
     REMOVED_REASON,
     RESTART_REASON,
@@ -45,6 +47,7 @@ from .entities import (
     SegmentResult,
     StatusChange,
 )
+from .group import HANDOVER_REASON, GroupAlertRecord, GroupMember, LeaseBook, ended_by_failover
 from .health import ModelHealth
 from .http import HttpServer, LiveFeed
 from .messages import Message, StatusRecord
@@ -103,6 +106,8 @@ class App:
         self._deadline: float | None = None  # set when teardown starts: one bound for all of it
         self.sink_health = SinkHealth([])  # the sinks' disk health, once they are built
         self._support: Callable[[np.ndarray], float] | None = None
+        self.monitor_id = config.group.monitor(config.runtime.state_path())  # named in every status message
+        self.group: GroupMember | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def __aenter__(self) -> App:
@@ -123,8 +128,11 @@ class App:
         """Build the stages in order; every teardown step is pushed right after what it undoes."""
         cfg, rt = self.config, self.config.runtime
         self._loop = asyncio.get_running_loop()
-        left_open = self.open_alerts.load()  # read before anything is published: a bad file fails early
+        # A group member ends only the alerts of cameras it takes over (group.py); a lone monitor all it left open.
+        left_open = {} if cfg.group.enabled else self.open_alerts.load()  # a bad file fails early
         stack.callback(self.open_alerts.close)
+        if cfg.group.enabled:
+            self.group = self._group_member()
         self.backend, self.encoder, self.text_encoder = await load_models(
             self.config, stack, backend=self.backend, encoder=self.encoder, text_encoder=self.text_encoder)
         # Sinks first: they outlive every stage, so teardown flushes stages into them before closing.
@@ -133,7 +141,8 @@ class App:
                                 from_config=self._config_sinks) + self._extra_sinks:
             self.sinks.append(await stack.enter_async_context(sink))
         self.sink_health = SinkHealth(self.sinks)
-        self.publisher = Publisher(self.sinks, bound=rt.sink_queue)
+        self.publisher = Publisher(self.sinks, bound=rt.sink_queue,
+                                   gate=self.group.allows if self.group is not None else None)
         self.batcher = Batcher(max_batch=rt.max_batch, max_wait_s=rt.max_wait_s,
                                max_pending_per_camera=rt.max_pending_per_camera,
                                max_pending_total=rt.max_pending_total, on_drop=self._on_drop,
@@ -148,7 +157,8 @@ class App:
             log.info("model warmed up: a batch of %d in %.2f s", rt.max_batch, warm)
         if self.text_encoder is not None:
             self._support = await asyncio.to_thread(explanation_support, self.text_encoder)
-        self.dispatch = Dispatch(publish=self.publisher.publish, open_alerts=self.open_alerts,
+        record: AlertRecordBook = GroupAlertRecord(self.group) if self.group is not None else self.open_alerts
+        self.dispatch = Dispatch(publish=self.publisher.publish, open_alerts=record,
                                  observe_latency=lambda cam, s: self.metrics.latency.labels(cam).observe(s))
         stack.callback(self.dispatch.close)
         self.model_stage = ModelStage(runner=self.worker, batches=self.batcher, health=self.model_health,
@@ -158,13 +168,17 @@ class App:
         self.supervisor = Supervisor(
             cameras=self.cameras, model=self.model_stage, dispatch=self._dispatch_camera,  # type: ignore[arg-type]
             publish=self.publisher.publish, stats_interval_s=rt.stats_interval_s, run_id=self.run_id,
-            sink_stats=lambda: {"dropped": self.publisher.dropped, "errors": self.publisher.errors},
+            sink_stats=lambda: {"dropped": self.publisher.dropped, "errors": self.publisher.errors,
+                                "fenced": self.publisher.fenced},
             store_stats=self.sink_health.store, mqtt_stats=self.sink_health.mqtt)
         self._tg = await stack.enter_async_context(asyncio.TaskGroup())
         self.publisher.start(self._tg)
         stack.push_async_callback(self._close_publisher)
         supervisor_task = self._tg.create_task(self.supervisor.run(), name="corevad[stats].tick")
         stack.push_async_callback(self._stop_supervisor, supervisor_task)
+        if self.group is not None:  # after the cameras finished: release the leases, leave the group
+            stack.push_async_callback(self._leave_group,
+                                      self._tg.create_task(self.group.run(), name="corevad[group].lease"))
         stack.push_async_callback(self._finish_cameras)
         self._model_task = self._tg.create_task(self.model_stage.run(), name="corevad[worker].model")
         stack.push_async_callback(self._drain_model)
@@ -174,8 +188,38 @@ class App:
         self.open_alerts.clear()
         self.model_stage.announce()
         stack.push_async_callback(self._stop_sources)  # runs first: no new segments from here on
+        if self.group is not None:
+            stack.callback(self.group.stop_claiming)  # before that: no camera starts during teardown
+            return
         for cam_cfg in cfg.enabled_cameras():
             await self.add_camera(cam_cfg)
+
+    # -- the group (config `group`): the member starts and stops cameras --------------------------------
+    def _group_member(self) -> GroupMember:
+        g, store = self.config.group, self.config.store
+        password = store.password()
+        book = LeaseBook(str(store.url), password=password.get_secret_value() if password is not None else None,
+                         timeout_s=g.renew_s)
+        return GroupMember(book=book, monitor=self.monitor_id, cameras=[c.name for c in self.config.enabled_cameras()],
+                           lease_s=g.lease_s, renew_s=g.renew_s, margin_s=g.margin_s, max_cameras=g.max_cameras,
+                           start=self._group_start, stop=self._group_stop,
+                           publish=lambda m: self.publisher.publish(m))
+
+    async def _group_start(self, name: str, orphan: str | None) -> None:
+        """A camera this member just leased: end the alert its previous owner left open, then watch it."""
+        if orphan is not None and (end := ended_by_failover(orphan)) is not None:
+            self.publisher.publish(end)
+        if self._deadline is None and name not in self.cameras:
+            await self.add_camera(next(c for c in self.config.enabled_cameras() if c.name == name))
+
+    async def _group_stop(self, name: str, reason: str) -> None:
+        if name in self.cameras:
+            await self.remove_camera(name, reason=reason)
+
+    async def _leave_group(self, task: asyncio.Task[None]) -> None:
+        assert self.group is not None
+        task.cancel()
+        await self.group.leave()
 
     async def _start_http(self, stack: AsyncExitStack) -> None:
         m = self.config.metrics
@@ -212,16 +256,17 @@ class App:
         cam.source.start()
         return cam
 
-    async def remove_camera(self, name: str) -> None:
+    async def remove_camera(self, name: str, *, reason: str = REMOVED_REASON) -> None:
         """Stop a camera while the app runs: its source stops, what it cut is still scored (within
-        runtime.shutdown_timeout_s), an open alert ends ("camera removed"), its status says so, it is gone."""
+        runtime.shutdown_timeout_s), an open alert ends (`reason`, default "camera removed"), its status says
+        so, it is gone."""
         cam = self.cameras.get(name)
         if cam is None:
             raise ValueError(f"no camera named {name!r}")
         limit = self.config.runtime.shutdown_timeout_s
-        await self._stop_camera_sources([cam], REMOVED_REASON, limit)
-        await cam.settle(functools.partial(self._dispatch_camera, cam), reason=REMOVED_REASON, timeout=limit)
-        self._on_status(cam, cam.went_offline(REMOVED_REASON, always=True))
+        await self._stop_camera_sources([cam], reason, limit)
+        await cam.settle(functools.partial(self._dispatch_camera, cam), reason=reason, timeout=limit)
+        self._on_status(cam, cam.went_offline(reason, always=True))
         del self.cameras[name], self.counters[name]
         self.batcher.remove_camera(name)
 
@@ -255,13 +300,15 @@ class App:
         if change is None or self.cameras.get(cam.name) is not cam:
             return  # nothing changed, or a late word from a removed camera's source
         # A clean stop or a removal is no warning.
-        bad = change.status is CameraStatus.OFFLINE and change.reason not in (STOP_REASON, REMOVED_REASON)
+        bad = change.status is CameraStatus.OFFLINE and change.reason not in (STOP_REASON, REMOVED_REASON,
+                                                                              HANDOVER_REASON)
         level = logging.WARNING if bad else logging.INFO
         log.log(level, "camera %s: %s%s", cam.name, change.status.value,
                 f" ({change.reason})" if change.reason else "")
         self.publisher.publish(Message("status", StatusRecord(
             online=change.status is CameraStatus.ONLINE, state=change.status.value, reason=redact(change.reason),
-            url=cam.cfg.safe_url, reconnects=cam.counters.reconnects, time=change.at), camera=cam.name, retain=True))
+            url=cam.cfg.safe_url, reconnects=cam.counters.reconnects, time=change.at, monitor=self.monitor_id),
+            camera=cam.name, retain=True))
 
     # -- public ----------------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
@@ -274,11 +321,12 @@ class App:
 
     def _model_and_storage(self) -> dict[str, Any]:
         """/api/model: the model's state, with the storage health beside it (the page shows both)."""
-        return {**self.model_health.snapshot(), **self.sink_health.storage()}
+        group = {"group": self.group.health()} if self.group is not None else {}
+        return {**self.model_health.snapshot(), **self.sink_health.storage(), **group}
 
     def camera_overview(self) -> list[dict[str, Any]]:
         """What /api/cameras shows, one entry per camera."""
-        return [cam.overview() for cam in self.cameras.values()]
+        return [{**cam.overview(), "monitor": self.monitor_id} for cam in self.cameras.values()]
 
     def failed_cameras(self) -> list[str]:
         """Cameras whose source is offline (gave up or never connected): a finished run with these failed."""
