@@ -56,6 +56,7 @@ from .model_loading import explanation_support, load_models
 from .model_stage import ModelStage
 from .publisher import Publisher
 from .redact import redact
+from .security import read_secret
 from .sinks.base import Sink
 from .sinks.factory import SinkHealth, build_sinks
 from .supervisor import Supervisor
@@ -197,7 +198,7 @@ class App:
     # -- the group (config `group`): the member starts and stops cameras --------------------------------
     def _group_member(self) -> GroupMember:
         g, store = self.config.group, self.config.store
-        password = store.password()
+        password = read_secret(env=store.password_env, file=store.password_file, field="store.password")
         book = LeaseBook(str(store.url), password=password.get_secret_value() if password is not None else None,
                          timeout_s=g.renew_s)
         return GroupMember(book=book, monitor=self.monitor_id, cameras=[c.name for c in self.config.enabled_cameras()],
@@ -338,7 +339,11 @@ class App:
         await asyncio.wait_for(asyncio.gather(*waits), timeout)
 
     async def run_until(self, stop: asyncio.Event) -> None:
-        """Run until `stop` is set or every camera has finished, whichever comes first."""
+        """Run until `stop` is set or every camera has finished, whichever comes first (a group member's
+        cameras come and go: it runs until `stop`)."""
+        if self.group is not None:
+            await stop.wait()
+            return
         done = asyncio.ensure_future(self.wait_finished())
         stopper = asyncio.ensure_future(stop.wait())
         try:

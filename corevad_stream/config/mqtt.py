@@ -102,6 +102,8 @@ class MqttQosConfig(StrictModel):
     model: QoS = Field(1, description="Retained model health (ok/degraded/down) on <prefix>/model and "
                                       "<prefix>/<camera>/model.")
     alert: QoS = Field(1, description="Retained latest alert of a camera on <prefix>/<camera>/alert.")
+    group: QoS = Field(1, description="A group member's view of the group on <prefix>/group (database ok/down, "
+                                      "its cameras).")
 
 
 class MqttReconnectConfig(BackoffConfig):

@@ -28,6 +28,12 @@ class StoreConfig(StrictModel):
 
     enabled: bool = Field(True, description="Keep the history in the event store.")
     path: Path | None = Field(None, description="sqlite file; default <state dir>/events-<prefix>.sqlite3.")
+    url: str | None = Field(None, description="PostgreSQL instead of sqlite: postgresql://user@host:port/database "
+                                              "(no password in it: password_env or password_file). Monitors "
+                                              "of one group share it; another group needs its own database.")
+    password_env: str | None = Field(None, min_length=1, description="Environment variable holding the "
+                                                                     "PostgreSQL password.")
+    password_file: Path | None = Field(None, description="File holding the PostgreSQL password (first line).")
     retention_days: float = Field(_RETENTION.days, gt=0, le=3650, description="Scores and status changes older "
                                                                               "than this are deleted (alerts are "
                                                                               "kept).")
