@@ -30,7 +30,7 @@ import numpy as np
 from corevad.models.base import ImageTextEncoder, VLMBackend
 from corevad.models.text import TextEncoder
 
-from .alert_state import OpenAlerts, ended_by_restart
+from .alert_state import ended_by_restart, open_alert_record
 from .batcher import Batcher
 from .camera import CameraPipeline
 from .camera_factory import SourceFactory, build_camera, resolve_sample, soon
@@ -100,9 +100,11 @@ class App:
         self.metrics_server: HttpServer | None = None
         self.live_feed = LiveFeed()  # server-sent events of /api/stream
         self.model_health = ModelHealth(down_after_s=config.runtime.model_down_after_s)
-        # One sqlite file holds the open-alert record and, when the store is on, the history.
-        self.store_path = config.store.db_path(config.runtime.state_path(), self.prefix)
-        self.open_alerts = OpenAlerts(self.store_path)
+        # One sqlite file (or one PostgreSQL database) holds the open-alert record and, when the store is on,
+        # the history. store_path: that sqlite file, None on PostgreSQL.
+        self.store_location = config.store.location(config.runtime.state_path(), self.prefix)
+        self.store_path = self.store_location.path
+        self.open_alerts = open_alert_record(self.store_location)
         self._stack: AsyncExitStack | None = None
         self._deadline: float | None = None  # set when teardown starts: one bound for all of it
         self.sink_health = SinkHealth([])  # the sinks' disk health, once they are built
@@ -137,7 +139,7 @@ class App:
         self.backend, self.encoder, self.text_encoder = await load_models(
             self.config, stack, backend=self.backend, encoder=self.encoder, text_encoder=self.text_encoder)
         # Sinks first: they outlive every stage, so teardown flushes stages into them before closing.
-        for sink in build_sinks(self.config, prefix=self.prefix, store_path=self.store_path,
+        for sink in build_sinks(self.config, prefix=self.prefix, store=self.store_location,
                                 live_feed=self.live_feed if self.config.metrics.enabled else None,
                                 from_config=self._config_sinks) + self._extra_sinks:
             self.sinks.append(await stack.enter_async_context(sink))
@@ -230,7 +232,7 @@ class App:
         store = self.sink_health.store_sink
         self.metrics_server = await stack.enter_async_context(HttpServer(
             host=m.host, port=m.port, render_metrics=self.metrics.render, cameras=self.camera_overview,
-            model=self._model_and_storage, store_path=store.path if store is not None else None,
+            model=self._model_and_storage, store=store.location if store is not None else None,
             feed=self.live_feed, username=m.username, password=pw.get_secret_value() if pw is not None else None,
             allowed_hosts=m.allowed_hosts))
 

@@ -46,6 +46,7 @@ import logging
 import math
 import re
 import socket
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
@@ -56,6 +57,7 @@ from corevad.threads import DaemonPool
 from .errors import ConfigError
 from .messages import Message, kinds_where
 from .security import is_loopback
+from .store import EventStore, StoreError, StoreLocation, open_store
 
 if TYPE_CHECKING:  # starlette is imported lazily at run time (only the API needs it)
     from starlette.responses import Response
@@ -78,6 +80,7 @@ _WEB_NAME = re.compile(r"[A-Za-z0-9_\-][A-Za-z0-9_.\-]{0,99}")  # a plain file n
 API_CONCURRENT = 1
 API_QUEUED = 32
 API_WAIT_S = 5.0
+STORE_RETRY_S = 10.0  # a store that could not be opened (PostgreSQL down) is tried again at most this often
 MAX_LIMIT = 1000
 MAX_OFFSET = 10_000  # deeper pages: before=<id>
 # The page loads its own script, stylesheet and images and talks only to this server; nothing may frame it.
@@ -230,7 +233,7 @@ class HttpServer:
 
     def __init__(self, *, host: str, port: int, render_metrics: Callable[[], bytes],
                  cameras: Callable[[], list[dict[str, Any]]], model: Callable[[], dict[str, Any]],
-                 store_path: Path | None, feed: LiveFeed | None,
+                 store: StoreLocation | None, feed: LiveFeed | None,
                  username: str | None = None, password: str | None = None,
                  allowed_hosts: Iterable[str] = (), api_concurrent: int = API_CONCURRENT,
                  api_queued: int = API_QUEUED, api_wait_s: float = API_WAIT_S) -> None:
@@ -242,7 +245,7 @@ class HttpServer:
         self._render_metrics = render_metrics
         self._cameras = cameras
         self._model = model
-        self._store_path = store_path
+        self._store_at = store
         self._feed = feed
         self._auth = (base64.b64encode(f"{username}:{password}".encode()).decode()
                       if username is not None and password is not None else None)
@@ -251,7 +254,10 @@ class HttpServer:
         self.limiter = ApiLimiter(concurrent=api_concurrent, queued=api_queued, wait_s=api_wait_s)
         self._server: Any = None
         self._task: asyncio.Task[None] | None = None
-        self._store: Any = None
+        self._store: EventStore | None = None
+        self._store_lock = threading.Lock()
+        self._store_tried = -math.inf
+        self._store_error = ""
         self._pool: DaemonPool | None = None
         self._closing = False
         self.cross_site_refused = 0  # state-changing requests refused by the same-origin JSON rule
@@ -262,6 +268,8 @@ class HttpServer:
 
         # Daemon threads: a read stuck on a slow disk must not keep a stopped monitor alive.
         self._pool = DaemonPool(self.limiter.concurrent, name="corevad[http].api")
+        if self._store_at is not None:
+            await asyncio.to_thread(self._try_open_store)  # a connect or migration never runs on the loop here
         config = uvicorn.Config(self._asgi(), host=self.host, port=self.port, log_level="warning", lifespan="off",
                                 access_log=False, timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)
@@ -306,7 +314,7 @@ class HttpServer:
         from starlette.applications import Starlette
         from starlette.middleware import Middleware
         from starlette.requests import Request
-        from starlette.responses import FileResponse, JSONResponse, PlainTextResponse, Response, StreamingResponse
+        from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
         from starlette.routing import Route
 
         server = self
@@ -364,6 +372,10 @@ class HttpServer:
                 except ApiBusy:
                     return JSONResponse({"error": "the API is busy; try again shortly"}, 503,
                                         headers={"Retry-After": "1"})
+                except StoreError as exc:  # the database is down or restarting: say so, never a blank 500
+                    log.warning("API %s: %s", request.url.path, exc)
+                    return JSONResponse({"error": f"the event store cannot be read now: {exc}"}, 503,
+                                        headers={"Retry-After": "5"})
 
             return run
 
@@ -401,10 +413,9 @@ class HttpServer:
         async def snapshot(request: Request) -> Response:
             alert_id = request.path_params["id"]
             store = self._open_store()
-            path = None if store is None else await self._run(lambda: store.snapshot_path(alert_id))
-            if path is not None:
-                return FileResponse(path, media_type="image/jpeg")
-            jpeg = self._feed.snapshot(alert_id) if self._feed is not None else None
+            jpeg = None if store is None else await self._run(lambda: store.snapshot(alert_id))
+            if jpeg is None and self._feed is not None:
+                jpeg = self._feed.snapshot(alert_id)
             if jpeg is None:
                 return JSONResponse({"error": "no snapshot for this alert"}, 404)
             return Response(jpeg, media_type="image/jpeg")
@@ -419,13 +430,13 @@ class HttpServer:
                 state = q.get("state")
                 if state not in (None, "active", "ended"):
                     raise ValueError("state: must be active or ended")
-                query = {"camera": q.get("camera"), "since": _float(q.get("since"), "since"),
-                         "until": _float(q.get("until"), "until"),
-                         "active": None if state is None else state == "active",
-                         "limit": _int(q.get("limit"), "limit", default=50, lo=1, hi=MAX_LIMIT),
-                         "offset": _int(q.get("offset"), "offset", default=0, lo=0, hi=MAX_OFFSET,
-                                        hint="; page deeper with before=<the last id of a page>"),
-                         "before": q.get("before")}
+                query: dict[str, Any] = {"camera": q.get("camera"), "since": _float(q.get("since"), "since"),
+                                         "until": _float(q.get("until"), "until"),
+                                         "active": None if state is None else state == "active",
+                                         "limit": _int(q.get("limit"), "limit", default=50, lo=1, hi=MAX_LIMIT),
+                                         "offset": _int(q.get("offset"), "offset", default=0, lo=0, hi=MAX_OFFSET,
+                                                        hint="; page deeper with before=<the last id of a page>"),
+                                         "before": q.get("before")}
                 body = await self._run(lambda: _dumps(store.alerts(**query)))
             except ValueError as exc:
                 return JSONResponse({"error": str(exc)}, 400)
@@ -436,7 +447,7 @@ class HttpServer:
             store = self._open_store()
             alert_id = request.path_params["id"]
 
-            def read() -> bytes | None:
+            def read(store: EventStore) -> bytes | None:
                 alert = store.alert(alert_id)
                 if alert is None:
                     return None
@@ -444,7 +455,7 @@ class HttpServer:
                 alert["scores"] = store.scores(alert["camera"], alert["start_time"] - 60.0, end + 60.0)
                 return _dumps(alert)
 
-            body = None if store is None else await self._run(read)
+            body = None if store is None else await self._run(functools.partial(read, store))
             if body is None:
                 return JSONResponse({"error": "no such alert"}, 404)
             return _json(body)
@@ -490,14 +501,29 @@ class HttpServer:
                   Route("/api/events/{id}/ack", ack, methods=["POST"]), Route("/api/stream", stream)]
         return Starlette(routes=routes, middleware=[Middleware(Guard)])
 
-    def _open_store(self) -> Any:
-        if self._store_path is None:
+    def _open_store(self) -> EventStore | None:
+        """The store (opened at start on a thread); when that failed (PostgreSQL down), one new try per
+        STORE_RETRY_S on the request's path, StoreError in between (the routes answer 503)."""
+        if self._store_at is None:
             return None
-        if self._store is None:
-            from .store import EventStore
-
-            self._store = EventStore(self._store_path)
+        with self._store_lock:
+            if self._store is None:
+                since = time.monotonic() - self._store_tried
+                if since < STORE_RETRY_S:
+                    raise StoreError(f"event store {self._store_at.describe()}: not reachable ({self._store_error})")
+                self._try_open_store()
+            if self._store is None:
+                raise StoreError(f"event store {self._store_at.describe()}: not reachable ({self._store_error})")
         return self._store
+
+    def _try_open_store(self) -> None:
+        assert self._store_at is not None
+        self._store_tried = time.monotonic()
+        try:
+            self._store = open_store(self._store_at)
+        except StoreError as exc:
+            self._store_error = str(exc)
+            log.error("review API: %s", exc)
 
 
 def _cross_site_refusal(scope: Any, headers: dict[bytes, bytes]) -> Response | None:

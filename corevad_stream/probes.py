@@ -119,6 +119,8 @@ def extra_needs(cfg: StreamConfig) -> list[tuple[str, str, str, Level]]:
         needs.append(("sentence_transformers", "the text-anchored context", "model.text", Level.ERROR))
     if cfg.mqtt is not None and cfg.mqtt.embedded_broker.enabled:
         needs.append(("amqtt", "the embedded MQTT broker", "mqtt.embedded_broker", Level.ERROR))
+    if cfg.store.url is not None:
+        needs += [(m, "the PostgreSQL event store", "store.url", Level.ERROR) for m in ("psycopg", "psycopg_pool")]
     return needs
 
 

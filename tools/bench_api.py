@@ -22,11 +22,11 @@ import httpx
 import numpy as np
 
 from corevad_stream.http import HttpServer, LiveFeed
-from corevad_stream.store import EventStore
+from corevad_stream.store import SqliteStore, StoreLocation
 
 
 def build(path: Path, n: int) -> list[str]:
-    store = EventStore(path)
+    store = SqliteStore(path)
     rng = random.Random(0)
     ids = []
     t0 = 1.8e9
@@ -50,7 +50,7 @@ def build(path: Path, n: int) -> list[str]:
 
 async def measure(path: Path, ids: list[str], requests: int) -> dict[str, dict[str, float]]:
     server = HttpServer(host="127.0.0.1", port=0, render_metrics=lambda: b"", cameras=list, model=dict,
-                        store_path=path, feed=LiveFeed())
+                        store=StoreLocation(path=path), feed=LiveFeed())
     rng = random.Random(1)
     out: dict[str, dict[str, float]] = {}
     async with server, httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=10) as client:

@@ -32,7 +32,7 @@ from typing import Any
 
 from corevad.models.base import Clip
 from corevad_stream import App, config_from_dict
-from corevad_stream.store import EventStore
+from corevad_stream.store import SqliteStore
 from corevad_stream.testing import free_port
 
 _READERS = r"""
@@ -85,7 +85,7 @@ class PeriodicBackend:
 
 def fill_store(path: Path, n: int) -> None:
     """n ended alerts of 20 other cameras over 30 days, in one transaction (the bulk load of tools/bench_api.py)."""
-    store = EventStore(path)
+    store = SqliteStore(path)
     rng = random.Random(0)
     t0 = time.time() - 31 * 86400
     with store._db:  # noqa: SLF001 - one transaction for the bulk load

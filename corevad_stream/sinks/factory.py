@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
 from typing import Any
 
 from ..config import StreamConfig
+from ..store import StoreLocation
 from .base import Sink
 
 
-def build_sinks(cfg: StreamConfig, *, prefix: str, store_path: Path, live_feed: Sink | None,
+def build_sinks(cfg: StreamConfig, *, prefix: str, store: StoreLocation, live_feed: Sink | None,
                 from_config: bool = True) -> list[Sink]:
-    """from_config False: only the live feed (the caller brings its own sinks)."""
+    """from_config False: only the live feed (the caller brings its own sinks). store: where the history goes
+(StoreConfig.location)."""
     sinks: list[Sink] = []
     if from_config and cfg.jsonl is not None:
         from .jsonl import JsonlSink
@@ -20,12 +21,9 @@ def build_sinks(cfg: StreamConfig, *, prefix: str, store_path: Path, live_feed: 
         sinks.append(JsonlSink(cfg.jsonl.path, kinds=set(cfg.jsonl.kinds) if cfg.jsonl.kinds else None,
                                prefix=prefix))
     if from_config and cfg.store.enabled:
-        from ..store import Retention
         from .store import EventStoreSink
 
-        st = cfg.store
-        retention = Retention(days=st.retention_days, max_bytes=int(st.max_mb * 1024 * 1024))
-        sinks.append(EventStoreSink(store_path, retention=retention, queue_size=st.queue))
+        sinks.append(EventStoreSink(store, retention=cfg.store.retention(), queue_size=cfg.store.queue))
     if from_config and cfg.mqtt is not None:
         from .mqtt import MqttSink
 

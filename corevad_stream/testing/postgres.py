@@ -39,6 +39,20 @@ def _bindir() -> Path:
     raise ServiceError("PostgreSQL server not found: install the Debian package postgresql (tools/setup.sh --dev does)")
 
 
+def _children(pid: int) -> list[int]:
+    """The direct children of `pid`, from /proc (Linux)."""
+    out = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            text = Path(stat).read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = text.rsplit(")", 1)[-1].split()  # after "(comm)", which may hold spaces
+        if len(fields) > 1 and fields[1] == str(pid):
+            out.append(int(Path(stat).parent.name))
+    return out
+
+
 class PostgresServer(_Process):
     """`postgres -D DIR -p PORT` on loopback with a `corevad` role and database; .url is its DSN without the
     password (give .password separately, as operators do)."""
@@ -136,9 +150,18 @@ class PostgresServer(_Process):
         """The DSN of the `corevad` database, without the password."""
         return f"postgresql://{ROLE}@{self.host}:{self.port}/{ROLE}"
 
-    # -- outages: the whole process group, so no orphaned backend holds the shared memory
+    # -- outages: the postmaster and every child, so no orphaned backend holds the shared memory
     def _signal_group(self, sig: int) -> None:
+        """The postmaster's group and each of its children: PostgreSQL's backends and workers call setsid(),
+        so they are in groups of their own and a signal to the postmaster's group alone leaves them running
+        (a "frozen" server whose open connections still answered)."""
         if self.proc is not None and self.proc.poll() is None:
+            children = _children(self.proc.pid)
+            for pid in children:
+                try:
+                    os.kill(pid, sig)
+                except ProcessLookupError:
+                    pass
             try:
                 os.killpg(self.proc.pid, sig)
             except ProcessLookupError:

@@ -13,6 +13,8 @@
                               (persistent sessions: they see everything published across a broker restart)
     browser                   headless chromium under Selenium (session scope; console log kept)
     artifacts_dir             folder for screenshots and other files a person may want to look at
+    store_at                  an event-store location, parametrized: sqlite and a real PostgreSQL database
+                              (stream_doubles.store_section(at) gives its config section)
 
 Tests using any of these are marked `services` automatically. Every service is killed at teardown.
 """
@@ -140,3 +142,18 @@ def artifacts_dir() -> Path:
     path = Path(os.environ.get("COREVAD_TEST_ARTIFACTS") or Path(__file__).resolve().parents[2] / "test-artifacts")
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_at(request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """A fresh event-store location on each backend, for the tests that must hold on both: a sqlite file, or a
+    new database on the session's real PostgreSQL server (StoreLocation; its password is given apart)."""
+    import os
+
+    from corevad_stream.store import StoreLocation
+
+    if request.param == "sqlite":
+        return StoreLocation(path=tmp_path / "e.sqlite3")
+    url = request.getfixturevalue("postgres_url")
+    return StoreLocation(url=url, password=os.environ["COREVAD_TEST_PG_PASSWORD"])
+

@@ -22,3 +22,11 @@ def stream_config(cameras: list[dict[str, Any]], **sections: Any) -> StreamConfi
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
     return config_from_dict(base)
+
+
+def store_section(at: Any) -> dict[str, str]:
+    """The `store` config section for a StoreLocation (the store_at fixture), as users write it: a sqlite path,
+    or a PostgreSQL URL with the password in an environment variable."""
+    if at.path is not None:
+        return {"path": str(at.path)}
+    return {"url": at.url, "password_env": "COREVAD_TEST_PG_PASSWORD"}

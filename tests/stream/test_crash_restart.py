@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from corevad_stream.alert_state import OpenAlerts
-from corevad_stream.store import EventStore
+from corevad_stream.store import SqliteStore
 
 pytestmark = pytest.mark.slow
 
@@ -81,7 +81,7 @@ async def test_sigkill_mid_alert_then_restart_ends_the_orphan(mosquitto, mqtt_co
     assert second.returncode == 0
     # A monitor that stopped watching leaves `unknown`, not a stale normal/anomalous, as the retained state.
     await sub.wait_for(lambda: sub.payloads("k/gate/state")[-1:] == [b"unknown"], timeout=30, what="unknown")
-    store = EventStore(tmp_path / "state" / "events-k.sqlite3")
+    store = SqliteStore(tmp_path / "state" / "events-k.sqlite3")
     try:
         assert OpenAlerts(store.path).load() == {}  # the graceful stop ended everything
         stored = store.alert(orphan["id"])  # one store: the history shows the orphan ended by the restart

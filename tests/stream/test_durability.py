@@ -12,7 +12,7 @@ import pytest
 from stream_doubles import ScriptedBackend, stream_config
 
 from corevad_stream import App
-from corevad_stream.store import EventStore
+from corevad_stream.store import SqliteStore
 
 
 def _fight_at_3_and_4(clip: Any) -> str:
@@ -113,6 +113,6 @@ async def test_a_full_state_disk_is_reported_and_loses_no_alert(  # type: ignore
         await sub.wait_for(lambda: len(received()) >= len(want), timeout=60, what=f"{len(want)} events")
         assert received() == want  # every alert event reached the broker, in order, while the disk was full
         assert store_health["dropped"] == 0 and store_health["retried"] > 0
-        store = EventStore(app.store_path)
+        store = SqliteStore(app.store_path)
         assert {a["id"] for a in store.alerts(limit=1000)} == {i for _, i in want}  # retried, not lost
         store.close()

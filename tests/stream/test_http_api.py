@@ -1,5 +1,5 @@
-"""The review API against the real server (uvicorn) and a real event store: cameras, events (filters,
-paging), one event with its scores, acknowledgement, the live SSE stream, basic auth, redaction."""
+"""The review API against the real server (uvicorn) and a real event store (sqlite and PostgreSQL): cameras,
+events (filters, paging), one event with its scores, acknowledgement, the live SSE stream, basic auth, redaction."""
 
 from __future__ import annotations
 
@@ -9,19 +9,20 @@ from pathlib import Path
 
 import httpx
 import pytest
-from stream_doubles import ANOMALOUS, NORMAL, ScriptedBackend, stream_config
+from stream_doubles import ANOMALOUS, NORMAL, ScriptedBackend, store_section, stream_config
 
 from corevad_stream import App
+from corevad_stream.store import StoreLocation
 
 
 def _answer(clip):  # type: ignore[no-untyped-def]
     return ANOMALOUS if clip.index % 20 in (2, 3, 4) else NORMAL
 
 
-async def test_api_lists_filters_shows_and_acknowledges_alerts(tmp_path: Path) -> None:
+async def test_api_lists_filters_shows_and_acknowledges_alerts(store_at: StoreLocation) -> None:
     cams = [{"name": "gate", "url": "frameless://1800", "rate": "fast", "overload_policy": "block"},
             {"name": "door", "url": "rtsp://admin:hunter2@127.0.0.1:9/x"}]  # never connects: status offline
-    cfg = stream_config(cams, metrics={"enabled": True, "port": 0}, store={"path": str(tmp_path / "e.sqlite3")},
+    cfg = stream_config(cams, metrics={"enabled": True, "port": 0}, store=store_section(store_at),
                         refinement={"smooth_length": 1}, alerts={"close_after_s": 0, "cooldown_s": 0})
     async with App(cfg, backend=ScriptedBackend(_answer)) as app:
         await asyncio.wait_for(app.cameras["gate"].finished.wait(), 60)

@@ -23,14 +23,14 @@ from corevad_stream.config import ConfigError, config_from_dict
 from corevad_stream.http import ApiBusy, ApiLimiter, HttpServer, LiveFeed, allowed_host_names
 from corevad_stream.messages import Message
 from corevad_stream.security import SecretError
-from corevad_stream.store import EventStore
+from corevad_stream.store import StoreLocation, open_store
 
 T0 = 1.8e9
 
 
-def _fill(path: Path, n: int, *, cameras: int = 3, same_time_every: int = 0) -> list[str]:
+def _fill(at: StoreLocation | Path, n: int, *, cameras: int = 3, same_time_every: int = 0) -> list[str]:
     """n ended alerts through the store's own writer; returns their ids newest first as the API orders them."""
-    store = EventStore(path)
+    store = open_store(_at(at))
     rows: list[tuple[float, str]] = []
     for i in range(n):
         start = T0 + (i // same_time_every if same_time_every else i) * 10.0  # equal start times: id breaks ties
@@ -43,18 +43,23 @@ def _fill(path: Path, n: int, *, cameras: int = 3, same_time_every: int = 0) -> 
     return [i for _, i in sorted(rows)]
 
 
+def _at(at: StoreLocation | Path) -> StoreLocation:
+    return at if isinstance(at, StoreLocation) else StoreLocation(path=at)
+
+
 @asynccontextmanager
-async def _server(store: Path | None, **kw: Any) -> AsyncIterator[tuple[HttpServer, httpx.AsyncClient]]:
+async def _server(store: StoreLocation | Path | None, **kw: Any
+                  ) -> AsyncIterator[tuple[HttpServer, httpx.AsyncClient]]:
     feed = kw.pop("feed", LiveFeed())
     server = HttpServer(host=kw.pop("host", "127.0.0.1"), port=0, render_metrics=lambda: b"m 1\n",
-                        cameras=list, model=dict, store_path=store, feed=feed, **kw)
+                        cameras=list, model=dict, store=None if store is None else _at(store), feed=feed, **kw)
     async with server, httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=20) as client:
         yield server, client
 
 
-async def test_keyset_paging_walks_every_alert_once_in_order_and_bounds_are_400(tmp_path: Path) -> None:
-    ids = _fill(tmp_path / "e.sqlite3", 230, same_time_every=4)  # ties on start_time across pages
-    async with _server(tmp_path / "e.sqlite3") as (_, client):
+async def test_keyset_paging_walks_every_alert_once_in_order_and_bounds_are_400(store_at: StoreLocation) -> None:
+    ids = _fill(store_at, 230, same_time_every=4)  # ties on start_time across pages
+    async with _server(store_at) as (_, client):
         walked: list[str] = []
         before = None
         while True:
@@ -181,9 +186,9 @@ async def test_a_wildcard_bind_answers_ip_literals_and_its_names_only() -> None:
     assert ip.status_code == 200 and name.status_code == 421
 
 
-async def test_ack_refuses_cross_site_requests_even_with_credentials(tmp_path: Path) -> None:
-    ids = _fill(tmp_path / "e.sqlite3", 3)
-    async with _server(tmp_path / "e.sqlite3", username="op", password="s3cret") as (server, client):
+async def test_ack_refuses_cross_site_requests_even_with_credentials(store_at: StoreLocation) -> None:
+    ids = _fill(store_at, 3)
+    async with _server(store_at, username="op", password="s3cret") as (server, client):
         own = f"http://127.0.0.1:{server.port}"
         auth = ("op", "s3cret")
 
@@ -240,7 +245,7 @@ def test_passwords_must_exist_and_not_be_empty(tmp_path: Path, monkeypatch: pyte
     with pytest.raises(SecretError, match="COREVAD_TEST_EMPTY_PW is empty"):
         cfg.metrics.password()
     with pytest.raises(ValueError, match="non-empty password"):
-        HttpServer(host="0.0.0.0", port=0, render_metrics=lambda: b"", cameras=list, model=dict, store_path=None,
+        HttpServer(host="0.0.0.0", port=0, render_metrics=lambda: b"", cameras=list, model=dict, store=None,
                    feed=None, username="op", password="")
 
 
@@ -265,7 +270,7 @@ async def test_live_streams_end_cleanly_when_the_server_stops(capfd: pytest.Capt
     lines: list[str] = []
     async with httpx.AsyncClient(timeout=20) as client:  # outlives the server, as a browser would
         server = HttpServer(host="127.0.0.1", port=0, render_metrics=lambda: b"", cameras=list, model=dict,
-                            store_path=None, feed=feed)
+                            store=None, feed=feed)
         async with server:
             readers = []
             for _ in range(3):

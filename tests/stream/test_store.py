@@ -1,9 +1,11 @@
-"""The event store (sqlite WAL) and its sink: alert life, retention and size cap, concurrent readers,
-SIGKILL survival, and the runtime writing to it."""
+"""The event store and its sink, on both backends (sqlite WAL and a real PostgreSQL): alert life, retention
+and size cap, snapshots, schema migration, concurrent readers, the open-alert record, the runtime writing to
+it; sqlite alone: SIGKILL survival, a damaged file, a full disk; PostgreSQL alone: an outage while writing."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -16,13 +18,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from stream_doubles import ANOMALOUS, NORMAL, ScriptedBackend, stream_config
+from stream_doubles import ANOMALOUS, NORMAL, ScriptedBackend, store_section, stream_config
 
 from corevad.backoff import BackoffPolicy
 from corevad_stream import App
 from corevad_stream.messages import Message
 from corevad_stream.sinks.store import EventStoreSink
-from corevad_stream.store import EventStore, Retention
+from corevad_stream.store import EventStore, Retention, SqliteStore, StoreLocation, open_store
+
+
+def _snapshot_files(store: EventStore) -> set[str]:
+    """The alerts that have a snapshot, from the store's own answer (a file on sqlite, a row on PostgreSQL)."""
+    return {a["id"] for a in store.alerts(limit=1000) if store.snapshot(a["id"]) is not None}
 
 
 def _event(kind: str, alert_id: str, *, active: bool, peak: float, end_reason: str | None = None) -> dict:
@@ -33,8 +40,8 @@ def _event(kind: str, alert_id: str, *, active: bool, peak: float, end_reason: s
     return {"type": kind, "before": None, "after": after}
 
 
-def test_an_alert_keeps_its_whole_life_and_acknowledgement(tmp_path: Path) -> None:
-    store = EventStore(tmp_path / "e.sqlite3")
+def test_an_alert_keeps_its_whole_life_and_acknowledgement(store_at: StoreLocation) -> None:
+    store = open_store(store_at)
     store.write("events", None, _event("new", "cam-r-3", active=True, peak=0.99), 101.0)
     store.write("events", None, _event("update", "cam-r-3", active=True, peak=1.0), 105.0)
     assert [a["id"] for a in store.active_alerts()] == ["cam-r-3"]
@@ -49,8 +56,8 @@ def test_an_alert_keeps_its_whole_life_and_acknowledgement(tmp_path: Path) -> No
     store.close()
 
 
-def test_retention_by_age_and_the_size_cap_delete_the_oldest_scores(tmp_path: Path) -> None:
-    store = EventStore(tmp_path / "e.sqlite3", retention=Retention(days=1, max_bytes=10**12))
+def test_retention_by_age_and_the_size_cap_delete_the_oldest_scores(store_at: StoreLocation) -> None:
+    store = open_store(store_at, retention=Retention(days=1, max_bytes=10**12))
     now = 10 * 86400.0
     for i in range(2000):
         t = now - 2 * 86400 + i * 86.4  # two days of scores, one every 86.4 s
@@ -67,51 +74,106 @@ def test_retention_by_age_and_the_size_cap_delete_the_oldest_scores(tmp_path: Pa
     store.close()
 
 
-def test_snapshots_belong_to_their_open_alert_and_go_with_the_retention(tmp_path: Path) -> None:
-    store = EventStore(tmp_path / "e.sqlite3", retention=Retention(days=1, max_bytes=10**12))
+def test_snapshots_belong_to_their_open_alert_and_go_with_the_retention(store_at: StoreLocation) -> None:
+    store = open_store(store_at, retention=Retention(days=1, max_bytes=10**12))
     store.write("snapshot", "cam", b"\xff\xd8 before any alert", 99.0, alert_id="cam-r-3")  # no alert yet: not kept
     store.write("events", None, _event("new", "cam-r-3", active=True, peak=0.99), 101.0)
     store.write("snapshot", "cam", b"\xff\xd8 first peak", 101.5, alert_id="cam-r-3")
     store.write("snapshot", "cam", b"\xff\xd8 higher peak", 105.5, alert_id="cam-r-3")  # the peak moved: replaced
     store.write("snapshot", "other", b"\xff\xd8 another camera", 105.6, alert_id="other-r-1")  # no such alert
-    path = store.snapshot_path("cam-r-3")
-    assert path is not None and path.read_bytes() == b"\xff\xd8 higher peak"
-    assert sorted(p.name for p in store.snapshot_dir.iterdir()) == ["cam-r-3.jpg"]
+    assert store.snapshot("cam-r-3") == b"\xff\xd8 higher peak" and store.snapshot("other-r-1") is None
+    assert store.alert("cam-r-3")["snapshot"] == "cam-r-3.jpg"  # type: ignore[index]  # the same on both
+    if isinstance(store, SqliteStore):
+        assert sorted(p.name for p in store.snapshot_dir.iterdir()) == ["cam-r-3.jpg"]
     store.write("events", None, _event("end", "cam-r-3", active=False, peak=1.0), 131.0)
     store.write("snapshot", "cam", b"\xff\xd8 after the end", 132.0, alert_id="cam-r-3")
-    assert store.snapshot_path("cam-r-3").read_bytes() == b"\xff\xd8 higher peak"  # type: ignore[union-attr]
-    assert store.prune(now=100.0 + 0.5 * 86400) == 0 and path.exists()  # younger than a day: kept
+    assert store.snapshot("cam-r-3") == b"\xff\xd8 higher peak"
+    assert store.prune(now=100.0 + 0.5 * 86400) == 0 and store.snapshot("cam-r-3")  # younger than a day: kept
     store.prune(now=100.0 + 2 * 86400)
-    assert not path.exists() and store.snapshot_path("cam-r-3") is None
+    assert store.snapshot("cam-r-3") is None and store.alert("cam-r-3")["snapshot"] is None  # type: ignore[index]
     assert store.alert("cam-r-3") is not None  # the alert itself stays
+    if isinstance(store, SqliteStore):
+        assert list(store.snapshot_dir.iterdir()) == []  # the file went with it
     store.close()
 
 
-def test_an_older_store_file_gains_the_new_columns(tmp_path: Path) -> None:
-    import sqlite3
+def _old_store_at_version_1(at: StoreLocation) -> None:
+    """A store as the first release left it: the history tables, no snapshots (sqlite: no version table)."""
+    if at.path is not None:
+        import sqlite3
 
-    path = tmp_path / "old.sqlite3"
-    old = sqlite3.connect(path)  # the first release's alerts table, without `snapshot`
-    old.execute("CREATE TABLE alerts (id TEXT PRIMARY KEY, camera TEXT NOT NULL, start_time REAL NOT NULL, "
-                "end_time REAL, active INTEGER NOT NULL, start_segment INTEGER, end_segment INTEGER, "
-                "peak_segment INTEGER, peak_score REAL, score REAL, explanation TEXT NOT NULL, end_reason TEXT, "
-                "acknowledged_at REAL, updated_at REAL NOT NULL)")
-    old.commit()
-    old.close()
-    store = EventStore(path)
+        old = sqlite3.connect(at.path)  # the first release's alerts table, without `snapshot`
+        old.execute("CREATE TABLE alerts (id TEXT PRIMARY KEY, camera TEXT NOT NULL, start_time REAL NOT NULL, "
+                    "end_time REAL, active INTEGER NOT NULL, start_segment INTEGER, end_segment INTEGER, "
+                    "peak_segment INTEGER, peak_score REAL, score REAL, explanation TEXT NOT NULL, end_reason TEXT, "
+                    "acknowledged_at REAL, updated_at REAL NOT NULL)")
+        old.execute("INSERT INTO alerts VALUES ('cam-r-1', 'cam', 50.0, 80.0, 0, 1, 31, 2, 0.9, 0.9, '[\"old\"]', "
+                    "'score below close threshold', NULL, 80.0)")
+        old.commit()
+        old.close()
+        return
+    import psycopg
+
+    from corevad_stream.store._postgres import MIGRATIONS, migrate
+
+    with psycopg.connect(at.url, password=at.password, autocommit=True) as conn:  # type: ignore[arg-type]
+        migrate(conn, "test", MIGRATIONS[:1])
+        conn.execute("INSERT INTO alerts VALUES ('cam-r-1', 'cam', 50.0, 80.0, false, 1, 31, 2, 0.9, 0.9, "
+                     "'[\"old\"]', 'score below close threshold', NULL, 80.0)")
+
+
+def _schema_version(at: StoreLocation) -> int:
+    if at.path is not None:
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(at.path)) as conn:
+            return int(conn.execute("SELECT version FROM schema_version").fetchone()[0])
+    import psycopg
+
+    with psycopg.connect(at.url, password=at.password) as conn:  # type: ignore[arg-type]
+        return int(conn.execute("SELECT version FROM schema_version").fetchone()[0])  # type: ignore[index]
+
+
+def test_an_older_store_migrates_forward_and_keeps_its_history(store_at: StoreLocation) -> None:
+    _old_store_at_version_1(store_at)
+    store = open_store(store_at)
+    assert _schema_version(store_at) == 2
+    [old] = store.alerts()
+    assert old["id"] == "cam-r-1" and old["explanation"] == ["old"] and old["snapshot"] is None and not old["active"]
     store.write("events", None, _event("new", "cam-r-3", active=True, peak=0.99), 101.0)
-    store.write("snapshot", "cam", b"\xff\xd8", 102.0, alert_id="cam-r-3")
-    assert store.alert("cam-r-3")["snapshot"] == "cam-r-3.jpg"  # type: ignore[index]
+    store.write("snapshot", "cam", b"\xff\xd8", 102.0, alert_id="cam-r-3")  # the step that came with version 2
+    assert store.alert("cam-r-3")["snapshot"] == "cam-r-3.jpg" and store.snapshot("cam-r-3") == b"\xff\xd8"  # type: ignore[index]
     store.close()
+    again = open_store(store_at)  # opening a current store again changes nothing
+    assert _schema_version(store_at) == 2 and len(again.alerts()) == 2
+    again.close()
 
 
-def test_readers_never_block_the_writer(tmp_path: Path) -> None:
-    store = EventStore(tmp_path / "e.sqlite3")
+def test_a_store_from_a_newer_version_is_refused_by_name(store_at: StoreLocation) -> None:
+    from corevad_stream.store import StoreError
+
+    open_store(store_at).close()
+    if store_at.path is not None:
+        import sqlite3
+
+        with contextlib.closing(sqlite3.connect(store_at.path)) as conn, conn:
+            conn.execute("UPDATE schema_version SET version = 99")
+    else:
+        import psycopg
+
+        with psycopg.connect(store_at.url, password=store_at.password) as pg:  # type: ignore[arg-type]
+            pg.execute("UPDATE schema_version SET version = 99")
+    with pytest.raises(StoreError, match="schema version 99 is newer"):
+        open_store(store_at)
+
+
+def test_readers_never_block_the_writer(store_at: StoreLocation) -> None:
+    store = open_store(store_at)
     stop = threading.Event()
     reads: list[list[int]] = [[], [], []]
 
     def reader(seen: list[int]) -> None:
-        other = EventStore(tmp_path / "e.sqlite3")
+        other = open_store(store_at)
         while not stop.is_set():
             seen.append(len(other.scores("cam", 0, 1e12)))
         other.close()
@@ -133,12 +195,11 @@ def test_readers_never_block_the_writer(tmp_path: Path) -> None:
     store.close()
 
 
-def test_the_open_alert_record_and_the_history_write_the_same_file_at_once(tmp_path: Path) -> None:
-    from corevad_stream.alert_state import OpenAlerts
+def test_the_open_alert_record_and_the_history_write_the_same_store_at_once(store_at: StoreLocation) -> None:
+    from corevad_stream.alert_state import open_alert_record
 
-    path = tmp_path / "e.sqlite3"
-    store = EventStore(path)
-    record = OpenAlerts(path)  # its own connection, as in the monitor (event loop vs the sink's thread)
+    store = open_store(store_at)
+    record = open_alert_record(store_at)  # its own connection, as in the monitor (event loop vs the sink's thread)
     errors: list[BaseException] = []
 
     def history() -> None:
@@ -161,7 +222,12 @@ def test_the_open_alert_record_and_the_history_write_the_same_file_at_once(tmp_p
         else:
             expected[f"cam{i % 7}"] = f"cam{i % 7}-r-{i}"
     assert errors == [] and store.count("scores") == 400
-    assert {c: a["id"] for c, a in OpenAlerts(path).load().items()} == expected
+    fresh = open_alert_record(store_at)
+    assert {c: a["id"] for c, a in fresh.load().items()} == expected
+    assert set(fresh.load(["cam1", "cam2", "nope"])) == {"cam1", "cam2"} & set(expected)  # a share of the cameras
+    fresh.clear(["cam1"])
+    assert set(fresh.load()) == set(expected) - {"cam1"}
+    fresh.close()
     record.close()
     store.close()
 
@@ -169,8 +235,8 @@ def test_the_open_alert_record_and_the_history_write_the_same_file_at_once(tmp_p
 STORE_WRITER = """
 import sys, time
 from pathlib import Path
-from corevad_stream.store import EventStore
-store = EventStore(Path(sys.argv[1]))
+from corevad_stream.store import SqliteStore
+store = SqliteStore(Path(sys.argv[1]))
 i = 0
 while True:
     store.write("score", "cam", {"index": i, "start": float(i), "end": i + 1.0, "score": 0.5, "label": 1}, i)
@@ -183,7 +249,7 @@ while True:
 
 def test_the_store_survives_sigkill_with_every_committed_write(tmp_path: Path) -> None:
     path = tmp_path / "e.sqlite3"
-    seed = EventStore(path)
+    seed = SqliteStore(path)
     seed.write("events", None, _event("new", "cam-r-1", active=True, peak=1.0), 1.0)
     assert seed.acknowledge("cam-r-1", at=5.0)  # committed before it returned
     seed.close()
@@ -192,25 +258,25 @@ def test_the_store_survives_sigkill_with_every_committed_write(tmp_path: Path) -
     time.sleep(0.5)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait(10)
-    store = EventStore(path)  # opens and recovers the WAL
+    store = SqliteStore(path)  # opens and recovers the WAL
     assert store.alerts()[0]["acknowledged_at"] == 5.0  # the acknowledged event is there
     n = store.count("scores")
     assert n > 10 and [s["segment"] for s in store.scores("cam", 0, 1e12)] == list(range(n))  # no holes
     store.close()
 
 
-async def test_the_runtime_writes_alerts_status_and_scores(tmp_path: Path) -> None:
+async def test_the_runtime_writes_alerts_status_and_scores(store_at: StoreLocation) -> None:
     def answer(clip):  # type: ignore[no-untyped-def]
         return ANOMALOUS if 3 <= clip.index < 8 else NORMAL
 
-    db = tmp_path / "events.sqlite3"
+    section = store_section(store_at)  # as users write it: a path, or a URL and the password's variable
     cfg = stream_config([{"name": "yard", "url": "frameless://600", "rate": "fast", "overload_policy": "block"}],
                         refinement={"smooth_length": 1}, alerts={"close_after_s": 0, "cooldown_s": 0},
-                        store={"path": str(db)})
+                        store=section)
     async with App(cfg, backend=ScriptedBackend(answer)) as app:
         await app.wait_finished(timeout=60)
     assert app.stats()["store"]["dropped"] == 0 and app.stats()["store"]["written"] > 20
-    store = EventStore(db)
+    store = open_store(store_at)
     [alert] = store.alerts(camera="yard")
     assert alert["start_segment"] == 3 and not alert["active"] and alert["explanation"]
     assert store.count("scores") == 20 and store.count("status") >= 2
@@ -234,8 +300,8 @@ def test_a_damaged_store_file_is_set_aside_and_a_new_one_started(tmp_path: Path)
     record.close()
 
 
-def test_the_size_cap_counts_snapshots_and_drops_the_oldest_ended_alerts_pictures(tmp_path: Path) -> None:
-    store = EventStore(tmp_path / "e.sqlite3", retention=Retention(days=1000, max_bytes=10**12))
+def test_the_size_cap_counts_snapshots_and_drops_the_oldest_ended_alerts_pictures(store_at: StoreLocation) -> None:
+    store = open_store(store_at, retention=Retention(days=1000, max_bytes=10**12))
     picture = b"\xff\xd8" + os.urandom(200_000)
     for k in range(6):  # six alerts an hour apart, each with a 200 kB picture; the last is still open
         aid, t = f"cam-r-{k}", 1000.0 + 3600 * k
@@ -255,12 +321,11 @@ def test_the_size_cap_counts_snapshots_and_drops_the_oldest_ended_alerts_picture
     store.retention = Retention(days=1000, max_bytes=before - 5 * 100_000)  # 2.5 pictures over: three go
     store.prune(now=20000.0)
     assert store.size_bytes() <= store.retention.max_bytes
-    kept = {a["id"] for a in store.alerts() if store.snapshot_path(a["id"]) is not None}
-    assert kept == {"cam-r-3", "cam-r-4", "cam-r-5"}  # the three oldest pictures went first, oldest first
+    assert _snapshot_files(store) == {"cam-r-3", "cam-r-4", "cam-r-5"}  # the three oldest pictures went first
     assert store.count("scores") == 100 and len(store.alerts()) == 6  # newer scores and every alert row stay
     store.retention = Retention(days=1000, max_bytes=1)  # a cap nothing fits: all but the open alert's picture
     store.prune(now=20000.0)
-    assert [a["id"] for a in store.alerts() if store.snapshot_path(a["id"]) is not None] == ["cam-r-5"]
+    assert _snapshot_files(store) == {"cam-r-5"}
     assert store.count("scores") == 0
     store.close()
 
@@ -286,7 +351,7 @@ async def test_writes_refused_by_a_full_disk_are_retried_once_space_is_back(
 
     with small_tmpfs(tmp_path / "state", size_kb=4096) as state:
         path = state / "events.sqlite3"
-        sink = EventStoreSink(path, retry=BackoffPolicy(initial_s=0.02, max_s=0.2, jitter=0))
+        sink = EventStoreSink(StoreLocation(path=path), retry=BackoffPolicy(initial_s=0.02, max_s=0.2, jitter=0))
         async with sink:
             for k in range(3):
                 await sink.send(_long_event(k))
@@ -307,10 +372,124 @@ async def test_writes_refused_by_a_full_disk_are_retried_once_space_is_back(
             assert sink.store.count("alert_events") == 40  # a retried write is not stored twice
 
 
-async def test_a_write_that_can_never_succeed_is_counted_and_skipped(tmp_path: Path) -> None:
-    sink = EventStoreSink(tmp_path / "e.sqlite3")
+async def test_a_write_that_can_never_succeed_is_counted_and_skipped(store_at: StoreLocation) -> None:
+    sink = EventStoreSink(store_at)
     async with sink:
         await sink.send(Message("events", {"type": "new", "after": {}}))  # no id: KeyError, not the disk
         await sink.send(_long_event(1))
         await _until(lambda: sink.written == 1 and sink.errors == 1, "the good write after the bad one")
         assert sink.health()["state"] == "ok" and sink.health()["pending"] == 0
+
+
+NOW = time.time()  # scores from now: the retention the sink runs once the store opens keeps them
+
+
+def _score(i: int) -> Message:
+    return Message("score", {"index": i, "start": NOW + i, "end": NOW + i + 1.0, "score": 0.5, "label": 1},
+                   camera="cam")
+
+
+@pytest.mark.slow
+async def test_postgres_killed_and_started_again_while_the_sink_writes_loses_nothing(tmp_path: Path) -> None:
+    import httpx
+
+    from corevad_stream.alert_state import PostgresOpenAlerts
+    from corevad_stream.http import HttpServer, LiveFeed
+    from corevad_stream.testing.postgres import PostgresServer
+
+    server = PostgresServer(tmp_path / "pg")  # its own server: the session's one stays up for the other tests
+    try:
+        await asyncio.to_thread(server.start)
+        at = StoreLocation(url=server.url, password=server.password)
+        sink = EventStoreSink(at, queue_size=200, retry=BackoffPolicy(initial_s=0.05, max_s=0.5, jitter=0))
+        record = PostgresOpenAlerts(server.url, password=server.password, commit_wait_s=2.0)
+        assert record.load() == {}
+        api = HttpServer(host="127.0.0.1", port=0, render_metrics=lambda: b"", cameras=list, model=dict, store=at,
+                         feed=LiveFeed())
+        async with sink, api, httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.port}", timeout=20) as client:
+            for i in range(5):
+                await sink.send(_score(i))
+            await _until(lambda: sink.written == 5, "the first writes")
+            await asyncio.to_thread(server.kill)  # SIGKILL, the whole server: every connection drops
+            for i in range(5, 60):
+                await sink.send(_score(i))
+            await sink.send(_long_event(1))
+            await _until(lambda: sink.health()["state"] == "failing", "the store to say it fails")
+            health = sink.health()
+            assert health["pending"] > 0 and health["failing_since"] and health["last_error"]  # the server's words
+            t0 = time.monotonic()
+            record.set("cam", {"id": "cam-r-1", "camera": "cam"})  # down: refused at once, logged, never a hang
+            assert time.monotonic() - t0 < 2.5
+            down = await client.get("/api/events")
+            assert down.status_code == 503 and "event store" in down.json()["error"]  # said, not a blank 500
+            await asyncio.to_thread(server.start)  # the same port: the URL the sink holds is valid again
+            await _until(lambda: sink.health()["pending"] == 0 and sink.health()["state"] == "ok", "recovery")
+            assert sink.written == 61 and sink.dropped == 0 and sink.errors == 0 and sink.retried > 0
+            assert sink.store is not None
+            assert [s["segment"] for s in sink.store.scores("cam", 0, 1e12)] == list(range(60))  # in order, no holes
+            assert [a["id"] for a in sink.store.alerts()] == ["cam-r-1"] and sink.store.count("alert_events") == 1
+            up = await client.get("/api/events")  # the API's pool drops the dead connections and reads again
+            assert up.status_code == 200 and [a["id"] for a in up.json()] == ["cam-r-1"]
+            record.set("cam", {"id": "cam-r-2", "camera": "cam"})  # the record reconnects too
+            assert record.load() == {"cam": {"id": "cam-r-2", "camera": "cam"}}
+        record.close()
+    finally:
+        await asyncio.to_thread(server.remove)
+
+
+@pytest.mark.slow
+async def test_a_monitor_starts_while_postgres_is_down_and_stores_everything_once_it_is_up(tmp_path: Path) -> None:
+    from corevad_stream.testing.postgres import PostgresServer
+
+    server = PostgresServer(tmp_path / "pg")
+    try:
+        await asyncio.to_thread(server.start)
+        await asyncio.to_thread(server.stop)  # initialised, but down when the sink starts
+        at = StoreLocation(url=server.url, password=server.password)
+        sink = EventStoreSink(at, retry=BackoffPolicy(initial_s=0.05, max_s=0.5, jitter=0))
+        async with sink:
+            assert sink.health()["state"] == "failing" and sink.store is None
+            for i in range(10):
+                await sink.send(_score(i))
+            assert sink.health()["pending"] == 10
+            await asyncio.to_thread(server.start)
+            await _until(lambda: sink.written == 10 and sink.health()["state"] == "ok", "the late writes")
+            assert sink.store is not None and sink.store.count("scores") == 10
+    finally:
+        await asyncio.to_thread(server.remove)
+
+
+@pytest.mark.slow
+async def test_a_frozen_postgres_is_reported_and_never_holds_up_the_alerts(tmp_path: Path) -> None:
+    from corevad_stream.alert_state import PostgresOpenAlerts
+    from corevad_stream.testing.postgres import PostgresServer
+
+    server = PostgresServer(tmp_path / "pg")
+    try:
+        await asyncio.to_thread(server.start)
+        at = StoreLocation(url=server.url, password=server.password)
+        sink = EventStoreSink(at, stall_s=0.5, retry=BackoffPolicy(initial_s=0.05, max_s=0.5, jitter=0))
+        record = PostgresOpenAlerts(server.url, password=server.password, commit_wait_s=0.5)
+        assert record.load() == {}
+        async with sink:
+            await sink.send(_score(0))
+            await _until(lambda: sink.written == 1, "the first write")
+            server.freeze()  # SIGSTOP: connections hang instead of failing
+            try:
+                for i in range(1, 20):
+                    await sink.send(_score(i))
+                await _until(lambda: sink.health()["state"] == "failing", "the store to say it hangs")
+                assert "not answered" in sink.health()["last_error"] and sink.health()["pending"] > 0
+                t0 = time.monotonic()
+                record.set("cam", {"id": "cam-r-1", "camera": "cam"})  # waits its bound, then the alert goes on
+                record.set("cam", {"id": "cam-r-2", "camera": "cam"})  # already behind: no second wait
+                assert time.monotonic() - t0 < 3.0
+            finally:
+                server.thaw()
+            await _until(lambda: sink.written == 20 and sink.health()["state"] == "ok", "the writes after the thaw")
+            assert sink.store is not None and sink.store.count("scores") == 20 and sink.dropped == 0
+        record.close()  # waits for what was queued: the later write won
+        assert PostgresOpenAlerts(server.url, password=server.password).load() == {
+            "cam": {"id": "cam-r-2", "camera": "cam"}}
+    finally:
+        await asyncio.to_thread(server.remove)

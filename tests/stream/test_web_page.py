@@ -169,16 +169,17 @@ async def test_a_page_of_another_origin_cannot_acknowledge_even_with_cached_cred
     import http.server
 
     from corevad_stream.http import HttpServer, LiveFeed
-    from corevad_stream.store import EventStore
+    from corevad_stream.store import SqliteStore, StoreLocation
 
-    store = EventStore(tmp_path / "e.sqlite3")
+    store = SqliteStore(tmp_path / "e.sqlite3")
     for i in range(60):  # more than one page of 50
         a = {"id": f"lane-r-{i}", "camera": "lane", "active": False, "start_time": 1.8e9 + i, "end_time": 1.8e9 + i,
              "explanation": ["x"]}
         store.write("events", "lane", {"type": "end", "after": a}, 1.8e9 + i)
     store.close()
     server = HttpServer(host="127.0.0.1", port=0, render_metrics=lambda: b"", cameras=list, model=dict,
-                        store_path=tmp_path / "e.sqlite3", feed=LiveFeed(), username="op", password="s3cret")
+                        store=StoreLocation(path=tmp_path / "e.sqlite3"), feed=LiveFeed(), username="op",
+                        password="s3cret")
     async with server:
         target = f"http://127.0.0.1:{server.port}"
         attacker = tmp_path / "attacker"

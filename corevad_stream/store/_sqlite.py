@@ -1,4 +1,4 @@
-"""The event store: alert history, status changes and per-segment scores in one sqlite file (WAL).
+"""The sqlite backend of the event store: alert history, status changes and per-segment scores in one file (WAL).
 
 Why sqlite in WAL mode: readers (an API, a review page) never block the writer, a killed process loses at
 most the transaction in flight (every write commits), and retention is a DELETE. One writer: the store sink
@@ -10,32 +10,38 @@ scores (one row per scored or unanswered segment; retention in days and a size c
 open_alerts: the crash-safe record of alerts still open (alert_state.OpenAlerts writes it synchronously, so
 a restart can end them; the history tables above are eventually consistent through the sink's queue).
 Snapshots are JPEG files in `<store>-snapshots/`, one per alert (the latest peak's), deleted with the
-retention period.
+retention period. `schema_version` holds the schema's version; older files are migrated forward when
+opened (MIGRATIONS, each step idempotent, so a file from before the version table takes them all).
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import logging
 import os
 import sqlite3
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import StreamError
-from .sqlite_files import is_corrupt, set_aside
+from ..sqlite_files import is_corrupt, set_aside
+from ._base import (
+    COUNTED_TABLES,
+    MAX_PAGE,
+    Retention,
+    StoreError,
+    alert_page_clause,
+    alert_row,
+    alert_values,
+    snapshot_name,
+)
 
-log = logging.getLogger(__name__)
-
-_SCHEMA = """
+_BASE_SCHEMA = """
 CREATE TABLE IF NOT EXISTS alerts (
     id TEXT PRIMARY KEY, camera TEXT NOT NULL, start_time REAL NOT NULL, end_time REAL, active INTEGER NOT NULL,
     start_segment INTEGER, end_segment INTEGER, peak_segment INTEGER, peak_score REAL, score REAL,
-    explanation TEXT NOT NULL, end_reason TEXT, acknowledged_at REAL, updated_at REAL NOT NULL, snapshot TEXT
+    explanation TEXT NOT NULL, end_reason TEXT, acknowledged_at REAL, updated_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alerts_camera_time ON alerts (camera, start_time);
 CREATE INDEX IF NOT EXISTS alerts_time ON alerts (start_time);
@@ -57,25 +63,33 @@ CREATE TABLE IF NOT EXISTS scores (
 CREATE INDEX IF NOT EXISTS scores_end ON scores (end);
 CREATE TABLE IF NOT EXISTS open_alerts (camera TEXT PRIMARY KEY, alert TEXT NOT NULL);
 """
-# Columns added after the first release: (table, column, type), added to older files when opened.
-_ADDED_COLUMNS = (("alerts", "snapshot", "TEXT"),)
 
 
-class StoreError(StreamError):
-    """The event store cannot be opened or written."""
+def _base_tables(conn: sqlite3.Connection) -> None:
+    for statement in _BASE_SCHEMA.split(";"):  # one by one: executescript would commit the migration's transaction
+        if statement.strip():
+            conn.execute(statement)
 
 
-@dataclass(frozen=True, slots=True)
-class Retention:
-    """How much history is kept: scores younger than `days`, and the file under `max_bytes` (oldest first)."""
+def _add_column(table: str, column: str, typ: str) -> Any:
+    def step(conn: sqlite3.Connection) -> None:
+        if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {typ}")
+    return step
 
-    days: float = 30.0
-    max_bytes: int = 512 * 1024 * 1024
+
+# Version n is reached by running step n-1 (each idempotent: a file from before `schema_version` existed is at
+# version 0 and may already have some of them). Append only; never edit a released step.
+MIGRATIONS = (
+    _base_tables,  # 1: the first release's tables
+    _add_column("alerts", "snapshot", "TEXT"),  # 2: the alert's snapshot file
+)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     """A connection to the store file: readonly, or writable with the schema in place (a damaged file is set
-    aside first). Used by EventStore and by the open-alert record (alert_state.py)."""
+    aside first). Used by SqliteStore and by the open-alert record (alert_state.py)."""
     try:
         if readonly:
             conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5.0, check_same_thread=False)
@@ -99,18 +113,38 @@ def _open_writable(path: Path) -> sqlite3.Connection:
     try:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
-        conn.executescript(_SCHEMA)
-        for table, column, typ in _ADDED_COLUMNS:
-            if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {typ}")
+        _migrate(conn, path)
     except BaseException:
         conn.close()
         raise
     return conn
 
 
-class EventStore:
-    """Writer side (one thread) plus read helpers (any thread: each call uses the reader connection)."""
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring the file to SCHEMA_VERSION, in one transaction (BEGIN IMMEDIATE: two openers at once take turns)."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+        row = conn.execute("SELECT version FROM schema_version").fetchone()
+        version = 0 if row is None else int(row[0])
+        if version > SCHEMA_VERSION:
+            raise StoreError(f"event store {path}: schema version {version} is newer than this corevad's "
+                             f"({SCHEMA_VERSION}); use the newer corevad or another store.path")
+        for step in MIGRATIONS[version:]:
+            step(conn)
+        if row is None:
+            conn.execute("INSERT INTO schema_version VALUES (?)", (SCHEMA_VERSION,))
+        elif version != SCHEMA_VERSION:
+            conn.execute("UPDATE schema_version SET version = ?", (SCHEMA_VERSION,))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+class SqliteStore:
+    """The sqlite event store: writer side (one thread) plus read helpers (any thread: each call uses that
+    thread's reader connection)."""
 
     def __init__(self, path: Path, *, retention: Retention = Retention()) -> None:
         self.path = path
@@ -130,6 +164,10 @@ class EventStore:
             for conn in self._all_readers:
                 conn.close()
             self._all_readers.clear()
+
+    @property
+    def where(self) -> str:
+        return str(self.path)
 
     # -- writes (the store sink's thread) ----------------------------------------------------------------
     def write(self, kind: str, camera: str | None, payload: Any, at: float, *, alert_id: str | None = None
@@ -159,9 +197,7 @@ class EventStore:
             "active=excluded.active, end_segment=excluded.end_segment, peak_segment=excluded.peak_segment, "
             "peak_score=excluded.peak_score, score=excluded.score, explanation=excluded.explanation, "
             "end_reason=excluded.end_reason, updated_at=excluded.updated_at",
-            (a["id"], a["camera"], a["start_time"], a.get("end_time"), int(bool(a.get("active"))),
-             a.get("start_segment"), a.get("end_segment"), a.get("peak_segment"), a.get("peak_score"),
-             a.get("score"), json.dumps(a.get("explanation", [])), a.get("end_reason"), at))
+            (*alert_values(a), at))
         self._db.execute("INSERT INTO alert_events (alert_id, type, time, payload) VALUES (?, ?, ?, ?)",
                          (a["id"], event["type"], at, json.dumps(event)))
 
@@ -170,7 +206,7 @@ class EventStore:
         alert still open takes one (a late snapshot never replaces an ended alert's picture)."""
         if self._db.execute("SELECT 1 FROM alerts WHERE id = ? AND active = 1", (alert_id,)).fetchone() is None:
             return
-        name = f"{_safe_name(alert_id)}.jpg"
+        name = snapshot_name(alert_id)
         self.snapshot_dir.mkdir(parents=True, exist_ok=True)
         tmp = self.snapshot_dir / (name + ".tmp")
         tmp.write_bytes(jpeg)
@@ -189,6 +225,16 @@ class EventStore:
             return None
         path = self.snapshot_dir / alert["snapshot"]
         return path if path.is_file() else None
+
+    def snapshot(self, alert_id: str) -> bytes | None:
+        """The alert's snapshot JPEG (written size-capped by the monitor), None when it has none."""
+        path = self.snapshot_path(alert_id)
+        if path is None:
+            return None
+        try:
+            return path.read_bytes()
+        except FileNotFoundError:  # pruned meanwhile
+            return None
 
     def acknowledge(self, alert_id: str, *, at: float | None = None) -> bool:
         """Mark an alert acknowledged (committed before returning); False when no such alert."""
@@ -274,18 +320,7 @@ class EventStore:
         skips. ValueError when `before` names no alert."""
         where: list[str] = ["1=1"]
         args: list[Any] = []
-        if camera is not None:
-            where.append("camera = ?")
-            args.append(camera)
-        if since is not None:
-            where.append("start_time >= ?")
-            args.append(since)
-        if until is not None:
-            where.append("start_time < ?")
-            args.append(until)
-        if active is not None:
-            where.append("active = ?")
-            args.append(int(active))
+        alert_page_clause(where, args, camera=camera, since=since, until=until, active=active, mark="?")
         reader = self._read_connection()
         if before is not None:
             row = reader.execute("SELECT start_time, id FROM alerts WHERE id = ?", (before,)).fetchone()
@@ -297,12 +332,12 @@ class EventStore:
         # The WHERE terms are this method's own fixed fragments; every value goes in as a ? parameter.
         sql = (f"SELECT * FROM alerts WHERE {' AND '.join(where)} ORDER BY start_time DESC, id "  # noqa: S608
                "LIMIT ? OFFSET ?")
-        rows = reader.execute(sql, (*args, max(0, min(limit, 1000)), max(0, offset))).fetchall()
-        return [_alert_row(r) for r in rows]
+        rows = reader.execute(sql, (*args, max(0, min(limit, MAX_PAGE)), max(0, offset))).fetchall()
+        return [alert_row(r) for r in rows]
 
     def alert(self, alert_id: str) -> dict[str, Any] | None:
         row = self._read_connection().execute("SELECT * FROM alerts WHERE id = ?", (alert_id,)).fetchone()
-        return None if row is None else _alert_row(row)
+        return None if row is None else alert_row(row)
 
     def active_alerts(self) -> list[dict[str, Any]]:
         """Alerts still active: after a crash, the ones the previous run left open."""
@@ -315,7 +350,7 @@ class EventStore:
         return [dict(r) for r in rows]
 
     def count(self, table: str) -> int:
-        if table not in ("alerts", "alert_events", "status", "scores"):
+        if table not in COUNTED_TABLES:
             raise ValueError(f"no table {table!r}")
         sql = f"SELECT COUNT(*) FROM {table}"  # noqa: S608 - table is one of the four names checked above
         return int(self._read_connection().execute(sql).fetchone()[0])
@@ -331,15 +366,3 @@ def _file_bytes(paths: list[Path]) -> int:
 
 def snapshot_dir(store_path: Path) -> Path:
     return store_path.with_name(store_path.stem + "-snapshots")
-
-
-def _safe_name(alert_id: str) -> str:
-    """A file name for an alert id (ids are `<camera>-<run>-<segment>`; camera names are already safe)."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in alert_id)
-
-
-def _alert_row(r: sqlite3.Row) -> dict[str, Any]:
-    d = dict(r)
-    d["active"] = bool(d["active"])
-    d["explanation"] = json.loads(d["explanation"])
-    return d
