@@ -111,6 +111,7 @@ class App:
         self._support: Callable[[np.ndarray], float] | None = None
         self.monitor_id = config.group.monitor(config.runtime.state_path())  # named in every status message
         self.group: GroupMember | None = None
+        self._starts: dict[str, int] = {}  # camera -> how many times it was started in this run
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def __aenter__(self) -> App:
@@ -188,7 +189,8 @@ class App:
         self.publisher.publish(Message("available", "online", retain=True))
         # Alerts a previous run left open (it crashed or was killed) end now, "monitor restarted".
         self.publisher.publish_all(ended_by_restart(left_open))
-        self.open_alerts.clear()
+        if self.group is None:  # a group's shared record holds the other members' alerts too
+            self.open_alerts.clear()
         self.model_stage.announce()
         stack.push_async_callback(self._stop_sources)  # runs first: no new segments from here on
         if self.group is not None:
@@ -246,7 +248,11 @@ class App:
         if cam_cfg.url.startswith("sample://"):
             cam_cfg = await asyncio.to_thread(resolve_sample, cam_cfg)  # generated on first use
         loop = self._loop
-        cam = build_camera(self.config, cam_cfg, batcher=self.batcher, loop=loop, run_id=self.run_id,
+        # Alert ids are <camera>-<run id>-<n>: a camera started again in this run (removed, or handed over
+        # and taken back in a group) counts its starts into the run id, so its new alerts never reuse an id.
+        starts = self._starts[cam_cfg.name] = self._starts.get(cam_cfg.name, 0) + 1
+        run_id = self.run_id if starts == 1 else f"{self.run_id}.{starts}"
+        cam = build_camera(self.config, cam_cfg, batcher=self.batcher, loop=loop, run_id=run_id,
                            encoder=self.encoder, text_encoder=self.text_encoder, support=self._support,
                            source_factory=self._source_factory,
                            on_status=functools.partial(soon, loop, self._on_status))

@@ -39,6 +39,7 @@ from typing import Any
 
 from .errors import StreamError
 from .messages import AlertEventRecord, Message
+from .store import StoreError
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +55,9 @@ _SCHEMA = (
         heartbeat TIMESTAMPTZ NOT NULL, expires TIMESTAMPTZ NOT NULL, max_cameras INTEGER)""",
     """CREATE TABLE IF NOT EXISTS camera_leases (
         camera TEXT PRIMARY KEY, owner TEXT, fence BIGINT NOT NULL, expires TIMESTAMPTZ NOT NULL)""",
-    """CREATE TABLE IF NOT EXISTS group_open_alerts (
-        camera TEXT PRIMARY KEY, alert TEXT NOT NULL)""",
 )
+# The open-alert record is the store's own `open_alerts` table (corevad_stream/store/_postgres.py migrates it);
+# a group member writes it fenced (record_open_alert), a lone monitor through alert_state.PostgresOpenAlerts.
 
 
 class GroupError(StreamError):
@@ -97,15 +98,30 @@ class LeaseBook:
         self._password = password
         self.timeout_s = timeout_s
         self._conn: Any = None
+        self._migrated = False
+
+    def _migrate_store(self) -> None:
+        """The store's schema (its open_alerts table is the record of orphaned alerts), by the store's own
+        migrations, once per process (a sync connection: that is what they run on)."""
+        import psycopg
+
+        from .store._postgres import connect_kwargs, migrate
+
+        with psycopg.connect(self.url, autocommit=True,
+                             **connect_kwargs(self._password, connect_timeout_s=self.timeout_s)) as conn:
+            migrate(conn, self.url)
+        self._migrated = True
 
     async def _connection(self) -> Any:
         import psycopg
 
+        from .store._postgres import connect_kwargs
+
+        if not self._migrated:
+            await asyncio.to_thread(self._migrate_store)
         if self._conn is None or self._conn.closed:
-            kw: dict[str, Any] = {"autocommit": True, "connect_timeout": max(1, math.ceil(self.timeout_s))}
-            if self._password is not None:
-                kw["password"] = self._password
-            self._conn = await psycopg.AsyncConnection.connect(self.url, **kw)
+            self._conn = await psycopg.AsyncConnection.connect(
+                self.url, autocommit=True, **connect_kwargs(self._password, connect_timeout_s=self.timeout_s))
             # Members start together: CREATE TABLE IF NOT EXISTS races with itself, so one at a time.
             async with self._conn.transaction():
                 await self._conn.execute("SELECT pg_advisory_xact_lock(hashtext('corevad.group.schema'))")
@@ -118,7 +134,7 @@ class LeaseBook:
 
         try:
             return await asyncio.wait_for(self._call(call), self.timeout_s)
-        except (TimeoutError, psycopg.Error, OSError) as exc:
+        except (TimeoutError, psycopg.Error, OSError, StoreError) as exc:
             await self.close()
             raise GroupError(f"group database: {what}: {type(exc).__name__}: {exc}".rstrip(": ")) from exc
 
@@ -199,11 +215,11 @@ class LeaseBook:
             args = {"c": camera, "m": monitor, "f": fence, "a": alert}
             if alert is None:
                 cur = await conn.execute(
-                    "DELETE FROM group_open_alerts WHERE camera = %(c)s AND EXISTS (SELECT 1 FROM camera_leases "
+                    "DELETE FROM open_alerts WHERE camera = %(c)s AND EXISTS (SELECT 1 FROM camera_leases "
                     "WHERE camera = %(c)s AND owner = %(m)s AND fence = %(f)s)", args)
             else:
                 cur = await conn.execute(
-                    "INSERT INTO group_open_alerts (camera, alert) SELECT %(c)s, %(a)s WHERE EXISTS (SELECT 1 FROM "
+                    "INSERT INTO open_alerts (camera, alert) SELECT %(c)s, %(a)s WHERE EXISTS (SELECT 1 FROM "
                     "camera_leases WHERE camera = %(c)s AND owner = %(m)s AND fence = %(f)s) "
                     "ON CONFLICT (camera) DO UPDATE SET alert = EXCLUDED.alert", args)
             return bool(cur.rowcount)
@@ -214,7 +230,7 @@ class LeaseBook:
         holder of this fence: of two claimers, exactly one gets it."""
         async def call(conn: Any) -> str | None:
             cur = await conn.execute(
-                "DELETE FROM group_open_alerts WHERE camera = %(c)s AND EXISTS (SELECT 1 FROM camera_leases WHERE "
+                "DELETE FROM open_alerts WHERE camera = %(c)s AND EXISTS (SELECT 1 FROM camera_leases WHERE "
                 "camera = %(c)s AND owner = %(m)s AND fence = %(f)s) RETURNING alert",
                 {"c": camera, "m": monitor, "f": fence})
             row = await cur.fetchone()
