@@ -270,3 +270,47 @@ async def test_while_the_database_is_down_members_keep_their_cameras_take_none_a
             break
     assert a.db_ok and set(a.held) == {held} and a_cams.running == {held}
     assert [m.payload["db"] for m in published if m.kind == "group"][-1] == "ok"  # type: ignore[index]
+
+
+@pytest.mark.parametrize(("group", "store", "message"), [
+    ({"enabled": True}, {}, "group.enabled needs store.url: postgresql://"),
+    ({"enabled": True, "lease_s": 3, "renew_s": 2}, {"url": "postgresql://u@h/db"}, "at most a third of group.lease_s"),
+    ({"enabled": True, "monitor_id": "a b"}, {"url": "postgresql://u@h/db"}, "group.monitor_id"),
+    ({"enabled": True, "leese_s": 3}, {"url": "postgresql://u@h/db"}, "group.leese_s"),
+    ({"max_cameras": 0}, {}, "group.max_cameras"),
+])
+def test_a_bad_group_section_is_one_line_naming_the_field_and_exit_status_2(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], group: dict[str, object], store: dict[str, object],
+        message: str) -> None:
+    from corevad_stream.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(json.dumps({"cameras": [{"name": "a", "url": "frameless://30"}], "metrics": {"enabled": False},
+                               "group": group, "store": store}))
+    assert main(["check", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and err.startswith("config error:") and message in err, err
+
+
+def test_the_group_defaults_live_in_the_schema_and_the_monitor_id_is_stable_per_state_folder(tmp_path: Path) -> None:
+    from corevad_stream.config import GroupConfig
+
+    g = GroupConfig()
+    assert (g.enabled, g.lease_s, g.renew_s, g.max_cameras) == (False, 10.0, 2.0, None)
+    assert g.monitor(tmp_path / "a") == g.monitor(tmp_path / "a") != g.monitor(tmp_path / "b")
+    assert GroupConfig(monitor_id="door-1").monitor(tmp_path) == "door-1"
+
+
+async def test_a_lone_monitor_names_itself_in_status_messages_and_the_camera_overview(tmp_path: Path) -> None:
+    from stream_doubles import ScriptedBackend, stream_config
+
+    from corevad_stream import App, MemorySink
+
+    cfg = stream_config([{"name": "a", "url": "frameless://30", "rate": "native"}],
+                        group={"monitor_id": "lone-1"}, runtime={"state_dir": str(tmp_path)})
+    sink = MemorySink()
+    async with App(cfg, backend=ScriptedBackend(), sinks=[sink]) as app:
+        await app.wait_finished(timeout=30)
+        assert [c["monitor"] for c in app.camera_overview()] == ["lone-1"]
+    statuses = [m.payload for m in sink.of("status", "a")]
+    assert statuses and all(s["monitor"] == "lone-1" for s in statuses)  # type: ignore[index]
