@@ -314,3 +314,19 @@ async def test_a_lone_monitor_names_itself_in_status_messages_and_the_camera_ove
         assert [c["monitor"] for c in app.camera_overview()] == ["lone-1"]
     statuses = [m.payload for m in sink.of("status", "a")]
     assert statuses and all(s["monitor"] == "lone-1" for s in statuses)  # type: ignore[index]
+
+
+def test_the_kubernetes_example_holds_a_valid_group_config() -> None:
+    """Not run on a cluster (docs/k8s/README.md), but its monitor config must at least be one corevad accepts."""
+    import yaml
+
+    from corevad_stream.config import config_from_dict
+
+    docs = list(yaml.safe_load_all((Path(__file__).parents[2] / "docs" / "k8s" / "corevad-group.yaml").read_text()))
+    kinds = sorted(f"{d['kind']}/{d['metadata']['name']}" for d in docs)
+    assert {"Deployment/monitor", "StatefulSet/postgres", "Deployment/mosquitto", "StatefulSet/vllm"} <= set(kinds)
+    vllm = next(d for d in docs if d["kind"] == "StatefulSet" and d["metadata"]["name"] == "vllm")
+    assert vllm["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == 1
+    cm = next(d for d in docs if d["kind"] == "ConfigMap")
+    cfg = config_from_dict(yaml.safe_load(cm["data"]["group.yaml"]))
+    assert cfg.group.enabled and cfg.store.url and len(cfg.model.vlm.openai.urls) == vllm["spec"]["replicas"]
