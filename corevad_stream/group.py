@@ -289,7 +289,7 @@ class GroupMember:
         self._healthy_from: float | None = None  # monotonic: the database answered without a break since then
         self.claiming = True
         self.fenced = 0  # messages the gate kept back
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()  # stops and hand-overs in flight
         self.ticks = 0
         self._announced: tuple[Any, ...] = ()
 
@@ -386,7 +386,15 @@ class GroupMember:
                 return
             log.info("group: %s took camera %s (fence %d)", self.monitor, camera, fence)
             want -= 1
-            await self._start(camera, orphan)
+            try:
+                await self._start(camera, orphan)
+            except Exception:  # noqa: BLE001 - one camera that cannot start must not end the member's loop
+                log.exception("group: camera %s could not start; giving its lease back", camera)
+                lease = self.held.pop(camera)
+                try:
+                    await self.book.release(camera, self.monitor, lease.fence)
+                except GroupError as exc:
+                    log.warning("group: could not release camera %s: %s", camera, exc)
 
     async def _hand_over(self, camera: str) -> None:
         try:
@@ -400,10 +408,17 @@ class GroupMember:
                     log.warning("group: could not release camera %s: %s", camera, exc)
 
     def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        """Stops and hand-overs run beside the loop: a camera's clean end may take shutdown_timeout_s, and the
+        renewals must not wait for it."""
         task = asyncio.ensure_future(coro)
         task.set_name(name)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            log.error("group: %s failed: %s: %s", task.get_name(), type(exc).__name__, exc)
 
     def _db_state(self, ok: bool, error: str) -> None:
         if ok != self.db_ok:

@@ -330,3 +330,19 @@ def test_the_kubernetes_example_holds_a_valid_group_config() -> None:
     cm = next(d for d in docs if d["kind"] == "ConfigMap")
     cfg = config_from_dict(yaml.safe_load(cm["data"]["group.yaml"]))
     assert cfg.group.enabled and cfg.store.url and len(cfg.model.vlm.openai.urls) == vllm["spec"]["replicas"]
+
+
+async def test_a_camera_that_cannot_start_gives_its_lease_back_and_the_member_carries_on(
+        books: Callable[[], LeaseBook]) -> None:
+    clock = FakeClock()
+    a, cams = _member(books(), "A", ["bad", "good"], clock)
+
+    async def start(camera: str, orphan: str | None) -> None:
+        if camera == "bad":
+            raise RuntimeError("cannot open the stream")
+        cams.running.add(camera)
+
+    a._start = start
+    await _ticks(a, clock)
+    assert set(a.held) == {"good"} == cams.running
+    assert (await a.book.owners())["bad"][0] is None  # released: another member may try it
