@@ -47,6 +47,8 @@ class OpenAlertRecord(Protocol):
 
     def set(self, camera: str, alert: dict[str, Any] | None) -> None: ...
 
+    def take(self, cameras: Iterable[str]) -> dict[str, dict[str, Any]]: ...
+
     def clear(self, cameras: Iterable[str] | None = None) -> None: ...
 
     def close(self) -> None: ...
@@ -113,6 +115,19 @@ class OpenAlerts:
         except (sqlite3.Error, AlertStateError) as exc:  # logged; alerts still go out
             log.error("cannot write the open-alert record %s: %s", self.path, exc)
 
+    def take(self, cameras: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Remove and return these cameras' open alerts in one transaction: of two callers, one gets each."""
+        wanted = list(cameras)
+        try:
+            db = self._conn()
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                rows = [r for r in db.execute("SELECT camera, alert FROM open_alerts").fetchall() if r[0] in wanted]
+                db.executemany("DELETE FROM open_alerts WHERE camera = ?", [(r[0],) for r in rows])
+        except sqlite3.Error as exc:
+            raise AlertStateError(f"open-alert record {self.path}: {exc}") from None
+        return _parse_rows(rows, str(self.path))
+
     def clear(self, cameras: Iterable[str] | None = None) -> None:
         try:
             db = self._conn()
@@ -158,15 +173,12 @@ class PostgresOpenAlerts:
             migrate(self._db, self.url)
         return self._db
 
-    def _run(self, sql: str, args: Any = (), *, many: bool = False) -> list[Any]:
+    def _run(self, sql: str, args: Any = ()) -> list[Any]:
         import psycopg
 
         try:
             conn = self._conn()
             with conn.transaction():
-                if many:
-                    conn.cursor().executemany(sql, args)
-                    return []
                 cur = conn.execute(sql, args)
                 return list(cur.fetchall()) if cur.description is not None else []
         except psycopg.Error:
@@ -200,6 +212,25 @@ class PostgresOpenAlerts:
             sql, args = ("INSERT INTO open_alerts VALUES (%s, %s) ON CONFLICT (camera) DO UPDATE SET "
                          "alert = excluded.alert", (camera, json.dumps(alert)))
         self._submit(sql, args)
+
+    def take(self, cameras: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """Remove and return these cameras' open alerts in one statement: of two monitors taking the same camera
+        at once, one gets its alert (so a dead monitor's alert is ended once). AlertStateError when the
+        database does not answer."""
+        import psycopg
+
+        from .store import StoreError
+
+        wanted = list(cameras)
+        try:
+            rows = self._writes.submit(self._run, "DELETE FROM open_alerts WHERE camera = ANY(%s) "
+                                       "RETURNING camera, alert", (wanted,)).result(timeout=self._commit_wait_s * 5)
+        except concurrent.futures.TimeoutError:
+            raise AlertStateError(f"open-alert record {self.url}: no answer within "
+                                  f"{self._commit_wait_s * 5:.0f} s") from None
+        except (psycopg.Error, StoreError) as exc:
+            raise AlertStateError(f"open-alert record {self.url}: {' '.join(str(exc).split())}") from None
+        return _parse_rows(rows, self.url)
 
     def clear(self, cameras: Iterable[str] | None = None) -> None:
         if cameras is None:

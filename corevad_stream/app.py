@@ -132,8 +132,11 @@ class App:
         """Build the stages in order; every teardown step is pushed right after what it undoes."""
         cfg, rt = self.config, self.config.runtime
         self._loop = asyncio.get_running_loop()
-        # A group member ends only the alerts of cameras it takes over (group.py); a lone monitor all it left open.
-        left_open = {} if cfg.group.enabled else self.open_alerts.load()  # a bad file fails early
+        # Read before anything is published: a bad file or an unreachable database fails early. A sqlite file is
+        # this monitor's own (all of it); a PostgreSQL database may hold other monitors' cameras too. A group
+        # member reads none here: it ends the alerts of the cameras it takes over, one by one (group.py).
+        own = None if self.store_location.path is not None else [c.name for c in cfg.enabled_cameras()]
+        left_open = {} if cfg.group.enabled else self.open_alerts.load(own)
         stack.callback(self.open_alerts.close)
         if cfg.group.enabled:
             self.group = self._group_member()
@@ -190,7 +193,7 @@ class App:
         # Alerts a previous run left open (it crashed or was killed) end now, "monitor restarted".
         self.publisher.publish_all(ended_by_restart(left_open))
         if self.group is None:  # a group's shared record holds the other members' alerts too
-            self.open_alerts.clear()
+            self.open_alerts.clear(own)
         self.model_stage.announce()
         stack.push_async_callback(self._stop_sources)  # runs first: no new segments from here on
         if self.group is not None:

@@ -502,28 +502,29 @@ class HttpServer:
         return Starlette(routes=routes, middleware=[Middleware(Guard)])
 
     def _open_store(self) -> EventStore | None:
-        """The store (opened at start on a thread); when that failed (PostgreSQL down), one new try per
-        STORE_RETRY_S on the request's path, StoreError in between (the routes answer 503)."""
+        """The store (opened at start on a thread). When that failed (PostgreSQL down): StoreError (the routes
+        answer 503), and a new try on the API's threads at most every STORE_RETRY_S, never on the loop."""
         if self._store_at is None:
             return None
         with self._store_lock:
-            if self._store is None:
-                since = time.monotonic() - self._store_tried
-                if since < STORE_RETRY_S:
-                    raise StoreError(f"event store {self._store_at.describe()}: not reachable ({self._store_error})")
-                self._try_open_store()
-            if self._store is None:
-                raise StoreError(f"event store {self._store_at.describe()}: not reachable ({self._store_error})")
-        return self._store
+            if self._store is not None:
+                return self._store
+            if time.monotonic() - self._store_tried >= STORE_RETRY_S and self._pool is not None:
+                self._store_tried = time.monotonic()
+                self._pool.submit(self._try_open_store)
+            raise StoreError(f"event store {self._store_at.describe()}: not reachable ({self._store_error})")
 
     def _try_open_store(self) -> None:
         assert self._store_at is not None
         self._store_tried = time.monotonic()
         try:
-            self._store = open_store(self._store_at)
+            store = open_store(self._store_at)
         except StoreError as exc:
             self._store_error = str(exc)
             log.error("review API: %s", exc)
+            return
+        with self._store_lock:
+            self._store = store
 
 
 def _cross_site_refusal(scope: Any, headers: dict[bytes, bytes]) -> Response | None:

@@ -196,7 +196,9 @@ def storage(cfg: StreamConfig) -> list[Finding]:
     prefix = cfg.mqtt.prefix if cfg.mqtt is not None else "corevad"
     store = cfg.store.db_path(state, prefix)
     item = "store.path" if cfg.store.path is not None else "runtime.state_dir"
-    if store.parent != state or not why:
+    if cfg.store.url is not None:
+        found.append(_postgres_store(cfg, state, prefix))
+    elif store.parent != state or not why:
         why_store = _writable(store.parent) if store.parent != state else None
         if why_store:
             found.append(Finding(Level.ERROR, item, f"event store {store}: {why_store}"))
@@ -212,6 +214,28 @@ def storage(cfg: StreamConfig) -> list[Finding]:
         found += _outbox(cfg.mqtt.outbox_path(state), "mqtt.outbox.path" if cfg.mqtt.outbox.path else
                          "runtime.state_dir")
     return found
+
+
+def _postgres_store(cfg: StreamConfig, state: Path, prefix: str) -> Finding:
+    """store.url: the password is there and the database answers (and at which schema version)."""
+    from .security import SecretError
+
+    try:
+        at = cfg.store.location(state, prefix)
+    except SecretError as exc:
+        return Finding(Level.ERROR, "store.password", str(exc))
+    try:
+        import psycopg
+    except ImportError:  # extras() reports the missing package
+        return Finding(Level.WARNING, "store.url", "not tried: the postgres extra is not installed")
+    try:
+        with psycopg.connect(at.url or "", password=at.password, connect_timeout=5) as conn:
+            row = conn.execute("SELECT to_regclass('schema_version') IS NOT NULL").fetchone()
+            version = (conn.execute("SELECT version FROM schema_version").fetchone() if row and row[0] else None)
+    except psycopg.Error as exc:
+        return Finding(Level.ERROR, "store.url", f"PostgreSQL {at.describe()}: {' '.join(str(exc).split())}")
+    where = f"schema version {version[0]}" if version else "new: run creates the tables"
+    return Finding(Level.OK, "store.url", f"PostgreSQL {at.describe()} answers ({where})")
 
 
 def _outbox(path: Path, item: str) -> list[Finding]:

@@ -1,10 +1,12 @@
 """Review-API p50/p99 with 100,000 stored alerts, on the sqlite and the PostgreSQL event store (issue 19).
 
 For each backend: fill the store with N ended alerts (their new + end events) over 20 cameras and 30 days
-ending now, plus an hour of per-second scores for every camera, through the store's own SQL; serve it with
-the monitor's HTTP server (corevad_stream/http.py, uvicorn) on 127.0.0.1 and time sequential requests from
-one client (httpx, keep-alive) on three routes: the alerts list (a camera's page since a time), one alert
-with its score curve, and a camera's scores window (the last 5 minutes).
+ending now, plus two hours of per-second scores for every camera (around now), through the store's own SQL;
+serve it with the monitor's HTTP server (corevad_stream/http.py, uvicorn) on 127.0.0.1 and time sequential
+requests from one client per backend (httpx, keep-alive) on three routes: the alerts list (a camera's page
+since a time), one alert with its score curve, and a camera's scores window (the last 5 minutes). Both
+backends are served at once and timed in alternating rounds of 25 requests, so other work on a shared
+machine slows both alike.
 
 PostgreSQL: a throwaway server from corevad_stream.testing.postgres (Debian's postgresql, run as the
 postgres user under root; fsync off, which matters to writes, not to these reads), or --url with the
@@ -23,7 +25,7 @@ import random
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AsyncExitStack, ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +54,10 @@ def _alerts(n: int, now: float) -> Iterator[tuple[dict[str, Any], float]]:
 
 
 def _scores(now: float) -> Iterator[tuple[str, int, float, float, float, int]]:
+    """An hour before `now` and an hour after: the scores route reads the 5 minutes before the request, which
+    comes minutes after the fill began."""
     for c in range(CAMERAS):
-        for k in range(SCORE_SECONDS):
+        for k in range(2 * SCORE_SECONDS):
             t = now - SCORE_SECONDS + k
             yield f"cam{c}", k, t, t + 1.0, 0.2, 0
 
@@ -90,36 +94,53 @@ def fill(at: StoreLocation, n: int, now: float) -> None:
     store.close()
 
 
-async def measure(at: StoreLocation, n: int, requests: int, now: float) -> dict[str, dict[str, float]]:
-    server = HttpServer(host="127.0.0.1", port=0, render_metrics=lambda: b"", cameras=list, model=dict,
-                        store=at, feed=LiveFeed())
-    rng = random.Random(1)
-    out: dict[str, dict[str, float]] = {}
-    async with server, httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30) as client:
-        # The newest 100 alerts: within the last hour, so their score curves are there (the costly case).
-        recent = [f"cam{i % CAMERAS}-run-{i}" for i in range(n - 100, n)]
-        routes: dict[str, Callable[[], Any]] = {
-            "GET /api/events?camera&since&limit=50": lambda: client.get(
-                "/api/events", params={"camera": f"cam{rng.randrange(CAMERAS)}",
-                                       "since": now - 30 * 86400 + rng.random() * 29 * 86400, "limit": 50}),
-            "GET /api/events/{id} (with scores)": lambda: client.get(f"/api/events/{rng.choice(recent)}"),
-            "GET /api/cameras/{name}/scores (5 min)": lambda: client.get(
-                f"/api/cameras/cam{rng.randrange(CAMERAS)}/scores"),
-        }
-        for name, call in routes.items():
-            for _ in range(20):
-                (await call()).raise_for_status()  # warm-up: connections, caches
-            times = []
-            for _ in range(requests):
-                t = time.perf_counter()
-                response = await call()
-                times.append(time.perf_counter() - t)
-                response.raise_for_status()
-                if not response.json():
-                    raise SystemExit(f"{name}: an empty answer; the fill does not match the routes")
-            ms = np.array(times) * 1000
-            out[name] = {"p50_ms": round(float(np.percentile(ms, 50)), 2),
-                         "p99_ms": round(float(np.percentile(ms, 99)), 2)}
+def _routes(client: httpx.AsyncClient, n: int, now: float, rng: random.Random) -> dict[str, Callable[[], Any]]:
+    # The newest 100 alerts: within the last hour, so their score curves are there (the costly case).
+    recent = [f"cam{i % CAMERAS}-run-{i}" for i in range(n - 100, n)]
+    return {
+        "GET /api/events?camera&since&limit=50": lambda: client.get(
+            "/api/events", params={"camera": f"cam{rng.randrange(CAMERAS)}",
+                                   "since": now - 30 * 86400 + rng.random() * 29 * 86400, "limit": 50}),
+        "GET /api/events/{id} (with scores)": lambda: client.get(f"/api/events/{rng.choice(recent)}"),
+        "GET /api/cameras/{name}/scores (5 min)": lambda: client.get(
+            f"/api/cameras/cam{rng.randrange(CAMERAS)}/scores"),
+    }
+
+
+async def measure(stores: dict[str, StoreLocation], n: int, requests: int, now: float
+                  ) -> dict[str, dict[str, dict[str, float]]]:
+    """Every backend served at once; each route timed in rounds of 25 requests that alternate between the
+    backends, so a machine busy with other work slows both alike (this one is shared)."""
+    async with AsyncExitStack() as stack:
+        routes: dict[str, dict[str, Callable[[], Any]]] = {}
+        for backend, at in stores.items():
+            server = await stack.enter_async_context(HttpServer(
+                host="127.0.0.1", port=0, render_metrics=lambda: b"", cameras=list, model=dict, store=at,
+                feed=LiveFeed()))
+            client = await stack.enter_async_context(
+                httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}", timeout=30))
+            routes[backend] = _routes(client, n, now, random.Random(1))
+        times: dict[str, dict[str, list[float]]] = {b: {} for b in stores}
+        for name in next(iter(routes.values())):
+            for backend in stores:
+                for _ in range(20):
+                    (await routes[backend][name]()).raise_for_status()  # warm-up: connections, caches
+            for _ in range(0, requests, 25):
+                for backend in stores:
+                    for _ in range(25):
+                        t = time.perf_counter()
+                        response = await routes[backend][name]()
+                        times[backend].setdefault(name, []).append(time.perf_counter() - t)
+                        response.raise_for_status()
+                        if not response.json():
+                            raise SystemExit(f"{backend} {name}: an empty answer; the fill does not match the routes")
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for backend, per_route in times.items():
+        out[backend] = {}
+        for name, seconds in per_route.items():
+            ms = np.array(seconds) * 1000
+            out[backend][name] = {"p50_ms": round(float(np.percentile(ms, 50)), 2),
+                                  "p99_ms": round(float(np.percentile(ms, 99)), 2)}
     return out
 
 
@@ -146,21 +167,24 @@ def main() -> int:
     ap.add_argument("--url", help="an existing PostgreSQL database (password in $COREVAD_BENCH_PG_PASSWORD)")
     args = ap.parse_args()
     results: dict[str, Any] = {"alerts": args.alerts, "requests_per_route": args.requests}
-    with tempfile.TemporaryDirectory() as tmp:
+    now = time.time()
+    with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
+        stores: dict[str, StoreLocation] = {}
         for backend in args.backend:
-            now = time.time()
-            with (postgres(args.url, Path(tmp)) if backend == "postgres"
-                  else _sqlite(Path(tmp) / "events.sqlite3")) as at:
-                t0 = time.perf_counter()
-                fill(at, args.alerts, now)
-                fill_s = time.perf_counter() - t0
-                store = open_store(at)
-                size, count = store.size_bytes(), store.count("alerts")
-                store.close()
-                latency = asyncio.run(measure(at, count, args.requests, now))
-            results[backend] = {"alerts_stored": count, "store_mb": round(size / 1e6, 1),
-                                "fill_s": round(fill_s, 1), "latency": latency}
+            at = stack.enter_context(postgres(args.url, Path(tmp)) if backend == "postgres"
+                                     else _sqlite(Path(tmp) / "events.sqlite3"))
+            t0 = time.perf_counter()
+            fill(at, args.alerts, now)
+            fill_s = time.perf_counter() - t0
+            store = open_store(at)
+            results[backend] = {"alerts_stored": store.count("alerts"), "store_mb": round(store.size_bytes() / 1e6, 1),
+                                "fill_s": round(fill_s, 1)}
+            store.close()
+            stores[backend] = at
             print(json.dumps({backend: results[backend]}), flush=True)
+        latency = asyncio.run(measure(stores, args.alerts, args.requests, now))
+    for backend in stores:
+        results[backend]["latency"] = latency[backend]
     print(json.dumps(results, indent=1))
     return 0
 

@@ -112,6 +112,14 @@ class EventStore(Protocol):
 
 COUNTED_TABLES = ("alerts", "alert_events", "status", "scores")
 MAX_PAGE = 1000
+# One snapshot's bound: a full-resolution 4K JPEG at high quality is 2-5 MB. The API hands a snapshot out
+# whole, so what goes in is bounded here (a bigger one is refused, logged and counted by the sink).
+MAX_SNAPSHOT_BYTES = 16 * 1024 * 1024
+
+
+def check_snapshot(alert_id: str, jpeg: bytes) -> None:
+    if len(jpeg) > MAX_SNAPSHOT_BYTES:
+        raise ValueError(f"snapshot of {alert_id[:80]}: {len(jpeg)} bytes, over the {MAX_SNAPSHOT_BYTES} byte bound")
 
 
 def retryable(exc: BaseException) -> bool:

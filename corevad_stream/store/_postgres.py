@@ -34,6 +34,7 @@ from ._base import (
     alert_page_clause,
     alert_row,
     alert_values,
+    check_snapshot,
     snapshot_name,
 )
 
@@ -195,6 +196,7 @@ class PostgresStore:
             self._writing(lambda conn: self._alert(conn, values, event))
         elif kind == "snapshot" and isinstance(payload, bytes) and alert_id is not None:
             jpeg = payload
+            check_snapshot(alert_id, jpeg)
             self._writing(lambda conn: self._snapshot(conn, alert_id, jpeg))
         elif kind == "score" and isinstance(payload, dict) and camera is not None:
             row = (camera, int(payload["index"]), float(payload["start"]), float(payload["end"]),
@@ -266,8 +268,13 @@ class PostgresStore:
                 break  # nothing left to delete: open alerts' pictures and alert rows stay
             with self._write_lock:
                 conn = self._writer()
-                for table in sorted(touched):  # outside a transaction (VACUUM cannot run in one)
-                    conn.execute(f"VACUUM FULL {table}")
+                try:
+                    for table in sorted(touched):  # outside a transaction (VACUUM cannot run in one)
+                        conn.execute(f"VACUUM FULL {table}")
+                except self._psycopg.Error:
+                    if conn.broken or conn.closed:
+                        self._drop_writer()
+                    raise
         return deleted
 
     def _cut_to_cap(self, size: int) -> tuple[int, set[str]]:

@@ -34,6 +34,7 @@ from ._base import (
     alert_page_clause,
     alert_row,
     alert_values,
+    check_snapshot,
     snapshot_name,
 )
 
@@ -204,6 +205,7 @@ class SqliteStore:
     def _snapshot(self, alert_id: str, jpeg: bytes) -> None:
         """The alert's snapshot file (replaced when the peak moves): written whole, then renamed. Only an
         alert still open takes one (a late snapshot never replaces an ended alert's picture)."""
+        check_snapshot(alert_id, jpeg)
         if self._db.execute("SELECT 1 FROM alerts WHERE id = ? AND active = 1", (alert_id,)).fetchone() is None:
             return
         name = snapshot_name(alert_id)

@@ -438,23 +438,44 @@ async def test_postgres_killed_and_started_again_while_the_sink_writes_loses_not
 
 
 @pytest.mark.slow
-async def test_a_monitor_starts_while_postgres_is_down_and_stores_everything_once_it_is_up(tmp_path: Path) -> None:
+async def test_the_sink_and_the_api_start_while_postgres_is_down_and_catch_up_once_it_is_up(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import httpx
+
+    import corevad_stream.http
+    from corevad_stream.http import HttpServer, LiveFeed
     from corevad_stream.testing.postgres import PostgresServer
 
+    monkeypatch.setattr(corevad_stream.http, "STORE_RETRY_S", 0.2)  # the API's next try to open the store
     server = PostgresServer(tmp_path / "pg")
     try:
         await asyncio.to_thread(server.start)
         await asyncio.to_thread(server.stop)  # initialised, but down when the sink starts
         at = StoreLocation(url=server.url, password=server.password)
         sink = EventStoreSink(at, retry=BackoffPolicy(initial_s=0.05, max_s=0.5, jitter=0))
-        async with sink:
+        api = HttpServer(host="127.0.0.1", port=0, render_metrics=lambda: b"", cameras=list, model=dict, store=at,
+                         feed=LiveFeed())
+        async with sink, api, httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.port}", timeout=20) as client:
             assert sink.health()["state"] == "failing" and sink.store is None
             for i in range(10):
                 await sink.send(_score(i))
-            assert sink.health()["pending"] == 10
+            await sink.send(_long_event(1))
+            assert sink.health()["pending"] == 11
+            down = await client.get("/api/events")
+            assert down.status_code == 503 and "not reachable" in down.json()["error"]
             await asyncio.to_thread(server.start)
-            await _until(lambda: sink.written == 10 and sink.health()["state"] == "ok", "the late writes")
+            await _until(lambda: sink.written == 11 and sink.health()["state"] == "ok", "the late writes")
             assert sink.store is not None and sink.store.count("scores") == 10
+            answers: list[Any] = []
+
+            async def listed() -> bool:
+                r = await client.get("/api/events")
+                answers.append(r.status_code)
+                return r.status_code == 200 and [a["id"] for a in r.json()] == ["cam-r-1"]
+
+            async with asyncio.timeout(30):
+                while not await listed():
+                    await asyncio.sleep(0.1)
     finally:
         await asyncio.to_thread(server.remove)
 
@@ -493,3 +514,115 @@ async def test_a_frozen_postgres_is_reported_and_never_holds_up_the_alerts(tmp_p
             "cam": {"id": "cam-r-2", "camera": "cam"}}
     finally:
         await asyncio.to_thread(server.remove)
+
+
+def test_both_backends_give_the_same_answers_to_the_same_writes(tmp_path: Path, postgres_url: str) -> None:
+    lite = open_store(StoreLocation(path=tmp_path / "e.sqlite3"))
+    pg = open_store(StoreLocation(url=postgres_url, password=os.environ["COREVAD_TEST_PG_PASSWORD"]))
+    for store in (lite, pg):
+        for k in range(12):  # three cameras, start times tied in pairs (the id breaks the tie), some left open
+            ev = _event("new", f"cam{k % 3}-r-{k:02d}", active=True, peak=0.5 + k / 100)
+            ev["after"].update(camera=f"cam{k % 3}", start_time=1000.0 + (k // 2) * 10, start_segment=k)
+            store.write("events", None, ev, 1000.0 + k)
+            if k % 4:
+                ev = _event("end", f"cam{k % 3}-r-{k:02d}", active=False, peak=0.9, end_reason="score below")
+                ev["after"].update(camera=f"cam{k % 3}", start_time=1000.0 + (k // 2) * 10, end_time=1100.0 + k)
+                store.write("events", None, ev, 1100.0 + k)
+        store.write("snapshot", "cam0", b"\xff\xd8 zero", 1001.0, alert_id="cam0-r-00")
+        for i in range(30):
+            store.write("score", "cam1", {"index": i, "start": 990.0 + i, "end": 991.0 + i,
+                                          "score": None if i == 7 else i / 30, "label": None if i == 7 else i % 2},
+                        990.0 + i)
+        store.write("status", "cam1", {"state": "online", "reason": "connected"}, 995.0)
+        assert store.acknowledge("cam1-r-01", at=1200.0) and not store.acknowledge("nope")
+
+    def answers(store: EventStore) -> list[Any]:
+        return [store.alerts(limit=1000), store.alerts(camera="cam1"), store.alerts(active=True),
+                store.alerts(since=1020.0, until=1040.0), store.alerts(before="cam1-r-04", limit=3),
+                store.alerts(limit=4, offset=5), store.alert("cam1-r-01"), store.alert("nope"),
+                store.scores("cam1", 995.0, 1005.0), store.active_alerts(), store.snapshot("cam0-r-00"),
+                [store.count(t) for t in ("alerts", "alert_events", "status", "scores")]]
+
+    expected = answers(lite)
+    assert expected[0] and expected[4] and expected[8]  # the comparison below compares something
+    assert answers(pg) == expected
+    assert json.dumps(answers(pg)[:10]) == json.dumps(expected[:10])  # the same types too (as the API sends them)
+    lite.close()
+    pg.close()
+
+
+def test_store_config_errors_name_the_field_and_the_password_never_goes_in_the_url(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from corevad_stream.config import StoreConfig
+    from corevad_stream.security import SecretError
+
+    for bad, field in (({"url": "postgresql://u:hunter2@h/db"}, "holds a password"),
+                       ({"url": "mysql://u@h/db"}, "must start with postgresql://"),
+                       ({"url": "postgresql://u@h"}, "names no database"),
+                       ({"url": "postgresql://u@h/db", "path": "x.sqlite3"}, "not both"),
+                       ({"password_env": "PW"}, "only with store.url")):
+        with pytest.raises(ValueError, match=field):
+            StoreConfig(**bad)
+    cfg = StoreConfig(url="postgresql://u@h:5432/db", password_env="COREVAD_TEST_STORE_PW")
+    with pytest.raises(SecretError, match="COREVAD_TEST_STORE_PW"):
+        cfg.location(tmp_path, "p")
+    monkeypatch.setenv("COREVAD_TEST_STORE_PW", "s3cret")
+    at = cfg.location(tmp_path, "p")
+    assert at.url == "postgresql://u@h:5432/db" and at.password == "s3cret" and "s3cret" not in repr(at)
+    assert StoreConfig().location(tmp_path, "a/b").path == tmp_path / "events-a-b.sqlite3"
+
+
+def test_a_snapshot_over_the_bound_is_refused(store_at: StoreLocation) -> None:
+    from corevad_stream.store._base import MAX_SNAPSHOT_BYTES
+
+    store = open_store(store_at)
+    store.write("events", None, _event("new", "cam-r-3", active=True, peak=0.99), 101.0)
+    with pytest.raises(ValueError, match="byte bound"):
+        store.write("snapshot", "cam", b"\xff" * (MAX_SNAPSHOT_BYTES + 1), 102.0, alert_id="cam-r-3")
+    assert store.snapshot("cam-r-3") is None and store.alert("cam-r-3")["snapshot"] is None  # type: ignore[index]
+    store.close()
+
+
+def test_check_says_whether_the_postgres_store_answers(postgres_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from corevad_stream.probes import Level, storage
+
+    def store_line(section: dict[str, str]) -> Any:
+        cfg = stream_config([{"name": "yard", "url": "frameless://10"}], store=section)
+        [line] = [f for f in storage(cfg) if f.item.startswith("store.")]
+        return line
+
+    section = {"url": postgres_url, "password_env": "COREVAD_TEST_PG_PASSWORD"}
+    new = store_line(section)
+    assert new.level is Level.OK and "new: run creates the tables" in new.message
+    open_store(StoreLocation(url=postgres_url, password=os.environ["COREVAD_TEST_PG_PASSWORD"])).close()
+    assert "schema version 2" in store_line(section).message
+    monkeypatch.setenv("COREVAD_TEST_PG_PASSWORD", "wrong")
+    refused = store_line(section)
+    assert refused.level is Level.ERROR and "password authentication failed" in refused.message
+    monkeypatch.delenv("COREVAD_TEST_PG_PASSWORD")
+    unset = store_line(section)
+    assert unset.level is Level.ERROR and unset.item == "store.password" and "COREVAD_TEST_PG_PASSWORD" in unset.message
+
+
+def test_an_open_alert_taken_by_two_monitors_at_once_goes_to_one(store_at: StoreLocation) -> None:
+    from corevad_stream.alert_state import open_alert_record
+
+    writer = open_alert_record(store_at)
+    for k in range(20):
+        writer.set(f"cam{k}", {"id": f"cam{k}-r-1", "camera": f"cam{k}"})
+    takers = [open_alert_record(store_at) for _ in range(2)]
+    got: list[dict[str, Any]] = [{}, {}]
+
+    def take(n: int) -> None:
+        for k in range(20):  # both go for every camera, one at a time
+            got[n].update(takers[n].take([f"cam{k}", "no-such-camera"]))
+
+    threads = [threading.Thread(target=take, args=(n,)) for n in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not set(got[0]) & set(got[1])  # none ended twice
+    assert set(got[0]) | set(got[1]) == {f"cam{k}" for k in range(20)} and writer.load() == {}  # none lost
+    for r in (writer, *takers):
+        r.close()
