@@ -290,6 +290,7 @@ class GroupMember:
         self.claiming = True
         self.fenced = 0  # messages the gate kept back
         self._tasks: set[asyncio.Task[None]] = set()  # stops and hand-overs in flight
+        self._stopping: set[str] = set()  # cameras lost and still stopping
         self.ticks = 0
         self._announced: tuple[Any, ...] = ()
 
@@ -361,7 +362,14 @@ class GroupMember:
     def _lost(self, camera: str) -> None:
         lease = self.held.pop(camera)
         log.warning("group: lease of camera %s lost (fence %d was raised): stopping it", camera, lease.fence)
-        self._spawn(self._stop(camera, "lease lost"), f"corevad[{camera}].group-stop")
+        self._spawn(self._stop_lost(camera), f"corevad[{camera}].group-stop")
+
+    async def _stop_lost(self, camera: str) -> None:
+        self._stopping.add(camera)  # not claimed again until it has stopped: it would not start twice
+        try:
+            await self._stop(camera, "lease lost")
+        finally:
+            self._stopping.discard(camera)
 
     async def _rebalance(self, started: float) -> None:
         share = self.share
@@ -373,7 +381,7 @@ class GroupMember:
         for camera in self.cameras:
             if want <= 0:
                 break
-            if camera in self.held:
+            if camera in self.held or camera in self._stopping:
                 continue
             try:
                 fence = await self.book.claim(camera, self.monitor, self.lease_s)

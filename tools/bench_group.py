@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -205,7 +206,8 @@ async def main() -> None:
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     parts = args.only or ["takeover", "rebalance", "capacity"]
-    with tempfile.TemporaryDirectory(prefix="bench-group-") as tmp:
+    tmp = tempfile.mkdtemp(prefix="bench-group-")
+    try:
         bench = Bench(Path(tmp), args)
         result: dict[str, Any] = {}
         with bench.pg, bench.broker, bench.model:
@@ -222,6 +224,10 @@ async def main() -> None:
                         result["capacity"] = await bench.capacity()
                 finally:
                     bench.stop_all()
+    except BaseException:
+        print(f"failed: the monitors' logs are kept in {tmp}", file=sys.stderr)
+        raise
+    shutil.rmtree(tmp, ignore_errors=True)
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")

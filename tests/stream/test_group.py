@@ -346,3 +346,33 @@ async def test_a_camera_that_cannot_start_gives_its_lease_back_and_the_member_ca
     await _ticks(a, clock)
     assert set(a.held) == {"good"} == cams.running
     assert (await a.book.owners())["bad"][0] is None  # released: another member may try it
+
+
+async def test_a_lost_camera_still_stopping_is_not_claimed_again_until_it_stopped(
+        books: Callable[[], LeaseBook]) -> None:
+    clock = FakeClock()
+    a, cams = _member(books(), "A", ["gate"], clock)
+    await _ticks(a, clock)
+    release = asyncio.Event()
+
+    async def slow_stop(camera: str, reason: str) -> None:
+        cams.log.append(("stopping", camera, reason))
+        await release.wait()  # a camera's clean end takes a while (it scores what it cut)
+        cams.running.discard(camera)
+        cams.log.append(("stop", camera, reason))
+
+    a._stop = slow_stop
+    b = books()
+    await _until_expired(b, "gate")
+    fence = await b.claim("gate", "B", LEASE_S)
+    assert fence is not None
+    await a.tick()  # A learns it lost gate: the stop starts and hangs
+    assert await b.release("gate", "B", fence)  # gate is free again
+    clock.now += RENEW_S
+    await a.tick()
+    assert "gate" not in a.held and [e[0] for e in cams.log].count("start") == 1  # not while it still stops
+    release.set()
+    await a.settle()
+    clock.now += RENEW_S
+    await a.tick()
+    assert "gate" in a.held and [e[0] for e in cams.log] == ["start", "stopping", "stop", "start"]
