@@ -59,6 +59,7 @@ from .redact import redact
 from .security import read_secret
 from .sinks.base import Sink
 from .sinks.factory import SinkHealth, build_sinks
+from .sinks.mqtt import MqttSink
 from .supervisor import Supervisor
 from .worker import ModelWorker
 
@@ -148,6 +149,10 @@ class App:
                                 from_config=self._config_sinks) + self._extra_sinks:
             self.sinks.append(await stack.enter_async_context(sink))
         self.sink_health = SinkHealth(self.sinks)
+        if self.group is not None:  # a reconnected MQTT sink replays retained values of its own cameras only
+            for sink in self.sinks:
+                if isinstance(sink, MqttSink):
+                    sink.still_ours = self.group.trusted
         self.publisher = Publisher(self.sinks, bound=rt.sink_queue,
                                    gate=self.group.allows if self.group is not None else None)
         self.batcher = Batcher(max_batch=rt.max_batch, max_wait_s=rt.max_wait_s,

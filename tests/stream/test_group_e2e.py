@@ -147,7 +147,7 @@ async def test_three_monitors_share_nine_cameras_through_a_kill_a_freeze_and_a_d
             # Freeze m2 longer than its lease: m3 takes everything; m2 wakes up fenced.
             frozen = "m2"
             held_by_frozen = sorted(c for c, o in owners().items() if o == frozen)
-            t_freeze = time.time()
+            t_freeze, p_freeze = time.time(), time.perf_counter()
             monitors[frozen].signal(signal.SIGSTOP)
             await sub.wait_for(lambda: all(owners().get(c) == "m3" for c in CAMERAS), timeout=BOUND_S * 3,
                                what="m3 watching all nine cameras")
@@ -155,7 +155,12 @@ async def test_three_monitors_share_nine_cameras_through_a_kill_a_freeze_and_a_d
                                    and st["monitor"] == "m3" and st["time"] > t_freeze) - t_freeze
                            for c in held_by_frozen}
             assert max(gaps_freeze.values()) <= BOUND_S, gaps_freeze
-            t_thaw = time.time()
+            # Frozen long enough for the broker to drop it (its will: available offline): on SIGCONT its MQTT
+            # sink reconnects, and must not replay its old retained status over m3's.
+            await sub.wait_for(lambda: any(m.topic == f"{PREFIX}/available" and m.payload == b"offline"
+                                           and m.at > p_freeze for m in sub.messages), timeout=60,
+                               what="the broker dropping the frozen monitor")
+            t_thaw, p_thaw = time.time(), time.perf_counter()
             monitors[frozen].signal(signal.SIGCONT)
             # It rejoins: the load rebalances (m3 hands cameras over cleanly, m2 claims them).
             await sub.wait_for(lambda: sorted(list(owners().values()).count(n) for n in ("m2", "m3")) == [4, 5]
@@ -229,6 +234,8 @@ async def test_three_monitors_share_nine_cameras_through_a_kill_a_freeze_and_a_d
                         and st["time"] > t_freeze), key=lambda s: s["time"])
         assert not after or after[0]["state"] == "connecting", (cam, after[:2])
     assert not any(st.get("reason") == "lease lost" for _, _, st in status_log())
+    stale = [(c, st) for at, c, st in status_log() if at > p_thaw and st["monitor"] == frozen and st["time"] < t_freeze]
+    assert stale == [], stale  # its reconnect replayed no retained status of the cameras it lost
     m2_pub = monitors["m2"].published()
     fenced = [r["payload"]["sinks"]["fenced"] for r in m2_pub if r["kind"] == "stats"]
     assert fenced and fenced[-1] >= 1, "the frozen monitor's gate refused nothing"
