@@ -268,8 +268,8 @@ class HttpServer:
 
         # Daemon threads: a read stuck on a slow disk must not keep a stopped monitor alive.
         self._pool = DaemonPool(self.limiter.concurrent, name="corevad[http].api")
-        if self._store_at is not None:
-            await asyncio.to_thread(self._try_open_store)  # a connect or migration never runs on the loop here
+        if self._store_at is not None:  # on the API's own threads: never on the loop, never in the default pool
+            await self._run(self._try_open_store)
         config = uvicorn.Config(self._asgi(), host=self.host, port=self.port, log_level="warning", lifespan="off",
                                 access_log=False, timeout_graceful_shutdown=2)
         self._server = uvicorn.Server(config)

@@ -182,13 +182,13 @@ def test_readers_never_block_the_writer(store_at: StoreLocation) -> None:
     for t in threads:
         t.start()
     t0 = time.monotonic()
-    for i in range(500):
+    for i in range(300):
         store.write("score", "cam", {"index": i, "start": float(i), "end": i + 1.0, "score": 0.5, "label": 1}, i)
     took = time.monotonic() - t0
     stop.set()
     for t in threads:
         t.join()
-    assert store.count("scores") == 500
+    assert store.count("scores") == 300
     for seen in reads:  # each reader saw a consistent, growing table while the writer committed
         assert len(seen) > 1 and seen == sorted(seen) and seen[-1] > 0
     assert took < 30
@@ -389,20 +389,44 @@ def _score(i: int) -> Message:
                    camera="cam")
 
 
+@pytest.fixture(scope="module")
+def outage_server(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A PostgreSQL server of these tests' own, which they kill, stop and freeze (the session's one stays up
+    for the other tests); each test takes a fresh database on it (fresh_database)."""
+    from corevad_stream.testing.postgres import PostgresServer
+
+    server = PostgresServer(tmp_path_factory.mktemp("pg-outages"))
+    server.start()
+    yield server
+    server.remove()
+
+
+def fresh_database(server: Any) -> StoreLocation:
+    import uuid
+
+    import psycopg
+
+    server.thaw()
+    server.start()  # up, whatever the last test left it as
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(server.url, password=server.password, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name} OWNER corevad")
+    return StoreLocation(url=f"postgresql://corevad@{server.host}:{server.port}/{name}", password=server.password)
+
+
 @pytest.mark.slow
-async def test_postgres_killed_and_started_again_while_the_sink_writes_loses_nothing(tmp_path: Path) -> None:
+async def test_postgres_killed_and_started_again_while_the_sink_writes_loses_nothing(outage_server: Any) -> None:
     import httpx
 
     from corevad_stream.alert_state import PostgresOpenAlerts
     from corevad_stream.http import HttpServer, LiveFeed
-    from corevad_stream.testing.postgres import PostgresServer
 
-    server = PostgresServer(tmp_path / "pg")  # its own server: the session's one stays up for the other tests
+    server = outage_server
     try:
-        await asyncio.to_thread(server.start)
-        at = StoreLocation(url=server.url, password=server.password)
+        at = await asyncio.to_thread(fresh_database, server)
         sink = EventStoreSink(at, queue_size=200, retry=BackoffPolicy(initial_s=0.05, max_s=0.5, jitter=0))
-        record = PostgresOpenAlerts(server.url, password=server.password, commit_wait_s=2.0)
+        assert at.url is not None
+        record = PostgresOpenAlerts(at.url, password=at.password, commit_wait_s=2.0)
         assert record.load() == {}
         api = HttpServer(host="127.0.0.1", port=0, render_metrics=lambda: b"", cameras=list, model=dict, store=at,
                          feed=LiveFeed())
@@ -434,24 +458,22 @@ async def test_postgres_killed_and_started_again_while_the_sink_writes_loses_not
             assert record.load() == {"cam": {"id": "cam-r-2", "camera": "cam"}}
         record.close()
     finally:
-        await asyncio.to_thread(server.remove)
+        await asyncio.to_thread(server.start)
 
 
 @pytest.mark.slow
 async def test_the_sink_and_the_api_start_while_postgres_is_down_and_catch_up_once_it_is_up(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        outage_server: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     import httpx
 
     import corevad_stream.http
     from corevad_stream.http import HttpServer, LiveFeed
-    from corevad_stream.testing.postgres import PostgresServer
 
     monkeypatch.setattr(corevad_stream.http, "STORE_RETRY_S", 0.2)  # the API's next try to open the store
-    server = PostgresServer(tmp_path / "pg")
+    server = outage_server
     try:
-        await asyncio.to_thread(server.start)
-        await asyncio.to_thread(server.stop)  # initialised, but down when the sink starts
-        at = StoreLocation(url=server.url, password=server.password)
+        at = await asyncio.to_thread(fresh_database, server)
+        await asyncio.to_thread(server.stop)  # the database exists, but the server is down when the sink starts
         sink = EventStoreSink(at, retry=BackoffPolicy(initial_s=0.05, max_s=0.5, jitter=0))
         api = HttpServer(host="127.0.0.1", port=0, render_metrics=lambda: b"", cameras=list, model=dict, store=at,
                          feed=LiveFeed())
@@ -477,20 +499,19 @@ async def test_the_sink_and_the_api_start_while_postgres_is_down_and_catch_up_on
                 while not await listed():
                     await asyncio.sleep(0.1)
     finally:
-        await asyncio.to_thread(server.remove)
+        await asyncio.to_thread(server.start)
 
 
 @pytest.mark.slow
-async def test_a_frozen_postgres_is_reported_and_never_holds_up_the_alerts(tmp_path: Path) -> None:
+async def test_a_frozen_postgres_is_reported_and_never_holds_up_the_alerts(outage_server: Any) -> None:
     from corevad_stream.alert_state import PostgresOpenAlerts
-    from corevad_stream.testing.postgres import PostgresServer
 
-    server = PostgresServer(tmp_path / "pg")
+    server = outage_server
     try:
-        await asyncio.to_thread(server.start)
-        at = StoreLocation(url=server.url, password=server.password)
+        at = await asyncio.to_thread(fresh_database, server)
+        assert at.url is not None
         sink = EventStoreSink(at, stall_s=0.5, retry=BackoffPolicy(initial_s=0.05, max_s=0.5, jitter=0))
-        record = PostgresOpenAlerts(server.url, password=server.password, commit_wait_s=0.5)
+        record = PostgresOpenAlerts(at.url, password=at.password, commit_wait_s=0.5)
         assert record.load() == {}
         async with sink:
             await sink.send(_score(0))
@@ -510,10 +531,9 @@ async def test_a_frozen_postgres_is_reported_and_never_holds_up_the_alerts(tmp_p
             await _until(lambda: sink.written == 20 and sink.health()["state"] == "ok", "the writes after the thaw")
             assert sink.store is not None and sink.store.count("scores") == 20 and sink.dropped == 0
         record.close()  # waits for what was queued: the later write won
-        assert PostgresOpenAlerts(server.url, password=server.password).load() == {
-            "cam": {"id": "cam-r-2", "camera": "cam"}}
+        assert PostgresOpenAlerts(at.url, password=at.password).load() == {"cam": {"id": "cam-r-2", "camera": "cam"}}
     finally:
-        await asyncio.to_thread(server.remove)
+        server.thaw()
 
 
 def test_both_backends_give_the_same_answers_to_the_same_writes(tmp_path: Path, postgres_url: str) -> None:
