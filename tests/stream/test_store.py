@@ -171,26 +171,32 @@ def test_readers_never_block_the_writer(store_at: StoreLocation) -> None:
     store = open_store(store_at)
     stop = threading.Event()
     reads: list[list[int]] = [[], [], []]
+    reading = [threading.Event() for _ in reads]
 
-    def reader(seen: list[int]) -> None:
+    def reader(seen: list[int], started: threading.Event) -> None:
         other = open_store(store_at)
         while not stop.is_set():
             seen.append(len(other.scores("cam", 0, 1e12)))
+            started.set()
         other.close()
 
-    threads = [threading.Thread(target=reader, args=(seen,)) for seen in reads]
+    threads = [threading.Thread(target=reader, args=(seen, ev)) for seen, ev in zip(reads, reading, strict=True)]
     for t in threads:
         t.start()
+    assert all(ev.wait(30) for ev in reading)  # every reader reads before the first write
     t0 = time.monotonic()
     for i in range(300):
         store.write("score", "cam", {"index": i, "start": float(i), "end": i + 1.0, "score": 0.5, "label": 1}, i)
     took = time.monotonic() - t0
+    deadline = time.monotonic() + 30
+    while not all(seen[-1] == 300 for seen in reads) and time.monotonic() < deadline:
+        time.sleep(0.01)  # until each reader has seen the last commit
     stop.set()
     for t in threads:
         t.join()
     assert store.count("scores") == 300
     for seen in reads:  # each reader saw a consistent, growing table while the writer committed
-        assert len(seen) > 1 and seen == sorted(seen) and seen[-1] > 0
+        assert seen[0] == 0 and seen[-1] == 300 and seen == sorted(seen)
     assert took < 30
     store.close()
 
