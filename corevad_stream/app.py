@@ -6,6 +6,8 @@ in one TaskGroup (named corevad[<camera>].<stage>); an AsyncExitStack tears down
 setup: sources stop, the model drains, cameras finish, the last stats go out, then `offline`, then sinks.
 Cameras can be added and removed while the app runs (add_camera, remove_camera).
 Each run has a run id that goes into alert ids; alerts a killed run left open end at the next start.
+In a group (config `group`, corevad_stream/group.py) the app starts no camera itself: the group member
+starts the cameras it leases and stops those it hands over or loses, and the publisher's gate fences them.
 Programmatic use (replay, tests):
 
     async with App(config, backend=my_backend, encoder=my_encoder, sinks=[MemorySink()]) as app:
@@ -35,7 +37,7 @@ from .bus_view import BusView, GroupCameras, stale_after
 from .camera import CameraPipeline
 from .camera_factory import SourceFactory, build_camera, resolve_sample, soon
 from .config import CameraConfig, StreamConfig
-from .dispatch import Dispatch, encode_jpeg
+from .dispatch import AlertRecordBook, Dispatch, encode_jpeg
 from .entities import (
     REMOVED_REASON,
     RESTART_REASON,
@@ -48,6 +50,7 @@ from .entities import (
     SegmentResult,
     StatusChange,
 )
+from .group import HANDOVER_REASON, GroupAlertRecord, GroupMember, LeaseBook, ended_by_failover
 from .health import ModelHealth
 from .http import CameraSource, HttpServer, LiveFeed
 from .messages import Message, StatusRecord
@@ -57,8 +60,10 @@ from .model_stage import ModelStage
 from .notify import Notifier
 from .publisher import Publisher
 from .redact import redact
+from .security import read_secret
 from .sinks.base import Sink
 from .sinks.factory import SinkHealth, build_sinks
+from .sinks.mqtt import MqttSink
 from .supervisor import Supervisor
 from .worker import ModelWorker
 
@@ -116,6 +121,9 @@ class App:
         self._deadline: float | None = None  # set when teardown starts: one bound for all of it
         self.sink_health = SinkHealth([])  # the sinks' disk health, once they are built
         self._support: Callable[[np.ndarray], float] | None = None
+        self.monitor_id = config.group.monitor(config.runtime.state_path())  # named in every status message
+        self.group: GroupMember | None = None
+        self._starts: dict[str, int] = {}  # camera -> how many times it was started in this run
 
     # -- lifecycle ---------------------------------------------------------------------------------
     async def __aenter__(self) -> App:
@@ -137,16 +145,17 @@ class App:
         cfg, rt = self.config, self.config.runtime
         self._loop = asyncio.get_running_loop()
         # Read before anything is published: a bad file or an unreachable database fails early. A sqlite file is
-        # this monitor's own (all of it); a PostgreSQL database may hold other monitors' cameras too.
+        # this monitor's own (all of it); a PostgreSQL database may hold other monitors' cameras too. A group
+        # member reads none here: it ends the alerts of the cameras it takes over, one by one (group.py).
         own = None if self.store_location.path is not None else [c.name for c in cfg.enabled_cameras()]
-        left_open = self.open_alerts.load(own)
+        left_open = {} if cfg.group.enabled else self.open_alerts.load(own)
         stack.callback(self.open_alerts.close)
         self.arming.load()
+        if cfg.group.enabled:
+            self.group = self._group_member()
         self.backend, self.encoder, self.text_encoder = await load_models(
             self.config, stack, backend=self.backend, encoder=self.encoder, text_encoder=self.text_encoder)
         # Sinks first: they outlive every stage, so teardown flushes stages into them before closing.
-        from .sinks.mqtt import MqttSink
-
         built = build_sinks(self.config, prefix=self.prefix, store=self.store_location,
                             live_feed=self.live_feed if self.config.metrics.enabled else None,
                             from_config=self._config_sinks, on_command=self.arming.mqtt_command) + self._extra_sinks
@@ -156,7 +165,12 @@ class App:
         for sink in built:
             self.sinks.append(await stack.enter_async_context(sink))
         self.sink_health = SinkHealth(self.sinks)
-        self.publisher = Publisher(self.sinks, bound=rt.sink_queue)
+        if self.group is not None:  # a reconnected MQTT sink replays retained values of its own cameras only
+            for sink in self.sinks:
+                if isinstance(sink, MqttSink):
+                    sink.still_ours = self.group.trusted
+        self.publisher = Publisher(self.sinks, bound=rt.sink_queue,
+                                   gate=self.group.allows if self.group is not None else None)
         self.batcher = Batcher(max_batch=rt.max_batch, max_wait_s=rt.max_wait_s,
                                max_pending_per_camera=rt.max_pending_per_camera,
                                max_pending_total=rt.max_pending_total, on_drop=self._on_drop,
@@ -172,7 +186,8 @@ class App:
         if self.text_encoder is not None:
             self._support = await asyncio.to_thread(explanation_support, self.text_encoder)
         self.notifier = Notifier.from_config(cfg)
-        self.dispatch = Dispatch(publish=self.publisher.publish, open_alerts=self.open_alerts,
+        record: AlertRecordBook = GroupAlertRecord(self.group) if self.group is not None else self.open_alerts
+        self.dispatch = Dispatch(publish=self.publisher.publish, open_alerts=record,
                                  observe_latency=lambda cam, s: self.metrics.latency.labels(cam).observe(s),
                                  notifier=self.notifier)
         stack.callback(self.dispatch.close)
@@ -183,26 +198,61 @@ class App:
         self.supervisor = Supervisor(
             cameras=self.cameras, model=self.model_stage, dispatch=self._dispatch_camera,  # type: ignore[arg-type]
             publish=self.publisher.publish, stats_interval_s=rt.stats_interval_s, run_id=self.run_id,
-            sink_stats=lambda: {"dropped": self.publisher.dropped, "errors": self.publisher.errors},
+            sink_stats=lambda: {"dropped": self.publisher.dropped, "errors": self.publisher.errors,
+                                "fenced": self.publisher.fenced},
             store_stats=self.sink_health.store, mqtt_stats=self.sink_health.mqtt)
         self._tg = await stack.enter_async_context(asyncio.TaskGroup())
         self.publisher.start(self._tg)
         stack.push_async_callback(self._close_publisher)
         supervisor_task = self._tg.create_task(self.supervisor.run(), name="corevad[stats].tick")
         stack.push_async_callback(self._stop_supervisor, supervisor_task)
+        if self.group is not None:  # after the cameras finished: release the leases, leave the group
+            stack.push_async_callback(self._leave_group,
+                                      self._tg.create_task(self.group.run(), name="corevad[group].lease"))
         stack.push_async_callback(self._finish_cameras)
         self._model_task = self._tg.create_task(self.model_stage.run(), name="corevad[worker].model")
         stack.push_async_callback(self._drain_model)
         self.publisher.publish(Message("available", "online", retain=True))
         # Alerts a previous run left open (it crashed or was killed) end now, "monitor restarted".
         self.publisher.publish_all([self.notifier.complete(m) for m in ended_by_restart(left_open)])
-        self.open_alerts.clear(own)
+        if self.group is None:  # a group's shared record holds the other members' alerts too
+            self.open_alerts.clear(own)
         self.model_stage.announce()
-        stack.push_async_callback(self._stop_sources)  # runs second: no new segments from here on
+        stack.push_async_callback(self._stop_sources)  # no new segments from here on
         arming_task = self._tg.create_task(self.arming.run(), name="corevad[arming].clock")
-        stack.push_async_callback(self._stop_arming, arming_task)  # runs first: no arming changes while stopping
+        stack.push_async_callback(self._stop_arming, arming_task)  # runs before that: no arming changes while stopping
+        if self.group is not None:
+            stack.callback(self.group.stop_claiming)  # runs first: no camera starts during teardown
+            return
         for cam_cfg in cfg.enabled_cameras():
             await self.add_camera(cam_cfg)
+
+    # -- the group (config `group`): the member starts and stops cameras --------------------------------
+    def _group_member(self) -> GroupMember:
+        g, store = self.config.group, self.config.store
+        password = read_secret(env=store.password_env, file=store.password_file, field="store.password")
+        book = LeaseBook(str(store.url), password=password.get_secret_value() if password is not None else None,
+                         timeout_s=g.renew_s)
+        return GroupMember(book=book, monitor=self.monitor_id, cameras=[c.name for c in self.config.enabled_cameras()],
+                           lease_s=g.lease_s, renew_s=g.renew_s, margin_s=g.margin_s, max_cameras=g.max_cameras,
+                           start=self._group_start, stop=self._group_stop,
+                           publish=lambda m: self.publisher.publish(m))
+
+    async def _group_start(self, name: str, orphan: str | None) -> None:
+        """A camera this member just leased: end the alert its previous owner left open, then watch it."""
+        if orphan is not None and (end := ended_by_failover(orphan)) is not None:
+            self.publisher.publish(self.notifier.complete(end))
+        if self._deadline is None and name not in self.cameras:
+            await self.add_camera(next(c for c in self.config.enabled_cameras() if c.name == name))
+
+    async def _group_stop(self, name: str, reason: str) -> None:
+        if name in self.cameras:
+            await self.remove_camera(name, reason=reason)
+
+    async def _leave_group(self, task: asyncio.Task[None]) -> None:
+        assert self.group is not None
+        task.cancel()
+        await self.group.leave()
 
     async def _start_http(self, stack: AsyncExitStack) -> None:
         m = self.config.metrics
@@ -211,7 +261,8 @@ class App:
         pw = m.password()
         store = self.sink_health.store_sink
         cameras: CameraSource = self.camera_overview
-        if m.group_view and self.config.mqtt is not None:  # the other monitors' cameras, from the bus
+        # the other monitors' cameras, from the bus
+        if (m.group_view or self.config.group.enabled) and self.config.mqtt is not None:
             broker = self.sink_health.mqtt_sink.broker if self.sink_health.mqtt_sink is not None else None
             self.bus_view = await stack.enter_async_context(BusView(
                 mqtt=self.config.mqtt, feed=self.live_feed, local=self.cameras.keys,
@@ -238,7 +289,11 @@ class App:
         if cam_cfg.url.startswith("sample://"):
             cam_cfg = await asyncio.to_thread(resolve_sample, cam_cfg)  # generated on first use
         loop = self._loop
-        cam = build_camera(self.config, cam_cfg, batcher=self.batcher, loop=loop, run_id=self.run_id,
+        # Alert ids are <camera>-<run id>-<n>: a camera started again in this run (removed, or handed over
+        # and taken back in a group) counts its starts into the run id, so its new alerts never reuse an id.
+        starts = self._starts[cam_cfg.name] = self._starts.get(cam_cfg.name, 0) + 1
+        run_id = self.run_id if starts == 1 else f"{self.run_id}.{starts}"
+        cam = build_camera(self.config, cam_cfg, batcher=self.batcher, loop=loop, run_id=run_id,
                            encoder=self.encoder, text_encoder=self.text_encoder, support=self._support,
                            source_factory=self._source_factory,
                            on_status=functools.partial(soon, loop, self._on_status),
@@ -253,16 +308,17 @@ class App:
         cam.source.start()
         return cam
 
-    async def remove_camera(self, name: str) -> None:
+    async def remove_camera(self, name: str, *, reason: str = REMOVED_REASON) -> None:
         """Stop a camera while the app runs: its source stops, what it cut is still scored (within
-        runtime.shutdown_timeout_s), an open alert ends ("camera removed"), its status says so, it is gone."""
+        runtime.shutdown_timeout_s), an open alert ends (`reason`, default "camera removed"), its status says
+        so, it is gone."""
         cam = self.cameras.get(name)
         if cam is None:
             raise ValueError(f"no camera named {name!r}")
         limit = self.config.runtime.shutdown_timeout_s
-        await self._stop_camera_sources([cam], REMOVED_REASON, limit)
-        await cam.settle(functools.partial(self._dispatch_camera, cam), reason=REMOVED_REASON, timeout=limit)
-        self._on_status(cam, cam.went_offline(REMOVED_REASON, always=True))
+        await self._stop_camera_sources([cam], reason, limit)
+        await cam.settle(functools.partial(self._dispatch_camera, cam), reason=reason, timeout=limit)
+        self._on_status(cam, cam.went_offline(reason, always=True))
         self.arming.detach(name)
         self._last_status.pop(name, None)
         del self.cameras[name], self.counters[name]
@@ -299,7 +355,8 @@ class App:
         if change is None or self.cameras.get(cam.name) is not cam:
             return  # nothing changed, or a late word from a removed camera's source
         # A clean stop or a removal is no warning.
-        bad = change.status is CameraStatus.OFFLINE and change.reason not in (STOP_REASON, REMOVED_REASON)
+        bad = change.status is CameraStatus.OFFLINE and change.reason not in (STOP_REASON, REMOVED_REASON,
+                                                                              HANDOVER_REASON)
         level = logging.WARNING if bad else logging.INFO
         log.log(level, "camera %s: %s%s", cam.name, change.status.value,
                 f" ({change.reason})" if change.reason else "")
@@ -309,7 +366,7 @@ class App:
     def _publish_status(self, cam: CameraPipeline, change: StatusChange) -> None:
         self.publisher.publish(Message("status", StatusRecord(
             online=change.status is CameraStatus.ONLINE, state=change.status.value, reason=redact(change.reason),
-            url=cam.cfg.safe_url, reconnects=cam.counters.reconnects, time=change.at,
+            url=cam.cfg.safe_url, reconnects=cam.counters.reconnects, time=change.at, monitor=self.monitor_id,
             arming=cam.arming.to_json()), camera=cam.name, retain=True))
 
     def _republish_status(self, cam: CameraPipeline) -> None:
@@ -329,11 +386,12 @@ class App:
 
     def _model_and_storage(self) -> dict[str, Any]:
         """/api/model: the model's state, with the storage health beside it (the page shows both)."""
-        return {**self.model_health.snapshot(), **self.sink_health.storage()}
+        group = {"group": self.group.health()} if self.group is not None else {}
+        return {**self.model_health.snapshot(), **self.sink_health.storage(), **group}
 
     def camera_overview(self) -> list[dict[str, Any]]:
         """What /api/cameras shows, one entry per camera."""
-        return [cam.overview() for cam in self.cameras.values()]
+        return [{**cam.overview(), "monitor": self.monitor_id} for cam in self.cameras.values()]
 
     def latest_frame_jpeg(self, name: str) -> bytes | None:
         """The camera's newest frame as a JPEG, encoded by the alert snapshot's own function (so it looks like
@@ -352,7 +410,11 @@ class App:
         await asyncio.wait_for(asyncio.gather(*waits), timeout)
 
     async def run_until(self, stop: asyncio.Event) -> None:
-        """Run until `stop` is set or every camera has finished, whichever comes first."""
+        """Run until `stop` is set or every camera has finished, whichever comes first (a group member's
+        cameras come and go: it runs until `stop`)."""
+        if self.group is not None:
+            await stop.wait()
+            return
         done = asyncio.ensure_future(self.wait_finished())
         stopper = asyncio.ensure_future(stop.wait())
         try:

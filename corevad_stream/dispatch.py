@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+import inspect
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import cv2
@@ -30,9 +31,10 @@ from .zones import ZoneLayout, draw_zones
 
 
 class AlertRecordBook(Protocol):
-    """Where open alerts are recorded, committed before they are published (alert_state.OpenAlerts)."""
+    """Where open alerts are recorded, committed before they are published (alert_state.OpenAlerts; a group
+    member's fenced record in the shared database, group.GroupAlertRecord, is awaited)."""
 
-    def set(self, camera: str, alert: dict[str, Any] | None) -> None: ...
+    def set(self, camera: str, alert: dict[str, Any] | None) -> None | Awaitable[None]: ...
 
 
 class Dispatch:
@@ -58,7 +60,9 @@ class Dispatch:
             if isinstance(p, ScoreRecord) and p.available and self._observe_latency is not None:
                 self._observe_latency(camera, max(0.0, p.latency_s))
             elif isinstance(p, AlertEventRecord):
-                self._open_alerts.set(camera, p.after_json() if p.active else None)
+                done = self._open_alerts.set(camera, p.after_json() if p.active else None)
+                if inspect.isawaitable(done):
+                    await done
         for m in out.messages:
             self._publish(self.notifier.complete(m))
         if out.snapshot is not None:

@@ -16,11 +16,12 @@ from typing import Any, Literal, Protocol, cast
 
 from corevad.alerts import Alert, AlertEvent
 
-Kind = Literal["available", "events", "score", "state", "status", "snapshot", "stats", "model", "alert", "arming"]
+Kind = Literal["available", "events", "score", "state", "status", "snapshot", "stats", "model", "alert", "arming",
+               "group"]
 
 # Kinds published once for the whole monitor (<prefix>/<kind>); "model" is both (<prefix>/model for the
 # model as a whole, <prefix>/<camera>/model for one camera's segments); the rest are per camera.
-GLOBAL_KINDS: frozenset[str] = frozenset({"available", "events", "stats"})
+GLOBAL_KINDS: frozenset[str] = frozenset({"available", "events", "stats", "group"})
 EITHER_KINDS: frozenset[str] = frozenset({"model"})
 
 
@@ -47,6 +48,9 @@ KIND_POLICY: Mapping[str, KindPolicy] = {
     "alert": KindPolicy(retain=True, store=False, feed=False, keep=True),
     # A camera's arming decision (corevad_stream.arming): Home Assistant's switch reads it.
     "arming": KindPolicy(retain=True, store=False, feed=False, keep=True),
+    # A group member's view of the group (database ok/down, its cameras): not retained, since every member
+    # of a group publishes under the same prefix; the payload names the monitor.
+    "group": KindPolicy(retain=False, store=False, feed=True, keep=True),
 }
 
 
@@ -186,7 +190,8 @@ class AlertRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class StatusRecord:
-    """A camera's connection state (<prefix>/<camera>/status); reason and url already redacted."""
+    """A camera's connection state (<prefix>/<camera>/status); reason and url already redacted. monitor: the
+    monitor that watches the camera (its group member id; a lone monitor names itself too)."""
 
     online: bool
     state: str
@@ -194,12 +199,13 @@ class StatusRecord:
     url: str
     reconnects: int
     time: float
+    monitor: str  # the monitor that owns the camera (group.monitor_id; a lone monitor names itself too)
     arming: Mapping[str, Any] | None = None  # corevad_stream.arming.Arming.to_json(): armed, state, until, source
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"status": "online" if self.online else "offline", "state": self.state,
                                "reason": self.reason, "url": self.url, "reconnects": self.reconnects,
-                               "time": self.time}
+                               "time": self.time, "monitor": self.monitor}
         if self.arming is not None:
             out["arming"] = dict(self.arming)
         return out

@@ -4,6 +4,8 @@ Drop policy when a sink's queue is full: the oldest droppable message (score, st
 first; lifecycle messages (events, state, status, available) are never dropped here (the MQTT sink's
 outbox keeps them across broker outages), so a queue can only overflow its bound with those.
 A sink that raises is logged and counted at this boundary; the others carry on.
+The publisher is also the one fence of a group member (corevad_stream/group.py): `gate` is asked before
+every message, so a member whose lease on a camera lapsed publishes nothing more for it (counted, `fenced`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from .messages import Message, kinds_where
 from .sinks.base import Sink
@@ -61,12 +63,20 @@ class _SinkLane:
 
 
 class Publisher:
-    """publish(message) is synchronous and never blocks; run one lane task per sink."""
+    """publish(message) is synchronous and never blocks; run one lane task per sink.
 
-    def __init__(self, sinks: Sequence[Sink], *, bound: int = 1000) -> None:
+    gate: None lets everything through; otherwise a message it refuses is counted and goes nowhere."""
+
+    def __init__(self, sinks: Sequence[Sink], *, bound: int = 1000,
+                 gate: Callable[[Message], bool] | None = None) -> None:
         self.lanes = [_SinkLane(s, bound) for s in sinks]
+        self.gate = gate
+        self.fenced = 0
 
     def publish(self, msg: Message) -> None:
+        if self.gate is not None and not self.gate(msg):
+            self.fenced += 1
+            return
         for lane in self.lanes:
             lane.put(msg)
 

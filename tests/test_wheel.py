@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHIPPED_CONFIGS = ("cameras.example.yaml", "demo.yaml", "replay_ucf.yaml", "replay_ucf_text.yaml", "corevad.service")
+SHIPPED_CONFIGS = ("cameras.example.yaml", "demo.yaml", "replay_ucf.yaml", "replay_ucf_text.yaml", "corevad.service",
+                   "corevad-stream@.service")
 
 
 # The installed copy only: a PYTHONPATH pointing at a checkout (how a worktree is tested) would shadow it.

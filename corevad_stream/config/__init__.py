@@ -14,6 +14,7 @@ from corevad.schema import BackoffConfig, StrictModel
 from ..errors import ConfigError
 from .cameras import DEFAULT_FPS, NAME_PATTERN, CameraConfig, frameless_spec
 from .credentials import SecretRef
+from .group import GroupConfig
 from .loading import CONFIGS_PACKAGE, config_from_dict, load_config, merge_mappings, read_config_file, shipped_config
 from .model import ModelConfig, TextModelConfig
 from .mqtt import (
@@ -36,7 +37,8 @@ from .web import MetricsConfig
 
 __all__ = [
     "CONFIGS_PACKAGE", "DEFAULT_FPS", "NAME_PATTERN", "AlertsConfig", "BackoffConfig", "CameraConfig",
-    "ConfigError", "EmbeddedBrokerConfig", "HomeAssistantConfig", "JsonlConfig", "MetricsConfig", "ModelConfig",
+    "ConfigError", "EmbeddedBrokerConfig", "GroupConfig", "HomeAssistantConfig", "JsonlConfig", "MetricsConfig",
+    "ModelConfig",
     "MqttConfig", "MqttOutboxConfig", "MqttQosConfig", "MqttReconnectConfig", "MqttTlsConfig", "OutboxFullPolicy",
     "OverloadPolicy", "QoS", "ReconnectConfig", "RefinementConfig", "RuntimeConfig", "SecretRef", "StoreConfig",
     "StreamConfig", "StrictModel", "TextModelConfig", "check_topic_prefix", "config_from_dict", "frameless_spec",

@@ -103,6 +103,8 @@ class MqttQosConfig(StrictModel):
                                       "<prefix>/<camera>/model.")
     alert: QoS = Field(1, description="Retained latest alert of a camera on <prefix>/<camera>/alert.")
     arming: QoS = Field(1, description="Retained arming state of a camera on <prefix>/<camera>/arming.")
+    group: QoS = Field(1, description="A group member's view of the group on <prefix>/group (database ok/down, "
+                                      "its cameras).")
 
 
 class MqttReconnectConfig(BackoffConfig):

@@ -10,6 +10,7 @@ from corevad.schema import StrictModel
 
 from ._errors import validation_errors
 from .cameras import CameraConfig
+from .group import GroupConfig
 from .model import ModelConfig
 from .mqtt import MqttConfig
 from .runtime import OverloadPolicy, RuntimeConfig
@@ -36,6 +37,8 @@ class StreamConfig(StrictModel):
     store: StoreConfig = Field(default_factory=StoreConfig, description="Event store (alert history).")
     metrics: MetricsConfig = Field(default_factory=MetricsConfig, description="Prometheus endpoint.")
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig, description="Runtime behaviour.")
+    group: GroupConfig = Field(default_factory=GroupConfig, description="Share the cameras with other monitors "
+                                                                        "(leases in the PostgreSQL store).")
 
     @field_validator("cameras")
     @classmethod
@@ -46,6 +49,13 @@ class StreamConfig(StrictModel):
                 raise ValueError(f"camera name {cam.name!r} is used twice")
             seen.add(cam.name)
         return cams
+
+    @model_validator(mode="after")
+    def _group_needs_postgres(self) -> StreamConfig:
+        url = getattr(self.store, "url", None) or ""
+        if self.group.enabled and not str(url).startswith(("postgresql://", "postgres://")):
+            raise ValueError("group.enabled needs store.url: postgresql://... (the leases live in the shared store)")
+        return self
 
     @model_validator(mode="after")
     def _overrides(self) -> StreamConfig:

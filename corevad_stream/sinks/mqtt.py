@@ -80,6 +80,7 @@ class _Pub:
     payload: bytes
     qos: int
     retain: bool
+    camera: str | None = None  # the camera it is about (a group member replays only its own cameras')
 
 
 def encode_payload(message: Message) -> bytes:
@@ -128,6 +129,10 @@ class MqttSink:
         self._live: collections.deque[_Pub] = collections.deque()
         self._retained: dict[str, _Pub] = {}  # latest value of every retained topic
         self._down: dict[str, _Pub] = {}  # latest non-retained, non-event message per topic while down
+        # A group member's lease check (set by the app): after a reconnect, retained values and what was kept
+        # while down are replayed only for cameras still this member's, so a member that was frozen, or that
+        # handed a camera over, never puts its old status back over the new owner's.
+        self.still_ours: Callable[[str], bool] | None = None
         self._busy = False
         self._counts = collections.Counter[str]()
         self._last_error: str | None = None
@@ -224,7 +229,7 @@ class MqttSink:
             # otherwise. The app's copy would only publish it twice.
             return
         pub = _Pub(message.topic(self.prefix), encode_payload(message), getattr(self.config.qos, message.kind),
-                   message.retain or message.kind in RETAINED_KINDS)
+                   message.retain or message.kind in RETAINED_KINDS, message.owner)
         if message.kind == "events":  # on disk, or in memory when the disk refuses it: never raises
             self._outbox.append(pub.topic, pub.payload, qos=pub.qos, retain=pub.retain)
         elif pub.retain:
@@ -321,6 +326,9 @@ class MqttSink:
             except TimeoutError:
                 pass
 
+    def _ours(self, pub: _Pub) -> bool:
+        return pub.camera is None or self.still_ours is None or self.still_ours(pub.camera)
+
     def _on_down(self) -> None:
         if not self._connected.is_set():
             return
@@ -341,9 +349,11 @@ class MqttSink:
         await self._publish(client, _Pub(self.available_topic, b"online", qos, True))
         # Replay the latest retained values; retained messages queued meanwhile are older or equal to
         # these (no await between the filter and the snapshot), so drop them to avoid sending twice.
-        self._live = collections.deque(p for p in self._live if not p.retain)
+        self._live = collections.deque(p for p in self._live if not p.retain and self._ours(p))
+        self._down = {t: p for t, p in self._down.items() if self._ours(p)}
         for pub in list(self._retained.values()):
-            await self._publish(client, pub)
+            if self._ours(pub):
+                await self._publish(client, pub)
         if self.on_command is not None:
             for command in command_topics(self.prefix):
                 await client.subscribe(command, qos=1, timeout=self.config.publish_timeout_s)

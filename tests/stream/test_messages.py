@@ -56,20 +56,21 @@ def test_event_records_serialise_like_the_alert_event_and_carry_their_camera() -
 def test_the_policy_table_is_what_each_sink_used_to_hard_code() -> None:
     assert kinds_where("retain") == {"available", "state", "status", "snapshot", "model", "alert", "arming"}
     assert kinds_where("store") == {"events", "score", "status", "model", "snapshot"}
-    assert kinds_where("feed") == {"events", "state", "status", "model", "score", "snapshot"}
-    assert kinds_where("keep") == {"events", "state", "status", "available", "model", "alert", "arming"}
+    assert kinds_where("feed") == {"events", "state", "status", "model", "score", "snapshot", "group"}
+    assert kinds_where("keep") == {"events", "state", "status", "available", "model", "alert", "arming", "group"}
     assert set(KIND_POLICY) == {"available", "events", "score", "state", "status", "snapshot", "stats", "model",
-                                "alert", "arming"}
+                                "alert", "arming", "group"}
 
 
 def test_messages_take_retain_from_the_policy_and_build_topics_in_one_place() -> None:
     status = Message("status", StatusRecord(online=True, state="online", reason="", url="rtsp://***@h/",
-                                            reconnects=0, time=1.0), camera="gate")
+                                            reconnects=0, time=1.0, monitor="host-a"), camera="gate")
     assert status.retain is True and Message("score", {}, camera="gate").retain is False
     assert Message("state", "normal", camera="gate", retain=False).retain is False  # an explicit choice stays
     assert status.topic("p") == topic("p", "status", "gate") == "p/gate/status" and topic("p", "events") == "p/events"
     assert status.serialised().payload == {"status": "online", "state": "online", "reason": "",
-                                           "url": "rtsp://***@h/", "reconnects": 0, "time": 1.0}
+                                           "url": "rtsp://***@h/", "reconnects": 0, "time": 1.0,
+                                           "monitor": "host-a"}
     with pytest.raises(ValueError, match="needs a camera"):
         Message("score", {})
     with pytest.raises(ValueError, match="unknown message kind"):

@@ -359,7 +359,8 @@ async def test_the_page_says_since_when_breaks_lines_at_gaps_and_marks_the_thres
     feed = LiveFeed()
     server = HttpServer(host="127.0.0.1", port=0, render_metrics=lambda: b"",
                         cameras=lambda: [dict(c) for c in cameras.values()], model=dict,
-                        store=StoreLocation(path=tmp_path / "e.sqlite3"), feed=feed, latest_frame=lambda name: frames[name])
+                        store=StoreLocation(path=tmp_path / "e.sqlite3"), feed=feed,
+                        latest_frame=lambda name: frames[name])
     loop = asyncio.get_running_loop()
     async with server:
         url = f"http://127.0.0.1:{server.port}/"
