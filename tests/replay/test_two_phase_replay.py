@@ -18,8 +18,12 @@ async def test_the_description_follows_the_alert_in_an_update_with_its_text() ->
     gt = VideoGT(name="shop", cls="Fighting", frames=30 * len(answers), spans=((180, 360),))
     sink = MemorySink()
     backend = ReplayBackend({"shop": answers}, describe="deferred")
-    # smooth_length 1 and no LRC: a score is final at once, before its description can arrive.
+    # smooth_length 1 and no LRC: a score is final at once, before its description can arrive. One segment per
+    # batch: each batch's description pass ends before the next batch's verdicts, so the alert (which closes on
+    # later normal verdicts) has every description by its end; with bigger batches a batch's verdicts could close
+    # the alert before that batch's descriptions come (they are then not added to the ended alert).
     await run_replay(frameless_inputs([gt]), backend=backend, sinks=[sink], concurrency=1,
+                     runtime={"max_batch": 1, "max_wait_s": 0.0, "max_pending_per_camera": 32},
                      refinement={"smooth_length": 1, "lrc": False},
                      alerts={"open_threshold": 0.9, "close_threshold": 0.5, "close_after_s": 2.0})
     events = [m.payload for m in sink.of("events")]

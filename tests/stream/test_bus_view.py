@@ -22,8 +22,10 @@ JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 64
 
 def _status(monitor: str | None = "m1", state: str = "online") -> bytes:
     record = StatusRecord(online=state == "online", state=state, reason="", url="rtsp://***@cam/1", reconnects=0,
-                          time=time.time()).to_json()
-    return json.dumps({**record, **({"monitor": monitor} if monitor else {})}).encode()
+                          time=time.time(), monitor=monitor or "").to_json()
+    if not monitor:  # a status from before the group's `monitor` field
+        del record["monitor"]
+    return json.dumps(record).encode()
 
 
 async def _until(check: Callable[[], object], what: str, timeout: float = 20.0) -> None:
