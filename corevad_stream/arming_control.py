@@ -162,6 +162,8 @@ class ArmingControl:
         if name not in self._cameras:
             raise CommandError(f"no camera named {name!r}", status=404)
         async with self._lock:
+            if name not in self._cameras:  # removed (or handed over) while this command waited
+                raise CommandError(f"no camera named {name!r}", status=404)
             self._memory[name] = change(self._memory.get(name, ArmingMemory()))
             await self._save()
             decision = await self._apply(name)

@@ -49,7 +49,7 @@ DEFAULT_MAX_PAYLOAD_BYTES = 2 * 1024 * 1024
 # Messages waiting in the client between the socket and our handler; beyond this aiomqtt discards (and logs).
 INCOMING_QUEUE = 10_000
 _CAMERA = re.compile(NAME_PATTERN)
-_STATES = ("normal", "anomalous", "unknown")
+_STATES = ("normal", "anomalous", "unknown", "disarmed")
 _TEXT_CAP = 500  # reasons and explanations shown on a card
 
 
@@ -112,6 +112,7 @@ class BusCamera:
     scored: int = 0
     drops: int | None = None
     open_alert: str | None = None  # the id of its open alert (a snapshot on the bus names no alert)
+    arming: dict[str, Any] | None = None  # the owner's arming decision (status `arming`, or <camera>/arming)
     stale: bool = False
 
     def overview(self) -> dict[str, Any]:
@@ -121,14 +122,14 @@ class BusCamera:
                 "model_state": self.model_state, "state": self.state, "last_score": self.last_score,
                 "last_explanation": self.last_explanation, "scored": self.scored, "drops": self.drops,
                 "open_threshold": None, "close_threshold": None, "monitor": self.monitor, "run_id": self.run_id,
-                "source": "bus",
+                "source": "bus", "arming": self.arming,
                 "stale": self.stale, "last_status": self.status, "last_heard": self.heard_at}
 
     def status_payload(self) -> dict[str, Any]:
         """A status message for the live page: stale, or the owner's last status."""
         return {"status": "stale" if self.stale else self.status, "state": "stale" if self.stale else self.status,
                 "reason": self.stale_reason() or self.reason, "url": self.url, "monitor": self.monitor,
-                "last_status": self.status, "time": time.time()}
+                "arming": self.arming, "last_status": self.status, "time": time.time()}
 
     def stale_reason(self) -> str:
         if not self.stale:
@@ -263,6 +264,8 @@ class BusView:
         if len(payload) > self.max_payload_bytes:
             raise BadPayload("too_large", f"{len(payload)} bytes > {self.max_payload_bytes}")
         parts = topic[len(self.prefix) + 1:].split("/")
+        if len(parts) == 3 and parts[2] == "set":  # a command to a monitor (arming/set, snooze/set): not state
+            return None
         if len(parts) == 1:
             camera, kind = None, parts[0]
         elif len(parts) == 2:
@@ -341,8 +344,12 @@ class BusView:
             cam.url = _cap(p.get("url")) or cam.url
             if p.get("monitor") is not None:
                 cam.monitor = str(p["monitor"])
+            if isinstance(p.get("arming"), dict):
+                cam.arming = dict(p["arming"])
         elif m.kind == "state":
             cam.state = p
+        elif m.kind == "arming":
+            cam.arming = dict(p) if isinstance(p, dict) else None
         elif m.kind == "model":
             cam.model_state = str(p["state"])
         elif m.kind == "score":

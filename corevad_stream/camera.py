@@ -92,6 +92,8 @@ class CameraPipeline:
         if self.armed:
             submit(job)
         else:
+            if job.full_frame_bgr is not None:  # the card's picture stays live while nothing is scored
+                self.latest_frame = job.full_frame_bgr  # the segmenter's own copy (a reference swap)
             job.release()
             self.counters.disarmed_skipped += 1
 

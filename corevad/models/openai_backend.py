@@ -3,6 +3,7 @@ one or a pool of replicas."""
 
 from __future__ import annotations
 
+import dataclasses
 import base64
 import email.utils
 import io
@@ -454,8 +455,10 @@ class OpenAIBackend:
         pending = [i for i, (_, needed) in enumerate(firsts) if needed]
         # A clip's frames are a view into the camera's ring, given back once the verdicts are out: keep a copy
         # of the few that are sent again.
-        later = [(Clip(clips[i].source, clips[i].index, None if clips[i].frames is None
-                       else np.array(clips[i].frames)), firsts[i][0]) for i in pending]
+        # dataclasses.replace keeps every other field (the camera's scene context): the second request must be
+        # the first one's prompt, or the description ignores the context and vLLM's prefix cache misses.
+        later = [(dataclasses.replace(clips[i], frames=None if clips[i].frames is None
+                                      else np.array(clips[i].frames)), firsts[i][0]) for i in pending]
         answers: list[Answer | None] = [None if needed and not a.text else a for a, needed in firsts]
 
         def one(item: tuple[Clip, Answer]) -> Answer:

@@ -215,3 +215,33 @@ async def test_two_requests_full_request_failures_cost_only_the_descriptions() -
     assert [r.verdict.label for r in results] == LABELS and all(r.answered for r in results)
     assert sorted(u.description is None for u in updates) == [False, True, True]
     assert all("500" in (u.error or "") for u in updates[1:]) and rig.drops == []
+
+
+def test_two_requests_full_request_carries_the_cameras_scene_context() -> None:
+    """The second request is the first one's prompt (the scene context included): otherwise the description
+    ignores what is normal at the camera, and vLLM's prefix cache cannot reuse the verdict request."""
+    context = "A loading dock: forklifts are normal at any hour."
+    prompts: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def answer(body: dict[str, Any]) -> str:
+        text = " ".join(p.get("text", "") for p in body["messages"][0]["content"] if p.get("type") == "text")
+        with lock:
+            prompts.append((body["max_tokens"], text))
+        if body["max_tokens"] == VERDICT_TOKENS:
+            return "Anomalous scenes."
+        return "Anomalous scenes.\nA man climbs the dock's fence."
+
+    frames = np.zeros((2, 16, 16, 3), np.uint8)
+    with ScriptedModelServer(answer) as srv:
+        backend = load_vlm(VLMConfig(backend="openai", describe="on_demand", openai={
+            "base_url": srv.base_url, "describe_via": "two_requests", "max_retries": 0}))
+        try:
+            vp = backend.verdicts([Clip("dock", 0, frames, context=context)])
+            assert vp.pending == [0]
+            [described] = vp.describe()
+        finally:
+            backend.close()
+    assert "climbs the dock's fence" in described.text
+    assert len(prompts) == 2 and prompts[0][0] == VERDICT_TOKENS and prompts[1][0] != VERDICT_TOKENS
+    assert all(context in text for _, text in prompts)

@@ -240,3 +240,23 @@ async def test_the_view_connects_with_tls_and_a_login_as_configured(  # type: ig
     async with BusView(mqtt=good) as view:  # a refused login: it keeps trying and says why, never connected
         await _until(lambda: view.last_error is not None, "the refusal")
         assert not view.connected and view.connects == 0
+
+
+async def test_a_disarmed_camera_of_another_monitor_reads_disarmed_and_commands_are_not_bad_payloads(  # type: ignore[no-untyped-def]
+    mosquitto,
+) -> None:
+    cfg = MqttConfig(host=mosquitto.host, port=mosquitto.port, prefix="arm")
+    arming = {"armed": False, "state": "disarmed", "until": None, "source": "manual"}
+    async with aiomqtt.Client(mosquitto.host, mosquitto.port) as pub, \
+            BusView(mqtt=cfg, feed=LiveFeed(), local=set, stale_after_s=30.0) as view:
+        await view.wait_connected(20)
+        status = json.loads(_status("m2"))
+        await pub.publish("arm/dock/status", json.dumps({**status, "arming": arming}), qos=1)
+        await pub.publish("arm/dock/arming/set", b"ON", qos=1)  # a command to the owner, not a state
+        await pub.publish("arm/dock/snooze/set", b"15", qos=1)
+        await pub.publish("arm/dock/state", b"disarmed", qos=1)
+        await _until(lambda: "dock" in view.cameras and view.cameras["dock"].state == "disarmed", "disarmed state")
+        entry = next(c for c in view.camera_overview() if c["name"] == "dock")
+        assert entry["state"] == "disarmed" and entry["arming"] == arming
+        assert view.cameras["dock"].status_payload()["arming"] == arming
+        assert view.bad == {}  # neither the commands nor the disarmed state count as bad payloads

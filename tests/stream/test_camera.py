@@ -124,3 +124,21 @@ def test_a_segment_without_a_ring_slot_is_counted_and_said_unless_the_camera_is_
         cam.stop_source("monitor stopped")  # closes the ring
         cam.lost_no_slot(8)
     assert cam.counters.drops == 2 and cam.no_slot == 1 and caplog.text == ""
+
+
+def test_a_disarmed_camera_keeps_its_card_picture_live_and_submits_nothing() -> None:
+    import numpy as np
+
+    from corevad_stream.arming import Arming
+
+    cam = _pipeline()
+    cam.set_arming(Arming(False, "disarmed", None, "manual"))
+    released: list[int] = []
+    submitted: list[SegmentJob] = []
+    frames = [np.full((4, 6, 3), i, dtype=np.uint8) for i in range(2)]
+    for i, frame in enumerate(frames):
+        job = SegmentJob(camera="c", index=i, start=float(i), end=i + 1.0, clock=i + 1.0, n_frames=30,
+                         full_frame_bgr=frame, _release=lambda i=i: released.append(i))
+        cam.admit(job, submitted.append)
+    assert submitted == [] and released == [0, 1] and cam.counters.disarmed_skipped == 2
+    assert cam.latest_frame is frames[1]  # the newest frame, though no segment went to the model
