@@ -3,8 +3,8 @@ one or a pool of replicas."""
 
 from __future__ import annotations
 
-import dataclasses
 import base64
+import dataclasses
 import email.utils
 import io
 import json
