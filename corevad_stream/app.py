@@ -153,6 +153,7 @@ class App:
         self.arming.load()
         if cfg.group.enabled:
             self.group = self._group_member()
+            self.arming.shared = self.group.book  # a camera keeps its arming when it moves to another member
         self.backend, self.encoder, self.text_encoder = await load_models(
             self.config, stack, backend=self.backend, encoder=self.encoder, text_encoder=self.text_encoder)
         # Sinks first: they outlive every stage, so teardown flushes stages into them before closing.

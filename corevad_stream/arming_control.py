@@ -23,13 +23,14 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from corevad.errors import CorevadError
 from corevad.files import KIB, atomic_write_json, read_text_checked
 
 from .arming import Arming, ArmingMemory, Schedule, decide, parse_minutes, parse_switch
 from .entities import DISARMED_REASON, ScoringOutput
+from .errors import StreamError
 from .messages import Message, topic
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ArmingControl", "CommandError", "arming_state_path", "command_topics"]
+__all__ = ["ArmingControl", "CommandError", "SharedArming", "arming_state_path", "command_topics"]
 
 MAX_STATE_BYTES = 256 * KIB  # 64 cameras need ~8 KiB
 RECHECK_S = 30.0  # the clock task looks again at least this often (the wall clock may be stepped)
@@ -62,6 +63,14 @@ def command_topics(prefix: str) -> list[str]:
     return [topic(prefix, c, "+") for c in COMMANDS]
 
 
+class SharedArming(Protocol):
+    """A group's shared record of arming commands (group.LeaseBook); its errors are StreamErrors."""
+
+    async def arming_memory(self, camera: str) -> dict[str, Any] | None: ...
+
+    async def save_arming_memory(self, camera: str, memory: dict[str, Any]) -> None: ...
+
+
 class ArmingControl:
     """The cameras' arming, applied on the event loop. `attach` a camera when it starts, `detach` it when
     it is removed; `run()` is the clock task."""
@@ -83,6 +92,9 @@ class ArmingControl:
         self._wake = asyncio.Event()
         self._closing = False
         self.refused = 0  # commands refused (bad payload, unknown camera, retained)
+        # A group's shared record of the commands (group.LeaseBook): a camera that moves to another member keeps
+        # its arming. None: this monitor's state file alone.
+        self.shared: SharedArming | None = None
 
     # -- the state file --------------------------------------------------------------------------------
     def load(self) -> None:
@@ -98,15 +110,35 @@ class ArmingControl:
             log.warning("arming state file %s unreadable (%s): starting from the config's arming", self.path, exc)
             self._memory = {}
 
-    async def _save(self) -> None:
+    async def _save(self, name: str) -> None:
         """Persist before the change is applied (a restart right after a command keeps it); the write and its
-        fsync (1-45 ms measured here on a busy disk) run off the event loop, which keeps scoring meanwhile."""
+        fsync (1-45 ms measured here on a busy disk) run off the event loop, which keeps scoring meanwhile.
+        In a group the camera's entry also goes to the shared record (the next owner reads it there)."""
         snapshot = {k: m.to_json() for k, m in sorted(self._memory.items())}
         try:
             await asyncio.to_thread(atomic_write_json, self.path, snapshot)
         except OSError as exc:
             log.warning("cannot write the arming state file %s (%s): this change will not survive a restart",
                         self.path, exc)
+        if self.shared is not None:
+            try:
+                await self.shared.save_arming_memory(name, self._memory[name].to_json())
+            except StreamError as exc:
+                log.warning("camera %s: arming not shared with the group (%s): another member taking the camera "
+                            "over would not know it", name, exc)
+
+    async def _shared_memory(self, name: str) -> None:
+        """A camera this member starts: the group's record of its commands wins over the local file's (another
+        member may have changed it since). An unreachable database keeps the local view, said once."""
+        if self.shared is None:
+            return
+        try:
+            found = await self.shared.arming_memory(name)
+            if found is not None:
+                self._memory[name] = ArmingMemory.from_json(found)
+        except (StreamError, ValueError) as exc:
+            log.warning("camera %s: the group's arming record is not readable (%s): using this member's own",
+                        name, exc)
 
     # -- cameras ---------------------------------------------------------------------------------------
     async def attach(self, cam: CameraPipeline) -> Arming:
@@ -114,6 +146,7 @@ class ArmingControl:
         a = cam.cfg.arming
         self._cameras[cam.name] = (cam, a.build_schedule(), a.armed)
         async with self._lock:
+            await self._shared_memory(cam.name)
             decision = await self._apply(cam.name, announce=True)
         self._wake.set()
         return decision
@@ -165,7 +198,7 @@ class ArmingControl:
             if name not in self._cameras:  # removed (or handed over) while this command waited
                 raise CommandError(f"no camera named {name!r}", status=404)
             self._memory[name] = change(self._memory.get(name, ArmingMemory()))
-            await self._save()
+            await self._save(name)
             decision = await self._apply(name)
         self._wake.set()
         return decision

@@ -55,6 +55,10 @@ _SCHEMA = (
         heartbeat TIMESTAMPTZ NOT NULL, expires TIMESTAMPTZ NOT NULL, max_cameras INTEGER)""",
     """CREATE TABLE IF NOT EXISTS camera_leases (
         camera TEXT PRIMARY KEY, owner TEXT, fence BIGINT NOT NULL, expires TIMESTAMPTZ NOT NULL)""",
+    # What arming commands left for a camera (corevad_stream.arming.ArmingMemory as JSON): shared, so a camera
+    # that moves to another member keeps its disarm or snooze instead of that member's local file's view.
+    """CREATE TABLE IF NOT EXISTS camera_arming (
+        camera TEXT PRIMARY KEY, memory JSONB NOT NULL, updated TIMESTAMPTZ NOT NULL DEFAULT now())""",
 )
 # The open-alert record is the store's own `open_alerts` table (corevad_stream/store/_postgres.py migrates it);
 # a group member writes it fenced (record_open_alert), a lone monitor through alert_state.PostgresOpenAlerts.
@@ -161,6 +165,25 @@ class LeaseBook:
             return [r[0] for r in await cur.fetchall()]
         caps: list[int | None] = await self._run("heartbeat", call)
         return caps
+
+    async def arming_memory(self, camera: str) -> dict[str, Any] | None:
+        """What arming commands left for the camera in the group (None: none yet)."""
+        async def call(conn: Any) -> dict[str, Any] | None:
+            cur = await conn.execute("SELECT memory FROM camera_arming WHERE camera = %s", (camera,))
+            row = await cur.fetchone()
+            return None if row is None else dict(row[0])
+        found: dict[str, Any] | None = await self._run(f"arming of {camera}", call)
+        return found
+
+    async def save_arming_memory(self, camera: str, memory: dict[str, Any]) -> None:
+        """Record a camera's arming commands for the whole group (the member that holds it writes)."""
+        from psycopg.types.json import Jsonb
+
+        async def call(conn: Any) -> None:
+            await conn.execute(
+                "INSERT INTO camera_arming (camera, memory) VALUES (%s, %s) ON CONFLICT (camera) DO UPDATE "
+                "SET memory = EXCLUDED.memory, updated = now()", (camera, Jsonb(memory)))
+        await self._run(f"save arming of {camera}", call)
 
     async def claim(self, camera: str, monitor: str, lease_s: float) -> int | None:
         """Take the camera's lease if it is free or expired: its new fence number, or None (someone holds it)."""

@@ -376,3 +376,45 @@ async def test_a_lost_camera_still_stopping_is_not_claimed_again_until_it_stoppe
     clock.now += RENEW_S
     await a.tick()
     assert "gate" in a.held and [e[0] for e in cams.log] == ["start", "stopping", "stop", "start"]
+
+
+async def test_a_camera_keeps_its_disarm_when_another_member_takes_it_over(  # type: ignore[no-untyped-def]
+    books, tmp_path: Path,
+) -> None:
+    """Arming commands live in the group's database too: the member that takes a camera over reads them, so a
+    camera someone disarmed does not start alerting again on another member (its own state file knows nothing)."""
+    from stream_doubles import stream_config
+
+    from corevad_stream.arming_control import ArmingControl
+    from corevad_stream.camera import CameraPipeline
+    from corevad_stream.entities import CameraCounters, ScoringOutput
+    from corevad_stream.scoring import CameraScoring
+
+    def pipeline() -> CameraPipeline:
+        cfg = stream_config([{"name": "dock", "url": "frameless://"}])
+        cam_cfg = cfg.cameras[0]
+        alerts, refinement = cfg.camera_section(cam_cfg, "alerts"), cfg.camera_section(cam_cfg, "refinement")
+        counters = CameraCounters()
+        scoring = CameraScoring("dock", params=refinement.params(), alerts=alerts.params(), use_features=False,
+                                counters=counters, run_id="r")
+        return CameraPipeline(cam_cfg, counters=counters, scoring=scoring, ring=None, results_bound=4,
+                              down_after_s=30.0, alerts=alerts, refinement=refinement)
+
+    async def dispatch(cam: CameraPipeline, out: ScoringOutput) -> None:
+        return None
+
+    def control(name: str, shared: LeaseBook | None) -> ArmingControl:
+        c = ArmingControl(tmp_path / f"arming-{name}.json", prefix="g", publish=lambda m: None, dispatch=dispatch,
+                          drop_waiting=lambda camera, reason: 0, on_change=lambda cam: None)
+        c.shared = shared
+        return c
+
+    first, second = control("a", books()), control("b", books())
+    await first.attach(pipeline())
+    assert (await first.set_armed("dock", False)).state == "disarmed"
+    first.detach("dock")  # handed over (or its member died)
+    taken = pipeline()
+    decision = await second.attach(taken)
+    assert decision.state == "disarmed" and decision.source == "manual" and not taken.armed
+    # Without the shared record the new owner would go by its own (empty) state file: armed.
+    assert (await control("c", None).attach(pipeline())).state == "armed"
