@@ -46,7 +46,10 @@ async def test_sigkill_mid_alert_then_restart_ends_the_orphan(mosquitto, mqtt_co
     log = tmp_path / "monitor.log"
     first = _start(cfg, log)
     try:
-        await sub.wait_for(lambda: any(e["type"] == "new" for e in events()), timeout=60, what="first alert")
+        # The state message follows the alert's `new` event: kill once both are out, mid-alert.
+        await sub.wait_for(lambda: any(e["type"] == "new" for e in events())
+                           and sub.payloads("k/gate/state")[-1:] == [b"anomalous"],
+                           timeout=60, what="first alert and its anomalous state")
         first.send_signal(signal.SIGKILL)
         first.wait(10)
     finally:
