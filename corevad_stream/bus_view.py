@@ -36,7 +36,7 @@ from corevad.backoff import Backoff
 
 from .config.cameras import NAME_PATTERN
 from .config.mqtt import MqttConfig
-from .messages import GLOBAL_KINDS, KIND_POLICY, Message
+from .messages import CAMERA_STATES, GLOBAL_KINDS, KIND_POLICY, Message
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,6 @@ DEFAULT_MAX_PAYLOAD_BYTES = 2 * 1024 * 1024
 # Messages waiting in the client between the socket and our handler; beyond this aiomqtt discards (and logs).
 INCOMING_QUEUE = 10_000
 _CAMERA = re.compile(NAME_PATTERN)
-_STATES = ("normal", "anomalous", "unknown", "disarmed")
 _TEXT_CAP = 500  # reasons and explanations shown on a card
 
 
@@ -285,8 +284,8 @@ class BusView:
             body = payload
         elif kind in ("state", "available"):
             body = _text(payload, kind)
-            if kind == "state" and body not in _STATES:
-                raise BadPayload("state", f"not one of {', '.join(_STATES)}: {body[:40]!r}")
+            if kind == "state" and body not in CAMERA_STATES:
+                raise BadPayload("state", f"not one of {', '.join(CAMERA_STATES)}: {body[:40]!r}")
         else:
             body = _json_object(payload, kind)
             _check_shape(kind, body)

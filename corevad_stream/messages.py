@@ -12,12 +12,17 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol, cast, get_args
 
 from corevad.alerts import Alert, AlertEvent
 
 Kind = Literal["available", "events", "score", "state", "status", "snapshot", "stats", "model", "alert", "arming",
                "group"]
+
+# A camera's retained <prefix>/<camera>/state (scoring.CameraScoring publishes it; the group's bus view reads
+# it): one list, so a reader cannot fall behind a new state again.
+CameraState = Literal["normal", "anomalous", "unknown", "disarmed"]
+CAMERA_STATES: tuple[str, ...] = get_args(CameraState)
 
 # Kinds published once for the whole monitor (<prefix>/<kind>); "model" is both (<prefix>/model for the
 # model as a whole, <prefix>/<camera>/model for one camera's segments); the rest are per camera.

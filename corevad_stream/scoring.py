@@ -32,7 +32,7 @@ from corevad.causal import CausalScorer, ScoredSegment
 from corevad.params import CausalParams
 
 from .entities import DISARMED_REASON, CameraCounters, DescriptionUpdate, ScoringOutput, SegmentResult
-from .messages import AlertEventRecord, AlertRecord, EventTiming, Message, ScoreRecord
+from .messages import AlertEventRecord, AlertRecord, CameraState, EventTiming, Message, ScoreRecord
 
 
 @dataclass(slots=True)
@@ -69,7 +69,7 @@ class CameraScoring:
                                              top_k=max(top_k, 3), text_context=text_context)
         self.scorer = self._new_scorer()
         self.tracker = AlertTracker(camera, alerts, run_id=run_id)
-        self.state = "unknown"  # the last published retained state
+        self.state: str = "unknown"  # the last published retained state (a CameraState)
         self.model_down = False
         self.finished = False  # nobody watches after the stream ended or the monitor stopped: unknown
         self.disarmed = False  # not armed (disarmed, snoozed, off schedule): no segment reaches the scorer
@@ -187,6 +187,7 @@ class CameraScoring:
         return out
 
     def _sync_state(self, messages: list[Message]) -> None:
+        state: CameraState
         if self.tracker.state == "anomalous":
             state = "anomalous"
         elif self.finished:
