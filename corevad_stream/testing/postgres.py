@@ -19,8 +19,8 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
+from typing import IO
 
 from .services import LOOPBACK, ServiceError, _Process, port_open
 
@@ -66,6 +66,7 @@ class PostgresServer(_Process):
         # The data folder must be owned by the server's user and reachable by it: not under root's tmp_path.
         self.datadir = Path(tempfile.mkdtemp(prefix="corevad-pg-"))
         self.password = PASSWORD
+        self._created = False
         self._initdb()
 
     # -- running as the postgres user when we are root
@@ -101,26 +102,16 @@ class PostgresServer(_Process):
                 "-k", str(self.datadir), "-c", "fsync=off", "-c", "full_page_writes=off",
                 "-c", "max_connections=200", "-c", "log_min_messages=warning"]
 
-    def start(self, timeout: float = 30.0) -> None:
-        if self.running:
-            return
-        deadline = time.monotonic() + timeout
+    def _spawn(self, log: IO[bytes]) -> subprocess.Popen[bytes]:
         uid, gid, groups = self._ids()
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(
-                self._command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.datadir,
-                start_new_session=True, user=uid, group=gid, extra_groups=groups,
-            )
-        while not self._ready():
-            if self.proc.poll() is not None:
-                raise ServiceError(f"postgres exited with {self.proc.returncode}; log:\n{self.log_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                self.kill()
-                raise ServiceError(f"postgres not ready after {timeout:.0f}s; log:\n{self.log_text()[-3000:]}")
-            time.sleep(0.1)
-        self.starts += 1
-        if self.starts == 1:
+        return subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.datadir,
+                                start_new_session=True, user=uid, group=gid, extra_groups=groups)
+
+    def start(self, timeout: float = 30.0) -> None:
+        super().start(timeout)
+        if not self._created:  # once: a restart keeps the database
             self._create_database()
+            self._created = True
 
     def _ready(self) -> bool:
         if not port_open(self.host, self.port):

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import IO, Any, TypeVar
 
 from ..broker import _free_port
 
@@ -93,6 +93,11 @@ class _Process:
     def _ready(self) -> bool:
         return port_open(self.host, self.port)
 
+    def _spawn(self, log: IO[bytes]) -> subprocess.Popen[bytes]:
+        """The child in its own session (signals reach only it), its output in the log."""
+        return subprocess.Popen(self._command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
+                                start_new_session=True)
+
     # -- lifecycle
     @property
     def running(self) -> bool:
@@ -111,10 +116,7 @@ class _Process:
         deadline = time.monotonic() + timeout
         while True:
             with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(
-                    self._command(), stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir,
-                    start_new_session=True,
-                )
+                self.proc = self._spawn(log)
             try:
                 while not self._ready():
                     if self.proc.poll() is not None:
