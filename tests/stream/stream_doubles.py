@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from corevad_stream.camera import CameraPipeline
 from corevad_stream.config import StreamConfig, config_from_dict
+from corevad_stream.entities import CameraCounters
+from corevad_stream.ring import FrameRing
+from corevad_stream.scoring import CameraScoring
 from corevad_stream.testing.doubles import ANOMALOUS, GARBLED, NORMAL, HashEncoder, ScriptedBackend
 
 __all__ = ["ANOMALOUS", "GARBLED", "NORMAL", "HashEncoder", "ScriptedBackend", "stream_config"]
@@ -30,3 +34,15 @@ def store_section(at: Any) -> dict[str, str]:
     if at.path is not None:
         return {"path": str(at.path)}
     return {"url": at.url, "password_env": "COREVAD_TEST_PG_PASSWORD"}
+
+
+def camera_pipeline(name: str = "c", *, ring: FrameRing | None = None, **sections: Any) -> CameraPipeline:
+    """One frame-less camera's pipeline with real scoring, outside any App (sections as for stream_config)."""
+    cfg = stream_config([{"name": name, "url": "frameless://"}], **sections)
+    cam_cfg = cfg.cameras[0]
+    alerts, refinement = cfg.camera_section(cam_cfg, "alerts"), cfg.camera_section(cam_cfg, "refinement")
+    counters = CameraCounters()
+    scoring = CameraScoring(name, params=refinement.params(), alerts=alerts.params(), use_features=False,
+                            counters=counters, run_id="r")
+    return CameraPipeline(cam_cfg, counters=counters, scoring=scoring, ring=ring, results_bound=4,
+                          down_after_s=30.0, alerts=alerts, refinement=refinement)

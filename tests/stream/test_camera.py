@@ -6,28 +6,20 @@ import asyncio
 import logging
 
 import pytest
-from stream_doubles import stream_config
+from stream_doubles import camera_pipeline
 
 from corevad.prompt import parse_answer
 from corevad_stream.camera import CameraPipeline
-from corevad_stream.entities import CameraCounters, CameraStatus, ScoringOutput, SegmentJob, SegmentResult
+from corevad_stream.entities import CameraStatus, ScoringOutput, SegmentJob, SegmentResult
 from corevad_stream.messages import AlertEventRecord, ModelRecord, ScoreRecord
 from corevad_stream.ring import FrameRing
-from corevad_stream.scoring import CameraScoring
 
 ANOMALY = "Anomalous scenes. A man climbs the fence."
 
 
 def _pipeline(*, ring: FrameRing | None = None) -> CameraPipeline:
-    cfg = stream_config([{"name": "c", "url": "frameless://"}], refinement={"smooth_length": 1},
-                        alerts={"open_threshold": 0.6, "close_threshold": 0.4})
-    cam_cfg = cfg.cameras[0]
-    alerts, refinement = cfg.camera_section(cam_cfg, "alerts"), cfg.camera_section(cam_cfg, "refinement")
-    counters = CameraCounters()
-    scoring = CameraScoring("c", params=refinement.params(), alerts=alerts.params(), use_features=False,
-                            counters=counters, run_id="r")
-    return CameraPipeline(cam_cfg, counters=counters, scoring=scoring, ring=ring, results_bound=4,
-                          down_after_s=30.0, alerts=alerts, refinement=refinement)
+    return camera_pipeline("c", ring=ring, refinement={"smooth_length": 1},
+                           alerts={"open_threshold": 0.6, "close_threshold": 0.4})
 
 
 def _result(i: int, text: str = ANOMALY, error: str | None = None) -> SegmentResult:

@@ -383,22 +383,14 @@ async def test_a_camera_keeps_its_disarm_when_another_member_takes_it_over(  # t
 ) -> None:
     """Arming commands live in the group's database too: the member that takes a camera over reads them, so a
     camera someone disarmed does not start alerting again on another member (its own state file knows nothing)."""
-    from stream_doubles import stream_config
+    from stream_doubles import camera_pipeline
 
     from corevad_stream.arming_control import ArmingControl
     from corevad_stream.camera import CameraPipeline
-    from corevad_stream.entities import CameraCounters, ScoringOutput
-    from corevad_stream.scoring import CameraScoring
+    from corevad_stream.entities import ScoringOutput
 
     def pipeline() -> CameraPipeline:
-        cfg = stream_config([{"name": "dock", "url": "frameless://"}])
-        cam_cfg = cfg.cameras[0]
-        alerts, refinement = cfg.camera_section(cam_cfg, "alerts"), cfg.camera_section(cam_cfg, "refinement")
-        counters = CameraCounters()
-        scoring = CameraScoring("dock", params=refinement.params(), alerts=alerts.params(), use_features=False,
-                                counters=counters, run_id="r")
-        return CameraPipeline(cam_cfg, counters=counters, scoring=scoring, ring=None, results_bound=4,
-                              down_after_s=30.0, alerts=alerts, refinement=refinement)
+        return camera_pipeline("dock")
 
     async def dispatch(cam: CameraPipeline, out: ScoringOutput) -> None:
         return None
