@@ -159,8 +159,10 @@ class App:
         # Sinks first: they outlive every stage, so teardown flushes stages into them before closing.
         built = build_sinks(self.config, prefix=self.prefix, store=self.store_location,
                             live_feed=self.live_feed if self.config.metrics.enabled else None,
-                            from_config=self._config_sinks, on_command=self.arming.mqtt_command) + self._extra_sinks
-        for sink in built:  # before any is entered: a sink's first session subscribes to the commands
+                            from_config=self._config_sinks) + self._extra_sinks
+        # Arming commands come in through the MQTT sinks of this prefix (built here or brought by the caller);
+        # set before any is entered: a sink's first session subscribes to the commands.
+        for sink in built:
             if isinstance(sink, MqttSink) and sink.on_command is None and sink.prefix == self.prefix:
                 sink.on_command = self.arming.mqtt_command
         for sink in built:

@@ -11,9 +11,9 @@ from .base import Sink
 
 
 def build_sinks(cfg: StreamConfig, *, prefix: str, store: StoreLocation, live_feed: Sink | None,
-                from_config: bool = True, on_command: Any = None) -> list[Sink]:
+                from_config: bool = True) -> list[Sink]:
     """from_config False: only the live feed (the caller brings its own sinks). store: where the history goes
-(StoreConfig.location). on_command: the MQTT sink's command handler (ArmingControl.mqtt_command)."""
+(StoreConfig.location). The app gives MQTT sinks of its prefix their command handler (App.start)."""
     sinks: list[Sink] = []
     if from_config and cfg.jsonl is not None:
         from .jsonl import JsonlSink
@@ -28,7 +28,7 @@ def build_sinks(cfg: StreamConfig, *, prefix: str, store: StoreLocation, live_fe
         from .mqtt import MqttSink
 
         sinks.append(MqttSink(cfg.mqtt, outbox_path=cfg.mqtt.outbox_path(cfg.runtime.state_path()),
-                              cameras=[c.name for c in cfg.enabled_cameras()], on_command=on_command))
+                              cameras=[c.name for c in cfg.enabled_cameras()]))
     if live_feed is not None:
         sinks.append(live_feed)
     return sinks
