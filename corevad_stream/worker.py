@@ -31,6 +31,25 @@ def _failure(exc: BaseException) -> tuple[str, str]:
     return (exc.kind if isinstance(exc, ModelError) else "error"), (str(exc) or type(exc).__name__)
 
 
+def _answer_error(a: Answer) -> tuple[str, str] | None:
+    """(kind, message) of an answer that cannot be scored: the backend's own error, or no text at all."""
+    if a.error is not None:
+        return (a.error_kind or "error", a.error)
+    if not a.text.strip():
+        return ("empty", "the model returned an empty answer")
+    return None
+
+
+def _result(job: SegmentJob, verdict: Verdict, visual: np.ndarray | None, resp: np.ndarray | None,
+            desc: np.ndarray | None, snap: np.ndarray | None, model_s: float, err: tuple[str, str] | None,
+            text_emb: np.ndarray | None, p_anomalous: float | None, *, pending: bool = False) -> SegmentResult:
+    """A segment's result; a failed one carries its error and never a label probability."""
+    return SegmentResult(job, verdict, visual, resp, desc, snap, model_s,
+                         error=None if err is None else err[1], error_kind=None if err is None else err[0],
+                         answer_text_emb=text_emb, description_text_emb=text_emb,
+                         p_anomalous=p_anomalous if err is None else None, description_pending=pending and err is None)
+
+
 class ModelWorker:
     """Runs the VLM backend and the CLIP encoder on batches of segments."""
 
@@ -100,7 +119,7 @@ class ModelWorker:
                 probs = [a.p_anomalous for a in scored]
                 # A segment the backend could not answer alone (describe on_demand: its description pass
                 # failed and its verdict is unknown) fails alone.
-                errors = [None if a.error is None else (a.error_kind or "error", a.error) for a in scored]
+                errors = [_answer_error(a) for a in scored]
             except Exception as exc:  # noqa: BLE001 - model failure: no answers for this batch, keep running
                 self.errors += 1
                 kind, message = _failure(exc)
@@ -108,9 +127,6 @@ class ModelWorker:
                           ", ".join(f"{j.camera}#{j.index}" for j in batch), message)
                 texts = [""] * len(batch)
                 errors = [(kind, message)] * len(batch)
-            for i, a in enumerate(texts):
-                if errors[i] is None and not (a or "").strip():
-                    errors[i] = ("empty", "the model returned an empty answer")
             verdicts = [parse_answer(a) for a in texts]
             visual, resp, desc = self._features(batch, verdicts)
             desc_t = self._text(verdicts, errors)
@@ -122,11 +138,8 @@ class ModelWorker:
         model_s = pb.prep_s + time.perf_counter() - t0
         out = []
         for i, job in enumerate(batch):
-            err = errors[i]
-            out.append(SegmentResult(job, verdicts[i], visual[i], resp[i], desc[i], snaps[i], model_s,
-                                     error=None if err is None else err[1], error_kind=None if err is None else err[0],
-                                     answer_text_emb=desc_t[i], description_text_emb=desc_t[i],
-                                     p_anomalous=probs[i] if err is None else None))
+            out.append(_result(job, verdicts[i], visual[i], resp[i], desc[i], snaps[i], model_s, errors[i],
+                               desc_t[i], probs[i]))
         return out
 
     # -- two-phase delivery (a backend with two_phase: describe on_demand) -----------------------------------
@@ -162,10 +175,7 @@ class ModelWorker:
             for i in known:
                 a = vp.answers[i]
                 assert a is not None
-                if a.error is not None:
-                    errors[i] = (a.error_kind or "error", a.error)
-                elif not a.text.strip():
-                    errors[i] = ("empty", "the model returned an empty answer")
+                errors[i] = _answer_error(a)
             visual = self._visual(batch)
             resp, desc = self._answer_embeddings(verdicts, [i for i in known if visual[i] is not None])
             desc_t = self._text(verdicts, [errors[i] if i in known else ("held", "") for i in range(len(batch))])
@@ -182,12 +192,8 @@ class ModelWorker:
             if a is None:
                 out.append(None)
                 continue
-            err = errors[i]
-            out.append(SegmentResult(job, verdicts[i], visual[i], resp[i], desc[i], snaps[i], model_s,
-                                     error=None if err is None else err[1], error_kind=None if err is None else err[0],
-                                     answer_text_emb=desc_t[i], description_text_emb=desc_t[i],
-                                     p_anomalous=a.p_anomalous if err is None else None,
-                                     description_pending=i in pending and err is None))
+            out.append(_result(job, verdicts[i], visual[i], resp[i], desc[i], snaps[i], model_s, errors[i],
+                               desc_t[i], a.p_anomalous, pending=i in pending))
         if not vp.pending:
             return out, None
         held = {i: (visual[i], snaps[i]) for i in vp.pending if vp.answers[i] is None}
@@ -209,9 +215,7 @@ class ModelWorker:
             got = [Answer("", None, described=False, error=message, error_kind=kind) for _ in vp.pending]
         model_s = time.perf_counter() - t0
         verdicts = [parse_answer(a.text) for a in got]
-        errors: list[tuple[str, str] | None] = [
-            (a.error_kind or "error", a.error) if a.error is not None
-            else ("empty", "the model returned an empty answer") if not a.text.strip() else None for a in got]
+        errors = [_answer_error(a) for a in got]
         described = [k for k, e in enumerate(errors) if e is None]
         self.descriptions += sum(1 for k in described if vp.answers[vp.pending[k]] is not None)
         self.descriptions_failed += sum(1 for k, e in enumerate(errors)
@@ -225,10 +229,8 @@ class ModelWorker:
             job, err, a = dp.jobs[i], errors[k], got[k]
             if i in dp.held:
                 visual, snap = dp.held[i]
-                results.append(SegmentResult(
-                    job, verdicts[k], visual, resp[k], desc[k], snap, model_s, error=None if err is None else err[1],
-                    error_kind=None if err is None else err[0], answer_text_emb=desc_t[k],
-                    description_text_emb=desc_t[k], p_anomalous=a.p_anomalous if err is None else None))
+                results.append(_result(job, verdicts[k], visual, resp[k], desc[k], snap, model_s, err, desc_t[k],
+                                       a.p_anomalous))
             else:
                 updates.append(DescriptionUpdate(
                     camera=job.camera, index=job.index, model_s=model_s,
