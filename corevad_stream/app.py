@@ -60,7 +60,6 @@ from .model_stage import ModelStage
 from .notify import Notifier
 from .publisher import Publisher
 from .redact import redact
-from .security import read_secret
 from .sinks.base import Sink
 from .sinks.factory import SinkHealth, build_sinks
 from .sinks.mqtt import MqttSink
@@ -232,10 +231,8 @@ class App:
 
     # -- the group (config `group`): the member starts and stops cameras --------------------------------
     def _group_member(self) -> GroupMember:
-        g, store = self.config.group, self.config.store
-        password = read_secret(env=store.password_env, file=store.password_file, field="store.password")
-        book = LeaseBook(str(store.url), password=password.get_secret_value() if password is not None else None,
-                         timeout_s=g.renew_s)
+        g, store = self.config.group, self.store_location  # the group's database is the store's (config check)
+        book = LeaseBook(str(store.url), password=store.password, timeout_s=g.renew_s)
         return GroupMember(book=book, monitor=self.monitor_id, cameras=[c.name for c in self.config.enabled_cameras()],
                            lease_s=g.lease_s, renew_s=g.renew_s, margin_s=g.margin_s, max_cameras=g.max_cameras,
                            start=self._group_start, stop=self._group_stop,
