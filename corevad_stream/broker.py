@@ -151,6 +151,12 @@ def mqtt_broker_answers(host: str, port: int, *, timeout: float = 1.0) -> bool:
     return len(reply) >= 2 and reply[0] == 0x20 and reply[1] == 0x02
 
 
+def dial_host(host: str) -> str:
+    """Where a client on this machine connects to a broker listening on `host`: a wildcard listen address
+    (0.0.0.0, ::, empty) is reached on loopback."""
+    return "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+
+
 def _bind_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
 

@@ -34,6 +34,7 @@ import aiomqtt
 
 from corevad.backoff import Backoff
 
+from .broker import dial_host
 from .config.cameras import NAME_PATTERN
 from .config.mqtt import MqttConfig
 from .messages import CAMERA_STATES, GLOBAL_KINDS, KIND_POLICY, Message
@@ -80,7 +81,7 @@ def broker_address(cfg: MqttConfig, *, embedded_port: int | None = None) -> Brok
     when it is enabled (`embedded_port`: the port it really listens on, for port 0), else host/port/user."""
     eb = cfg.embedded_broker
     if eb.enabled:
-        host = "127.0.0.1" if eb.host in ("0.0.0.0", "", "::") else eb.host
+        host = dial_host(eb.host)
         pw = eb.password()
         port = embedded_port or eb.port
         if port == 0:

@@ -35,7 +35,7 @@ import aiomqtt
 from corevad.backoff import Backoff
 
 from ..arming_control import command_topics
-from ..broker import EmbeddedBroker, mqtt_broker_answers
+from ..broker import EmbeddedBroker, dial_host, mqtt_broker_answers
 from ..config.mqtt import MqttConfig as MqttConfig  # the schema's; imported from here by older code
 from ..config.mqtt import MqttReconnectConfig as MqttReconnectConfig
 from ..errors import StreamError
@@ -155,12 +155,12 @@ class MqttSink:
                 # The embedded broker is a fallback, not a collision (e.g. Debian's Mosquitto on 1883).
                 log.info("an MQTT broker already answers on %s:%d: publishing to it, not starting the embedded "
                          "one", eb.host, eb.port)
-                host = "127.0.0.1" if eb.host in ("0.0.0.0", "", "::") else eb.host
+                host = dial_host(eb.host)
                 port, username, password = eb.port, eb.username, eb.password()
             elif eb.enabled:
                 self._broker = EmbeddedBroker.from_config(cfg.embedded_broker)
                 await self._broker.start()
-                host = "127.0.0.1" if self._broker.host in ("0.0.0.0", "", "::") else self._broker.host
+                host = dial_host(self._broker.host)
                 port, username = self._broker.port, cfg.embedded_broker.username
                 password = cfg.embedded_broker.password()
             self._client_kwargs = dict(
